@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * modelfs.c - entry point and the one dispatch table of the modelfs CLI.
+ *
+ * The CLI is a thin layer: each subcommand parses options and calls the
+ * libraries (verity/, cache/, fs/). When invoked as mount.modelfs or with
+ * the mount(8) helper convention the mount subcommand is implied.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct cli_command commands[] = {
+	{"digest", cmd_digest,
+	 "digest [--hash-alg sha256|sha512] [--block-size N] [--salt HEX] FILE...",
+	 "print fs-verity file digests, as `fsverity digest` does"},
+	{"keygen", cmd_keygen, "keygen [--type ecdsa-p256|ecdsa-p384|ecdsa-p521|ed25519] PREFIX",
+	 "create a signing key pair PREFIX.key / PREFIX.pub"},
+	{"seal", cmd_seal,
+	 "seal --key PREFIX.key [--name N] [--revision R] [--source URL] [--base-model M] "
+	 "[--license L] [--dataset D]... [--property k=v]... [--hash-alg A] [--block-size N] "
+	 "[--salt HEX] [--trees-only --trust KEY.pub...] MODEL_DIR",
+	 "sign a model folder: write MODEL_DIR/model.sig and its Merkle trees"},
+	{"verify", cmd_verify,
+	 "verify --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--signature FILE] "
+	 "[--ignore-paths PATH ...] [--ignore-unsigned-files] MODEL_DIR",
+	 "verify a signed model folder or file"},
+	{"inspect", cmd_inspect, "inspect [--json] MODEL_DIR",
+	 "show the signer, provenance and files of a signed model"},
+	{"mount", cmd_mount,
+	 "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "
+	 "[--pickle=hide|show|deny] [--cache-dir DIR] STORE MOUNTPOINT",
+	 "serve the signed models of STORE read-only, verified block by block"},
+	{"scan", cmd_scan, "scan [--format text|json|sarif] [-r] PATH...",
+	 "classify pickle files without executing them"},
+};
+
+const struct cli_command *cli_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void print_help(FILE *f)
+{
+	fprintf(f, "usage: modelfs COMMAND [OPTIONS] ...\n\ncommands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "\n'modelfs COMMAND --help' shows a command's options.\n"
+		   "Exit status: 0 success, 1 verification failed or unsafe, 2 usage or I/O error.\n");
+}
+
+int main(int argc, char **argv)
+{
+	const char *prog = strrchr(argv[0], '/');
+
+	prog = prog ? prog + 1 : argv[0];
+	/* mount(8) runs "mount.fuse3 ... -t fuse.modelfs" as "modelfs STORE MNT -o OPTS". */
+	if (strcmp(prog, "mount.modelfs") == 0 ||
+	    (argc > 1 && argv[1][0] != '-' && !cli_find(argv[1]) && argc >= 3))
+		return cmd_mount(argc, argv);
+
+	if (argc < 2) {
+		print_help(stderr);
+		return EXIT_USAGE_IO;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		print_help(stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("modelfs %s\n", MV_VERSION);
+		return EXIT_OK;
+	}
+	const struct cli_command *cmd = cli_find(argv[1]);
+	if (!cmd) {
+		cli_error("unknown command '%s' (see 'modelfs --help')", argv[1]);
+		return EXIT_USAGE_IO;
+	}
+	return cmd->run(argc - 1, argv + 1);
+}

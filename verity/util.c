@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * util.c - errors, hex, base64 and whole-file I/O shared by every layer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "verity.h"
+
+int mv_err_set(struct mv_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || err->code)
+		return code;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+void mv_hex_encode(const uint8_t *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0xf];
+	}
+	out[2 * len] = '\0';
+}
+
+static int hex_nibble(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int mv_hex_decode(const char *hex, uint8_t *out, size_t out_max)
+{
+	size_t len = strlen(hex);
+
+	if (len % 2 || len / 2 > out_max || len / 2 > INT_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < len / 2; i++) {
+		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return (int)(len / 2);
+}
+
+char *mv_base64_encode(const uint8_t *in, size_t len)
+{
+	size_t out_len;
+	char *out;
+
+	if (len > (SIZE_MAX / 4) * 3 - 3 || len > INT_MAX)
+		return NULL;
+	out_len = 4 * ((len + 2) / 3);
+	out = malloc(out_len + 1);
+	if (!out)
+		return NULL;
+	EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+	out[out_len] = '\0';
+	return out;
+}
+
+/*
+ * Strict decoding: standard alphabet, length a multiple of 4, padding only
+ * at the end. EVP_DecodeBlock alone accepts whitespace and miscounts padding.
+ */
+int mv_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len)
+{
+	size_t pad = 0, n;
+	uint8_t *buf;
+
+	*out = NULL;
+	*out_len = 0;
+	if (in_len % 4 || in_len > INT_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < in_len; i++) {
+		char c = in[i];
+		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+			  (c >= '0' && c <= '9') || c == '+' || c == '/';
+
+		if (c == '=' && i >= in_len - 2) {
+			pad++;
+			continue;
+		}
+		if (!ok || pad)
+			return -EINVAL;
+	}
+	n = in_len / 4 * 3;
+	buf = malloc(n + 1);
+	if (!buf)
+		return -ENOMEM;
+	if (in_len && EVP_DecodeBlock(buf, (const unsigned char *)in, (int)in_len) != (int)n) {
+		free(buf);
+		return -EINVAL;
+	}
+	*out = buf;
+	*out_len = n - pad;
+	buf[*out_len] = 0;
+	return 0;
+}
+
+int mv_read_file(const char *path, size_t max, char **out, size_t *out_len, struct mv_err *err)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t done = 0;
+	int fd, ret;
+
+	*out = NULL;
+	*out_len = 0;
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return mv_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
+	if (fstat(fd, &st) < 0) {
+		ret = mv_err_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		ret = mv_err_set(err, -EINVAL, "%s: not a regular file", path);
+		goto out;
+	}
+	if ((uint64_t)st.st_size > max) {
+		ret = mv_err_set(err, -EFBIG, "%s: too large (%lld bytes, limit %zu)", path,
+				 (long long)st.st_size, max);
+		goto out;
+	}
+	buf = malloc((size_t)st.st_size + 1);
+	if (!buf) {
+		ret = mv_err_set(err, -ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	while (done < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ret = mv_err_set(err, n < 0 ? -errno : -EIO, "%s: read failed: %s", path,
+					 n < 0 ? strerror(errno) : "file shrank");
+			goto out;
+		}
+		done += (size_t)n;
+	}
+	buf[done] = '\0';
+	*out = buf;
+	*out_len = done;
+	buf = NULL;
+	ret = 0;
+out:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+int mv_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
+			 struct mv_err *err)
+{
+	char tmp[PATH_MAX];
+	const uint8_t *p = data;
+	int fd, ret = 0;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
+		return mv_err_set(err, -ENAMETOOLONG, "%s: path too long", path);
+	fd = mkostemp(tmp, O_CLOEXEC);
+	if (fd < 0)
+		return mv_err_set(err, -errno, "%s: cannot create temporary file: %s", path,
+				  strerror(errno));
+	if (fchmod(fd, mode) < 0) {
+		ret = mv_err_set(err, -errno, "%s: chmod: %s", tmp, strerror(errno));
+		goto fail;
+	}
+	while (len) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			ret = mv_err_set(err, -errno, "%s: write failed: %s", path, strerror(errno));
+			goto fail;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) < 0) {
+		ret = mv_err_set(err, -errno, "%s: fsync failed: %s", path, strerror(errno));
+		goto fail;
+	}
+	if (close(fd) < 0) {
+		fd = -1;
+		ret = mv_err_set(err, -errno, "%s: close failed: %s", path, strerror(errno));
+		goto fail;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0) {
+		ret = mv_err_set(err, -errno, "%s: rename failed: %s", path, strerror(errno));
+		goto fail;
+	}
+	return 0;
+fail:
+	if (fd >= 0)
+		close(fd);
+	unlink(tmp);
+	return ret;
+}
