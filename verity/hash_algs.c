@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "verity.h"
+#include "verity_internal.h"
 
 struct hash_alg_info {
 	const char *name;
@@ -154,4 +155,14 @@ struct mv_hasher *mv_hasher_thread(enum mv_hash_alg alg)
 void mv_sha256(const void *data, size_t len, uint8_t out[32])
 {
 	EVP_Digest(data, len, out, NULL, EVP_sha256(), NULL);
+}
+
+EVP_MD_CTX *mv_hasher_ctx(struct mv_hasher *h)
+{
+	return h->ctx;
+}
+
+const EVP_MD *mv_hasher_md(struct mv_hasher *h)
+{
+	return h->md;
 }
