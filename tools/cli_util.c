@@ -35,10 +35,8 @@ int cli_report(const struct mv_err *err)
 	cli_error("%s", err->msg[0] ? err->msg : strerror(-err->code));
 	switch (err->code) {
 	case -EBADMSG:
-	case -EKEYREJECTED:
-		return EXIT_VERIFY;
-	default:
-		return EXIT_USAGE_IO;
+	case -EKEYREJECTED: return EXIT_VERIFY;
+	default: return EXIT_USAGE_IO;
 	}
 }
 
@@ -54,13 +52,23 @@ int cli_parse_size(const char *s, unsigned long long *out)
 	if (errno || end == s)
 		return -EINVAL;
 	switch (*end) {
-	case '\0':
+	case '\0': break;
+	case 'k':
+	case 'K':
+		mult = 1ULL << 10;
+		end++;
 		break;
-	case 'k': case 'K': mult = 1ULL << 10; end++; break;
-	case 'm': case 'M': mult = 1ULL << 20; end++; break;
-	case 'g': case 'G': mult = 1ULL << 30; end++; break;
-	default:
-		return -EINVAL;
+	case 'm':
+	case 'M':
+		mult = 1ULL << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1ULL << 30;
+		end++;
+		break;
+	default: return -EINVAL;
 	}
 	if (*end == 'i' && end[1] == 'B')
 		end += 2;

@@ -45,11 +45,11 @@ static int digest_one(const char *path, struct mv_tree_params *p)
 int cmd_digest(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"hash-alg", required_argument, NULL, 'a'},
-		{"block-size", required_argument, NULL, 'b'},
-		{"salt", required_argument, NULL, 's'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"hash-alg", required_argument, NULL, 'a'},
+	    {"block-size", required_argument, NULL, 'b'},
+	    {"salt", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct mv_tree_params p = {.alg = MV_HASH_SHA256, .block_size = 4096};
 	int c, status = EXIT_OK;
@@ -64,22 +64,21 @@ int cmd_digest(int argc, char **argv)
 			break;
 		case 'b':
 			if (cli_parse_block_size(optarg, &p)) {
-				cli_error("digest: invalid block size '%s' (a power of two, 1K..64K)",
-					  optarg);
+				cli_error(
+				    "digest: invalid block size '%s' (a power of two, 1K..64K)",
+				    optarg);
 				return EXIT_USAGE_IO;
 			}
 			break;
 		case 's':
 			if (cli_parse_salt(optarg, &p)) {
-				cli_error("digest: invalid salt '%s' (hex, at most 32 bytes)", optarg);
+				cli_error("digest: invalid salt '%s' (hex, at most 32 bytes)",
+				          optarg);
 				return EXIT_USAGE_IO;
 			}
 			break;
-		case 'h':
-			cli_usage("digest");
-			return EXIT_OK;
-		default:
-			return cli_usage("digest");
+		case 'h': cli_usage("digest"); return EXIT_OK;
+		default: return cli_usage("digest");
 		}
 	}
 	if (optind >= argc)

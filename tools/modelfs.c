@@ -12,28 +12,28 @@
 #include "cli.h"
 
 static const struct cli_command commands[] = {
-	{"digest", cmd_digest,
-	 "digest [--hash-alg sha256|sha512] [--block-size N] [--salt HEX] FILE...",
-	 "print fs-verity file digests, as `fsverity digest` does"},
-	{"keygen", cmd_keygen, "keygen [--type ecdsa-p256|ecdsa-p384|ecdsa-p521|ed25519] PREFIX",
-	 "create a signing key pair PREFIX.key / PREFIX.pub"},
-	{"seal", cmd_seal,
-	 "seal --key PREFIX.key [--name N] [--revision R] [--source URL] [--base-model M] "
-	 "[--license L] [--dataset D]... [--property k=v]... [--hash-alg A] [--block-size N] "
-	 "[--salt HEX] [--trees-only --trust KEY.pub...] MODEL_DIR",
-	 "sign a model folder: write MODEL_DIR/model.sig and its Merkle trees"},
-	{"verify", cmd_verify,
-	 "verify --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--signature FILE] "
-	 "[--ignore-paths PATH ...] [--ignore-unsigned-files] MODEL_DIR",
-	 "verify a signed model folder or file"},
-	{"inspect", cmd_inspect, "inspect [--json] MODEL_DIR",
-	 "show the signer, provenance and files of a signed model"},
-	{"mount", cmd_mount,
-	 "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "
-	 "[--pickle=hide|show|deny] [--cache-dir DIR] STORE MOUNTPOINT",
-	 "serve the signed models of STORE read-only, verified block by block"},
-	{"scan", cmd_scan, "scan [--format text|json|sarif] [-r] PATH...",
-	 "classify pickle files without executing them"},
+    {"digest", cmd_digest,
+     "digest [--hash-alg sha256|sha512] [--block-size N] [--salt HEX] FILE...",
+     "print fs-verity file digests, as `fsverity digest` does"},
+    {"keygen", cmd_keygen, "keygen [--type ecdsa-p256|ecdsa-p384|ecdsa-p521|ed25519] PREFIX",
+     "create a signing key pair PREFIX.key / PREFIX.pub"},
+    {"seal", cmd_seal,
+     "seal --key PREFIX.key [--name N] [--revision R] [--source URL] [--base-model M] "
+     "[--license L] [--dataset D]... [--property k=v]... [--hash-alg A] [--block-size N] "
+     "[--salt HEX] [--trees-only --trust KEY.pub...] MODEL_DIR",
+     "sign a model folder: write MODEL_DIR/model.sig and its Merkle trees"},
+    {"verify", cmd_verify,
+     "verify --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--signature FILE] "
+     "[--ignore-paths PATH ...] [--ignore-unsigned-files] MODEL_DIR",
+     "verify a signed model folder or file"},
+    {"inspect", cmd_inspect, "inspect [--json] MODEL_DIR",
+     "show the signer, provenance and files of a signed model"},
+    {"mount", cmd_mount,
+     "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "
+     "[--pickle=hide|show|deny] [--cache-dir DIR] STORE MOUNTPOINT",
+     "serve the signed models of STORE read-only, verified block by block"},
+    {"scan", cmd_scan, "scan [--format text|json|sarif] [-r] PATH...",
+     "classify pickle files without executing them"},
 };
 
 const struct cli_command *cli_find(const char *name)
@@ -49,8 +49,9 @@ static void print_help(FILE *f)
 	fprintf(f, "usage: modelfs COMMAND [OPTIONS] ...\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "\n'modelfs COMMAND --help' shows a command's options.\n"
-		   "Exit status: 0 success, 1 verification failed or unsafe, 2 usage or I/O error.\n");
+	fprintf(f,
+	        "\n'modelfs COMMAND --help' shows a command's options.\n"
+	        "Exit status: 0 success, 1 verification failed or unsafe, 2 usage or I/O error.\n");
 }
 
 int main(int argc, char **argv)

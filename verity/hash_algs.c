@@ -24,8 +24,8 @@ struct hash_alg_info {
 };
 
 static const struct hash_alg_info hash_algs[] = {
-	[MV_HASH_SHA256] = {"sha256", 32, 64},
-	[MV_HASH_SHA512] = {"sha512", 64, 128},
+    [MV_HASH_SHA256] = {"sha256", 32, 64},
+    [MV_HASH_SHA512] = {"sha512", 64, 128},
 };
 
 static const struct hash_alg_info *alg_info(enum mv_hash_alg alg)
@@ -102,7 +102,7 @@ void mv_hasher_free(struct mv_hasher *h)
 }
 
 int mv_hasher_digest(struct mv_hasher *h, const void *prefix, size_t prefix_len, const void *data,
-		     size_t len, uint8_t *out)
+                     size_t len, uint8_t *out)
 {
 	if (!EVP_DigestInit_ex2(h->ctx, h->md, NULL) ||
 	    (prefix_len && !EVP_DigestUpdate(h->ctx, prefix, prefix_len)) ||

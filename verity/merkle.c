@@ -58,8 +58,8 @@ int mv_tree_geometry(const struct mv_tree_params *p, struct mv_tree_geometry *g)
 	return 0;
 }
 
-int mv_hash_block(struct mv_hasher *h, const struct mv_tree_params *p, const void *data,
-		  size_t len, uint8_t *out)
+int mv_hash_block(struct mv_hasher *h, const struct mv_tree_params *p, const void *data, size_t len,
+                  uint8_t *out)
 {
 	EVP_MD_CTX *ctx = mv_hasher_ctx(h);
 	size_t salt_block = mv_hash_block_size(p->alg);
@@ -69,7 +69,7 @@ int mv_hash_block(struct mv_hasher *h, const struct mv_tree_params *p, const voi
 	if (!EVP_DigestInit_ex2(ctx, mv_hasher_md(h), NULL))
 		return -EIO;
 	if (p->salt_size && (!EVP_DigestUpdate(ctx, p->salt, p->salt_size) ||
-			     !EVP_DigestUpdate(ctx, mv_zero_block, salt_block - p->salt_size)))
+	                     !EVP_DigestUpdate(ctx, mv_zero_block, salt_block - p->salt_size)))
 		return -EIO;
 	if (!EVP_DigestUpdate(ctx, data, len) ||
 	    (len < p->block_size && !EVP_DigestUpdate(ctx, mv_zero_block, p->block_size - len)) ||
@@ -111,13 +111,13 @@ struct mv_tree_builder {
 	size_t pending_len; /* bytes of a partial data block in pending */
 	uint8_t *pending;
 	uint8_t *level_buf[MV_MAX_LEVELS];
-	size_t level_fill[MV_MAX_LEVELS];   /* bytes used in level_buf */
+	size_t level_fill[MV_MAX_LEVELS];    /* bytes used in level_buf */
 	uint64_t level_index[MV_MAX_LEVELS]; /* blocks emitted per level */
 	uint8_t root[MV_MAX_DIGEST_SIZE];
 };
 
 int mv_tree_builder_new(const struct mv_tree_params *p, mv_tree_sink_fn sink, void *sink_ctx,
-			struct mv_tree_builder **out)
+                        struct mv_tree_builder **out)
 {
 	struct mv_tree_builder *b;
 	int ret;
@@ -281,7 +281,7 @@ digest:
 #define MEASURE_BUF (1u << 20)
 
 int mv_measure_fd(int fd, const struct mv_tree_params *p, mv_tree_sink_fn sink, void *sink_ctx,
-		  struct mv_measurement *m)
+                  struct mv_measurement *m)
 {
 	struct mv_tree_builder *b = NULL;
 	uint8_t *buf = NULL;

@@ -1,1 +1,203 @@
-/* placeholder */
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * treefile.c - the on-disk tree file: a 4 KiB header, then the tree blocks in
+ * fs-verity's order (top level first). See docs/formats.md.
+ *
+ * Header layout (little-endian):
+ *   0   magic "MFSTREE1"          8
+ *   8   u32 format version (1)
+ *   12  u8 hash algorithm, u8 log2 block size, u8 salt size, u8 levels
+ *   16  u64 data size
+ *   24  u64 tree offset (bytes from the file start to the first tree block)
+ *   32  u8 salt[32]
+ *   64  u8 root hash[64]          (a hint only: trust comes from the signature)
+ *   128 u64 level start[8]        (in blocks from the tree offset)
+ *   192 u64 level blocks[8]
+ *   256 u64 total tree blocks
+ *   264 u8 SHA-256 of bytes 0..263, to tell a damaged header from a stale one
+ *   296 zeros up to 4096
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "verity.h"
+#include "verity_internal.h"
+
+#define TREE_FORMAT_VERSION 1
+#define HDR_CHECKSUM_OFF    264
+
+void mv_tree_header_encode(const struct mv_tree_header *h, uint8_t *buf)
+{
+	memset(buf, 0, MV_TREE_HEADER_SIZE);
+	memcpy(buf, MV_TREE_MAGIC, 8);
+	mv_put_le32(buf + 8, TREE_FORMAT_VERSION);
+	buf[12] = (uint8_t)h->params.alg;
+	buf[13] = (uint8_t)h->geo.log_block_size;
+	buf[14] = h->params.salt_size;
+	buf[15] = (uint8_t)h->geo.num_levels;
+	mv_put_le64(buf + 16, h->params.data_size);
+	mv_put_le64(buf + 24, h->tree_offset);
+	memcpy(buf + 32, h->params.salt, h->params.salt_size);
+	memcpy(buf + 64, h->root, h->geo.digest_size);
+	for (int i = 0; i < MV_MAX_LEVELS; i++) {
+		mv_put_le64(buf + 128 + 8 * i, h->geo.level_start[i]);
+		mv_put_le64(buf + 192 + 8 * i, h->geo.level_blocks[i]);
+	}
+	mv_put_le64(buf + 256, h->geo.tree_blocks);
+	mv_sha256(buf, HDR_CHECKSUM_OFF, buf + HDR_CHECKSUM_OFF);
+}
+
+int mv_tree_header_decode(const uint8_t *buf, size_t len, uint64_t file_size,
+                          struct mv_tree_header *h, struct mv_err *err)
+{
+	uint8_t sum[32];
+	struct mv_tree_geometry *g = &h->geo;
+
+	memset(h, 0, sizeof(*h));
+	if (len < MV_TREE_HEADER_SIZE)
+		return mv_err_set(err, -EBADMSG, "truncated header (%zu bytes)", len);
+	if (memcmp(buf, MV_TREE_MAGIC, 8) != 0)
+		return mv_err_set(err, -EBADMSG, "bad magic (not a modelfs tree file)");
+	if (mv_get_le32(buf + 8) != TREE_FORMAT_VERSION)
+		return mv_err_set(err, -EBADMSG, "unsupported tree format version %u",
+		                  mv_get_le32(buf + 8));
+	mv_sha256(buf, HDR_CHECKSUM_OFF, sum);
+	if (memcmp(sum, buf + HDR_CHECKSUM_OFF, 32) != 0)
+		return mv_err_set(err, -EBADMSG, "header checksum mismatch (damaged header)");
+	if (buf[13] < MV_MIN_LOG_BLOCK || buf[13] > MV_MAX_LOG_BLOCK)
+		return mv_err_set(err, -EBADMSG, "bad log2 block size %u", buf[13]);
+	h->params.alg = (enum mv_hash_alg)buf[12];
+	h->params.block_size = 1u << buf[13];
+	h->params.salt_size = buf[14];
+	h->params.data_size = mv_get_le64(buf + 16);
+	if (h->params.salt_size > MV_MAX_SALT_SIZE)
+		return mv_err_set(err, -EBADMSG, "bad salt size %u", buf[14]);
+	memcpy(h->params.salt, buf + 32, h->params.salt_size);
+	if (mv_tree_geometry(&h->params, g))
+		return mv_err_set(err, -EBADMSG, "bad tree parameters (algorithm %u)", buf[12]);
+	/* The recorded layout must be exactly the one the parameters imply. */
+	if (buf[15] != g->num_levels || mv_get_le64(buf + 256) != g->tree_blocks)
+		return mv_err_set(err, -EBADMSG, "level count or size disagrees with parameters");
+	for (int i = 0; i < MV_MAX_LEVELS; i++)
+		if (mv_get_le64(buf + 128 + 8 * i) != g->level_start[i] ||
+		    mv_get_le64(buf + 192 + 8 * i) != g->level_blocks[i])
+			return mv_err_set(err, -EBADMSG,
+			                  "level %d offsets disagree with parameters", i);
+	h->tree_offset = mv_get_le64(buf + 24);
+	if (h->tree_offset < MV_TREE_HEADER_SIZE || h->tree_offset > (1u << 20))
+		return mv_err_set(err, -EBADMSG, "bad tree offset %llu",
+		                  (unsigned long long)h->tree_offset);
+	memcpy(h->root, buf + 64, g->digest_size);
+	if (file_size) {
+		uint64_t tree_bytes = g->tree_blocks << g->log_block_size;
+
+		if (tree_bytes > UINT64_MAX - h->tree_offset ||
+		    file_size < h->tree_offset + tree_bytes)
+			return mv_err_set(err, -EBADMSG, "truncated: %llu bytes, tree needs %llu",
+			                  (unsigned long long)file_size,
+			                  (unsigned long long)(h->tree_offset + tree_bytes));
+	}
+	return 0;
+}
+
+struct tree_writer {
+	int fd;
+	uint64_t tree_offset;
+	const struct mv_tree_geometry *geo;
+};
+
+/* Sink: writes each finished tree block at its place in the file. */
+static int write_tree_block(void *ctx, unsigned level, uint64_t index, const void *block,
+                            size_t block_size)
+{
+	struct tree_writer *w = ctx;
+	uint64_t pos =
+	    w->tree_offset + ((w->geo->level_start[level] + index) << w->geo->log_block_size);
+	const uint8_t *p = block;
+
+	while (block_size) {
+		ssize_t n = pwrite(w->fd, p, block_size, (off_t)pos);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		pos += (uint64_t)n;
+		block_size -= (size_t)n;
+	}
+	return 0;
+}
+
+static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		buf += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int mv_tree_file_write(int data_fd, const struct mv_tree_params *p, const char *tree_path,
+                       struct mv_measurement *m, struct mv_err *err)
+{
+	struct mv_tree_header h = {.params = *p, .tree_offset = MV_TREE_HEADER_SIZE};
+	struct tree_writer w = {.fd = -1, .tree_offset = MV_TREE_HEADER_SIZE, .geo = &h.geo};
+	uint8_t *hdr = NULL;
+	char tmp[PATH_MAX];
+	int ret;
+
+	if (mv_tree_geometry(p, &h.geo))
+		return mv_err_set(err, -EINVAL, "%s: invalid tree parameters", tree_path);
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", tree_path) >= (int)sizeof(tmp))
+		return mv_err_set(err, -ENAMETOOLONG, "%s: path too long", tree_path);
+	w.fd = mkostemp(tmp, O_CLOEXEC);
+	if (w.fd < 0)
+		return mv_err_set(err, -errno, "%s: cannot create: %s", tree_path, strerror(errno));
+	ret = mv_measure_fd(data_fd, p, write_tree_block, &w, m);
+	if (ret) {
+		mv_err_set(err, ret, "%s: cannot build tree: %s", tree_path, strerror(-ret));
+		goto fail;
+	}
+	hdr = malloc(MV_TREE_HEADER_SIZE);
+	if (!hdr) {
+		ret = mv_err_set(err, -ENOMEM, "%s: out of memory", tree_path);
+		goto fail;
+	}
+	memcpy(h.root, m->root, sizeof(h.root));
+	mv_tree_header_encode(&h, hdr);
+	ret = pwrite_all(w.fd, hdr, MV_TREE_HEADER_SIZE, 0);
+	if (!ret && (fchmod(w.fd, 0644) < 0 || fsync(w.fd) < 0))
+		ret = -errno;
+	if (ret) {
+		mv_err_set(err, ret, "%s: write failed: %s", tree_path, strerror(-ret));
+		goto fail;
+	}
+	close(w.fd);
+	w.fd = -1;
+	if (rename(tmp, tree_path) < 0) {
+		ret = mv_err_set(err, -errno, "%s: rename failed: %s", tree_path, strerror(errno));
+		goto fail;
+	}
+	free(hdr);
+	return 0;
+fail:
+	if (w.fd >= 0)
+		close(w.fd);
+	unlink(tmp);
+	free(hdr);
+	return ret;
+}

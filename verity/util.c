@@ -98,7 +98,7 @@ int mv_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_l
 	for (size_t i = 0; i < in_len; i++) {
 		char c = in[i];
 		bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-			  (c >= '0' && c <= '9') || c == '+' || c == '/';
+		          (c >= '0' && c <= '9') || c == '+' || c == '/';
 
 		if (c == '=' && i >= in_len - 2) {
 			pad++;
@@ -143,7 +143,7 @@ int mv_read_file(const char *path, size_t max, char **out, size_t *out_len, stru
 	}
 	if ((uint64_t)st.st_size > max) {
 		ret = mv_err_set(err, -EFBIG, "%s: too large (%lld bytes, limit %zu)", path,
-				 (long long)st.st_size, max);
+		                 (long long)st.st_size, max);
 		goto out;
 	}
 	buf = malloc((size_t)st.st_size + 1);
@@ -158,7 +158,7 @@ int mv_read_file(const char *path, size_t max, char **out, size_t *out_len, stru
 			continue;
 		if (n <= 0) {
 			ret = mv_err_set(err, n < 0 ? -errno : -EIO, "%s: read failed: %s", path,
-					 n < 0 ? strerror(errno) : "file shrank");
+			                 n < 0 ? strerror(errno) : "file shrank");
 			goto out;
 		}
 		done += (size_t)n;
@@ -175,7 +175,7 @@ out:
 }
 
 int mv_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
-			 struct mv_err *err)
+                         struct mv_err *err)
 {
 	char tmp[PATH_MAX];
 	const uint8_t *p = data;
@@ -186,7 +186,7 @@ int mv_write_file_atomic(const char *path, const void *data, size_t len, unsigne
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return mv_err_set(err, -errno, "%s: cannot create temporary file: %s", path,
-				  strerror(errno));
+		                  strerror(errno));
 	if (fchmod(fd, mode) < 0) {
 		ret = mv_err_set(err, -errno, "%s: chmod: %s", tmp, strerror(errno));
 		goto fail;
@@ -197,7 +197,8 @@ int mv_write_file_atomic(const char *path, const void *data, size_t len, unsigne
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
-			ret = mv_err_set(err, -errno, "%s: write failed: %s", path, strerror(errno));
+			ret =
+			    mv_err_set(err, -errno, "%s: write failed: %s", path, strerror(errno));
 			goto fail;
 		}
 		p += n;

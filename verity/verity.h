@@ -287,6 +287,9 @@ struct mv_tree {
 	uint8_t root[MV_MAX_DIGEST_SIZE];
 };
 
+/* True if both describe the same tree (algorithm, block size, salt, size). */
+bool mv_tree_params_equal(const struct mv_tree_params *a, const struct mv_tree_params *b);
+
 /* Builds an mv_tree from a measurement taken from a signature. */
 int mv_tree_init(struct mv_tree *t, const struct mv_tree_params *p, const uint8_t *root);
 

@@ -27,8 +27,8 @@ const EVP_MD *mv_hasher_md(struct mv_hasher *h);
  * @data, @len: in: block contents; len < block_size is zero-padded
  * @out: out: digest
  */
-int mv_hash_block(struct mv_hasher *h, const struct mv_tree_params *p, const void *data,
-		  size_t len, uint8_t *out);
+int mv_hash_block(struct mv_hasher *h, const struct mv_tree_params *p, const void *data, size_t len,
+                  uint8_t *out);
 
 static inline void mv_put_le64(uint8_t *p, uint64_t v)
 {
