@@ -422,6 +422,7 @@ struct mv_signer {
 	char key_id[65];      /* hex SHA-256 of the SPKI DER of the signing key */
 	char *subject;        /* certificate subject (one line), or NULL */
 	enum mv_key_type key_type;
+	char hint[65];        /* OMS hint of the signing key ("" if unknown) */
 };
 
 struct mv_manifest {
@@ -474,6 +475,15 @@ int mv_sig_open(const char *sig_path, const struct mv_trust *trust, mv_warn_fn w
 int mv_sig_parse(const char *json, size_t len, const struct mv_trust *trust, mv_warn_fn warn,
 		 void *warn_ctx, struct mv_manifest **out, struct mv_err *err);
 
+/*
+ * Reads a model.sig and parses bundle and statement WITHOUT checking the
+ * signature or any trust (inspect). signer holds what the bundle claims:
+ * hint (key method) or subject and key_id (certificate). Never use the
+ * result to decide what is trusted.
+ */
+int mv_sig_inspect(const char *sig_path, mv_warn_fn warn, void *warn_ctx,
+		   struct mv_manifest **out, struct mv_err *err);
+
 /* Parses a statement payload alone, without any signature (inspect, fuzz). */
 int mv_statement_parse(const char *json, size_t len, struct mv_manifest **out,
 		       struct mv_err *err);
@@ -504,6 +514,12 @@ int mv_dsse_pae(const char *type, const void *body, size_t body_len, uint8_t **o
  * Sealing and whole-model verification (seal.c, model_verify.c, walk.c)
  * ------------------------------------------------------------------------ */
 
+/* What a seal covered (for the CLI's summary line). */
+struct mv_seal_stats {
+	size_t files;
+	uint64_t bytes;
+};
+
 struct mv_seal_opts {
 	const char *name; /* subject name; default: folder's base name */
 	struct mv_provenance prov;
@@ -511,6 +527,10 @@ struct mv_seal_opts {
 	bool trees_only;            /* rebuild trees for an existing signature */
 	const struct mv_trust *trust; /* with trees_only: to check it first */
 	unsigned threads;             /* 0 = number of CPUs */
+	const char **ignore_paths;    /* extra paths to leave out, relative to the model */
+	size_t n_ignore_paths;
+	const char *signature;        /* default: MODEL/model.sig; FILE.sig for a single file */
+	struct mv_seal_stats *stats;  /* out (may be NULL) */
 };
 
 /**
