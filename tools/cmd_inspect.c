@@ -1,9 +1,417 @@
 // SPDX-License-Identifier: Apache-2.0
-/* cmd_inspect.c - placeholder until the subcommand lands. */
+/*
+ * cmd_inspect.c - `modelfs inspect [--json] MODEL`: show what a model.sig
+ * says - signer, provenance, and per file its size, format and digests -
+ * WITHOUT checking it against any trust input. Inspection answers "what
+ * does this signature claim?"; `modelfs verify` answers "is it true?".
+ *
+ * The bundle's structure is checked here and the statement goes through the
+ * same strict parser as verification (mv_statement_parse), so what is shown
+ * is exactly what a verifier would act on. Formats come from the mount's
+ * content detector (mfs_format_detect), judged by bytes, never by name.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <openssl/x509.h>
+
 #include "cli.h"
+#include "fs.h"
+
+#define BUNDLE_MEDIA_TYPE "application/vnd.dev.sigstore.bundle.v0.3+json"
+#define SNIFF_BYTES       4096
+
+/* The signer as the bundle names it (not verified). */
+struct signer_info {
+	char kind[32];    /* "key", "key (pre-1.1 rawBytes)", "certificate" */
+	char detail[512]; /* hint or subject */
+};
+
+/* What one file looks like on disk now. */
+struct file_info {
+	bool present;
+	uint64_t size;
+	const char *format;
+};
+
+static const cJSON *member(const cJSON *obj, const char *name, int type)
+{
+	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+
+	return it && (it->type & 0xff) == type ? it : NULL;
+}
+
+/* Decodes base64 member @name of @obj; NULL if absent or invalid. */
+static uint8_t *member_base64(const cJSON *obj, const char *name, size_t *len)
+{
+	const cJSON *s = member(obj, name, cJSON_String);
+	uint8_t *out = NULL;
+
+	if (!s || mv_base64_decode(s->valuestring, strlen(s->valuestring), &out, len))
+		return NULL;
+	return out;
+}
+
+static void signer_from_cert(const cJSON *cert, struct signer_info *si)
+{
+	const unsigned char *p;
+	uint8_t *der;
+	size_t len;
+	X509 *x;
+
+	snprintf(si->kind, sizeof(si->kind), "certificate");
+	snprintf(si->detail, sizeof(si->detail), "(undecodable)");
+	der = member_base64(cert, "rawBytes", &len);
+	if (!der)
+		return;
+	p = der;
+	x = d2i_X509(NULL, &p, (long)len);
+	if (x) {
+		X509_NAME_oneline(X509_get_subject_name(x), si->detail, sizeof(si->detail));
+		X509_free(x);
+	}
+	free(der);
+}
+
+static void signer_from_raw_key(const cJSON *pk, struct signer_info *si)
+{
+	struct mv_key *k = NULL;
+	char hint[65];
+	uint8_t *raw;
+	size_t len;
+
+	snprintf(si->kind, sizeof(si->kind), "key (pre-1.1 rawBytes)");
+	snprintf(si->detail, sizeof(si->detail), "(undecodable)");
+	raw = member_base64(pk, "rawBytes", &len);
+	if (raw && !mv_key_from_public_bytes(raw, len, &k, NULL)) {
+		mv_key_hint(k, hint);
+		snprintf(si->detail, sizeof(si->detail), "%s (%s)", hint,
+		         mv_key_type_name(mv_key_get_type(k)));
+		mv_key_free(k);
+	}
+	free(raw);
+}
+
+/* Reads verificationMaterial: publicKey (hint or rawBytes) or a certificate chain. */
+static int describe_signer(const cJSON *vm, struct signer_info *si)
+{
+	const cJSON *pk = member(vm, "publicKey", cJSON_Object);
+	const cJSON *chain = member(vm, "x509CertificateChain", cJSON_Object);
+	const cJSON *certs = chain ? member(chain, "certificates", cJSON_Array) : NULL;
+	const cJSON *hint = pk ? member(pk, "hint", cJSON_String) : NULL;
+
+	if (hint) {
+		snprintf(si->kind, sizeof(si->kind), "key");
+		snprintf(si->detail, sizeof(si->detail), "%s", hint->valuestring);
+	} else if (pk) {
+		signer_from_raw_key(pk, si);
+	} else if (certs && cJSON_GetArraySize(certs) > 0) {
+		signer_from_cert(cJSON_GetArrayItem(certs, 0), si);
+	} else if (member(vm, "certificate", cJSON_Object)) {
+		signer_from_cert(member(vm, "certificate", cJSON_Object), si);
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Checks the bundle's structure and parses its statement (no signature check). */
+static int decode_bundle(const char *path, const char *json, size_t len, struct mv_manifest **m,
+                         struct signer_info *si)
+{
+	const cJSON *mt, *env, *payload, *vm;
+	struct mv_err err = {0};
+	cJSON *root = cJSON_ParseWithLength(json, len);
+	uint8_t *stmt = NULL;
+	size_t stmt_len;
+	int ret = -EINVAL;
+
+	if (!root) {
+		cli_error("%s: not valid JSON", path);
+		return ret;
+	}
+	mt = member(root, "mediaType", cJSON_String);
+	env = member(root, "dsseEnvelope", cJSON_Object);
+	vm = member(root, "verificationMaterial", cJSON_Object);
+	payload = env ? member(env, "payload", cJSON_String) : NULL;
+	if (!mt || strcmp(mt->valuestring, BUNDLE_MEDIA_TYPE) != 0)
+		cli_error("%s: mediaType: not a Sigstore bundle v0.3", path);
+	else if (!payload || !vm)
+		cli_error("%s: missing dsseEnvelope.payload or verificationMaterial", path);
+	else if (describe_signer(vm, si))
+		cli_error("%s: verificationMaterial: no public key or certificate", path);
+	else if (!(stmt = member_base64(env, "payload", &stmt_len)))
+		cli_error("%s: dsseEnvelope.payload: invalid base64", path);
+	else if (mv_statement_parse((const char *)stmt, stmt_len, m, &err))
+		cli_error("%s: %s", path, err.msg);
+	else
+		ret = 0;
+	free(stmt);
+	cJSON_Delete(root);
+	return ret;
+}
+
+/* mfs_pread_fn over a plain fd (inspect reads the files as they are now). */
+static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n = pread(*(int *)ctx, buf, len, (off_t)off);
+
+	return n < 0 ? -errno : n;
+}
+
+static void file_info(const char *model, bool single, const char *name, struct file_info *fi)
+{
+	enum mfs_format fmt;
+	struct stat st;
+	char *path = NULL;
+	int fd = -1;
+
+	memset(fi, 0, sizeof(*fi));
+	fi->format = "missing";
+	if (single || strcmp(name, ".") == 0)
+		path = strdup(model);
+	else if (asprintf(&path, "%s/%s", model, name) < 0)
+		path = NULL;
+	if (path)
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	free(path);
+	if (fd < 0)
+		return;
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		fi->present = true;
+		fi->size = (uint64_t)st.st_size;
+		fi->format = mfs_format_detect(fd_pread, &fd, fi->size, &fmt)
+		                 ? "unreadable"
+		                 : mfs_format_name(fmt);
+	} else {
+		fi->format = "not a regular file";
+	}
+	close(fd);
+}
+
+/* Hex of a resource's fs-verity digest as `fsverity digest` prints it. */
+static void merkle_strings(const struct mv_resource *r, char *digest, char *salt)
+{
+	const struct mv_tree_params *p = &r->merkle.params;
+	char hex[2 * MV_MAX_DIGEST_SIZE + 1];
+
+	mv_hex_encode(r->merkle.digest, mv_hash_digest_size(p->alg), hex);
+	sprintf(digest, "%s:%s", mv_hash_name(p->alg), hex);
+	mv_hex_encode(p->salt, p->salt_size, salt);
+}
+
+static void print_prov_text(const struct mv_provenance *p)
+{
+	const struct {
+		const char *label, *value;
+	} f[] = {
+	    {"name", p->name},
+	    {"revision", p->revision},
+	    {"source", p->source},
+	    {"base model", p->base_model},
+	    {"license", p->license},
+	    {"signed at", p->signed_at},
+	    {"tool version", p->tool_version},
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (f[i].value)
+			printf("  %-13s %s\n", f[i].label, f[i].value);
+	for (size_t i = 0; i < p->n_datasets; i++)
+		printf("  %-13s %s\n", "dataset", p->datasets[i]);
+	for (size_t i = 0; i < p->n_props; i++)
+		printf("  %-13s %s=%s\n", "property", p->props[i].key, p->props[i].value);
+}
+
+static void print_text(const char *model, bool single, const char *sig_path,
+                       const struct mv_manifest *m, const struct signer_info *si)
+{
+	char hex[65], digest[2 * MV_MAX_DIGEST_SIZE + 16], salt[2 * MV_MAX_SALT_SIZE + 1];
+
+	mv_hex_encode(m->subject_sha256, 32, hex);
+	printf("signature:  %s (not verified; run `modelfs verify` to check it)\n", sig_path);
+	printf("subject:    %s sha256:%s\n", m->subject_name, hex);
+	printf("signer:     %s %s\n", si->kind, si->detail);
+	printf("merkle:     %s\n",
+	       m->has_extension ? "yes (modelfs extension)" : "no (plain OMS signature)");
+	if (m->has_extension) {
+		printf("provenance:\n");
+		print_prov_text(&m->prov);
+	}
+	printf("ignore paths:");
+	for (size_t i = 0; i < m->n_ignore; i++)
+		printf(" %s", m->ignore_paths[i]);
+	printf("%s\nfiles: %zu\n", m->n_ignore ? "" : " (none)", m->n_res);
+	for (size_t i = 0; i < m->n_res; i++) {
+		const struct mv_resource *r = &m->res[i];
+		struct file_info fi;
+
+		file_info(model, single, r->name, &fi);
+		mv_hex_encode(r->sha256, 32, hex);
+		printf("  %s\n    size %llu, format %s\n    sha256:%s\n", r->name,
+		       (unsigned long long)(r->has_merkle ? r->merkle.params.data_size : fi.size),
+		       fi.format, hex);
+		if (!r->has_merkle)
+			continue;
+		merkle_strings(r, digest, salt);
+		printf("    fs-verity %s (block %u, salt %s)\n", digest,
+		       r->merkle.params.block_size, salt[0] ? salt : "none");
+	}
+}
+
+static cJSON *prov_json(const struct mv_provenance *p)
+{
+	cJSON *o = cJSON_CreateObject(), *a, *props;
+	const struct {
+		const char *key, *value;
+	} f[] = {
+	    {"name", p->name},
+	    {"revision", p->revision},
+	    {"source", p->source},
+	    {"base_model", p->base_model},
+	    {"license", p->license},
+	    {"signed_at", p->signed_at},
+	    {"tool_version", p->tool_version},
+	};
+
+	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+		if (f[i].value)
+			cJSON_AddStringToObject(o, f[i].key, f[i].value);
+	a = cJSON_AddArrayToObject(o, "datasets");
+	for (size_t i = 0; i < p->n_datasets; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(p->datasets[i]));
+	props = cJSON_AddObjectToObject(o, "properties");
+	for (size_t i = 0; i < p->n_props; i++)
+		cJSON_AddStringToObject(props, p->props[i].key, p->props[i].value);
+	return o;
+}
+
+static cJSON *file_json(const char *model, bool single, const struct mv_resource *r)
+{
+	char hex[65], digest[2 * MV_MAX_DIGEST_SIZE + 16], salt[2 * MV_MAX_SALT_SIZE + 1];
+	cJSON *o = cJSON_CreateObject();
+	struct file_info fi;
+
+	file_info(model, single, r->name, &fi);
+	mv_hex_encode(r->sha256, 32, hex);
+	cJSON_AddStringToObject(o, "name", r->name);
+	cJSON_AddNumberToObject(o, "size",
+	                        (double)(r->has_merkle ? r->merkle.params.data_size : fi.size));
+	cJSON_AddBoolToObject(o, "present", fi.present);
+	cJSON_AddStringToObject(o, "format", fi.format);
+	cJSON_AddStringToObject(o, "sha256", hex);
+	if (r->has_merkle) {
+		merkle_strings(r, digest, salt);
+		cJSON_AddStringToObject(o, "fsverity_digest", digest);
+		cJSON_AddStringToObject(o, "hash_algorithm", mv_hash_name(r->merkle.params.alg));
+		cJSON_AddNumberToObject(o, "block_size", r->merkle.params.block_size);
+		cJSON_AddStringToObject(o, "salt", salt);
+	}
+	return o;
+}
+
+static int print_json(const char *model, bool single, const char *sig_path,
+                      const struct mv_manifest *m, const struct signer_info *si)
+{
+	cJSON *o = cJSON_CreateObject(), *s, *a;
+	char hex[65], *text;
+
+	cJSON_AddStringToObject(o, "signature", sig_path);
+	cJSON_AddBoolToObject(o, "verified", false);
+	s = cJSON_AddObjectToObject(o, "subject");
+	mv_hex_encode(m->subject_sha256, 32, hex);
+	cJSON_AddStringToObject(s, "name", m->subject_name);
+	cJSON_AddStringToObject(s, "sha256", hex);
+	s = cJSON_AddObjectToObject(o, "signer");
+	cJSON_AddStringToObject(s, "kind", si->kind);
+	cJSON_AddStringToObject(s, strncmp(si->kind, "key", 3) == 0 ? "hint" : "subject",
+	                        si->detail);
+	cJSON_AddBoolToObject(o, "merkle", m->has_extension);
+	if (m->has_extension)
+		cJSON_AddItemToObject(o, "provenance", prov_json(&m->prov));
+	a = cJSON_AddArrayToObject(o, "ignore_paths");
+	for (size_t i = 0; i < m->n_ignore; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(m->ignore_paths[i]));
+	a = cJSON_AddArrayToObject(o, "files");
+	for (size_t i = 0; i < m->n_res; i++)
+		cJSON_AddItemToArray(a, file_json(model, single, &m->res[i]));
+	text = cJSON_Print(o);
+	cJSON_Delete(o);
+	if (!text) {
+		cli_error("inspect: out of memory");
+		return EXIT_USAGE_IO;
+	}
+	printf("%s\n", text);
+	cJSON_free(text);
+	return EXIT_OK;
+}
 
 int cmd_inspect(int argc, char **argv)
 {
-	cli_error("inspect: not implemented yet");
-	return EXIT_USAGE_IO;
+	static const struct option opts[] = {
+	    {"json", no_argument, NULL, 'j'},
+	    {"signature", required_argument, NULL, 's'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *sig_opt = NULL, *model;
+	struct mv_manifest *m = NULL;
+	struct signer_info si = {{0}};
+	struct mv_err err = {0};
+	char *sig_path = NULL, *json = NULL;
+	size_t json_len;
+	struct stat st;
+	bool as_json = false, single;
+	int c, ret = EXIT_USAGE_IO;
+
+	while ((c = getopt_long(argc, argv, "hj", opts, NULL)) != -1) {
+		switch (c) {
+		case 'j': as_json = true; break;
+		case 's': sig_opt = optarg; break;
+		case 'h': cli_usage("inspect"); return EXIT_OK;
+		default: return cli_usage("inspect");
+		}
+	}
+	if (optind + 1 != argc)
+		return cli_usage("inspect");
+	model = argv[optind];
+	if (stat(model, &st) < 0) {
+		cli_error("%s: %s", model, strerror(errno));
+		return EXIT_USAGE_IO;
+	}
+	single = S_ISREG(st.st_mode);
+	if (sig_opt)
+		sig_path = strdup(sig_opt);
+	else if (asprintf(&sig_path, single ? "%s.sig" : "%s/" MV_SIG_NAME, model) < 0)
+		sig_path = NULL;
+	if (!sig_path) {
+		cli_error("inspect: out of memory");
+		goto out;
+	}
+	if (mv_read_file(sig_path, MV_MAX_SIG_SIZE, &json, &json_len, &err)) {
+		ret = cli_report(&err);
+		goto out;
+	}
+	if (decode_bundle(sig_path, json, json_len, &m, &si)) {
+		ret = EXIT_VERIFY;
+		goto out;
+	}
+	if (as_json) {
+		ret = print_json(model, single, sig_path, m, &si);
+	} else {
+		print_text(model, single, sig_path, m, &si);
+		ret = EXIT_OK;
+	}
+out:
+	mv_manifest_free(m);
+	free(json);
+	free(sig_path);
+	return ret;
 }
