@@ -25,8 +25,7 @@
 #include "cli.h"
 #include "fs.h"
 
-#define BUNDLE_MEDIA_TYPE "application/vnd.dev.sigstore.bundle.v0.3+json"
-#define SNIFF_BYTES       4096
+#define SNIFF_BYTES 4096
 
 /* The signer as the bundle names it (not verified). */
 struct signer_info {
@@ -41,121 +40,21 @@ struct file_info {
 	const char *format;
 };
 
-static const cJSON *member(const cJSON *obj, const char *name, int type)
+/* Fills @si from what the bundle claims (mv_sig_inspect checks no trust). */
+static void describe_signer(const struct mv_manifest *m, struct signer_info *si)
 {
-	const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, name);
+	const struct mv_signer *sg = &m->signer;
 
-	return it && (it->type & 0xff) == type ? it : NULL;
-}
-
-/* Decodes base64 member @name of @obj; NULL if absent or invalid. */
-static uint8_t *member_base64(const cJSON *obj, const char *name, size_t *len)
-{
-	const cJSON *s = member(obj, name, cJSON_String);
-	uint8_t *out = NULL;
-
-	if (!s || mv_base64_decode(s->valuestring, strlen(s->valuestring), &out, len))
-		return NULL;
-	return out;
-}
-
-static void signer_from_cert(const cJSON *cert, struct signer_info *si)
-{
-	const unsigned char *p;
-	uint8_t *der;
-	size_t len;
-	X509 *x;
-
-	snprintf(si->kind, sizeof(si->kind), "certificate");
-	snprintf(si->detail, sizeof(si->detail), "(undecodable)");
-	der = member_base64(cert, "rawBytes", &len);
-	if (!der)
-		return;
-	p = der;
-	x = d2i_X509(NULL, &p, (long)len);
-	if (x) {
-		X509_NAME_oneline(X509_get_subject_name(x), si->detail, sizeof(si->detail));
-		X509_free(x);
-	}
-	free(der);
-}
-
-static void signer_from_raw_key(const cJSON *pk, struct signer_info *si)
-{
-	struct mv_key *k = NULL;
-	char hint[65];
-	uint8_t *raw;
-	size_t len;
-
-	snprintf(si->kind, sizeof(si->kind), "key (pre-1.1 rawBytes)");
-	snprintf(si->detail, sizeof(si->detail), "(undecodable)");
-	raw = member_base64(pk, "rawBytes", &len);
-	if (raw && !mv_key_from_public_bytes(raw, len, &k, NULL)) {
-		mv_key_hint(k, hint);
-		snprintf(si->detail, sizeof(si->detail), "%s (%s)", hint,
-		         mv_key_type_name(mv_key_get_type(k)));
-		mv_key_free(k);
-	}
-	free(raw);
-}
-
-/* Reads verificationMaterial: publicKey (hint or rawBytes) or a certificate chain. */
-static int describe_signer(const cJSON *vm, struct signer_info *si)
-{
-	const cJSON *pk = member(vm, "publicKey", cJSON_Object);
-	const cJSON *chain = member(vm, "x509CertificateChain", cJSON_Object);
-	const cJSON *certs = chain ? member(chain, "certificates", cJSON_Array) : NULL;
-	const cJSON *hint = pk ? member(pk, "hint", cJSON_String) : NULL;
-
-	if (hint) {
-		snprintf(si->kind, sizeof(si->kind), "key");
-		snprintf(si->detail, sizeof(si->detail), "%s", hint->valuestring);
-	} else if (pk) {
-		signer_from_raw_key(pk, si);
-	} else if (certs && cJSON_GetArraySize(certs) > 0) {
-		signer_from_cert(cJSON_GetArrayItem(certs, 0), si);
-	} else if (member(vm, "certificate", cJSON_Object)) {
-		signer_from_cert(member(vm, "certificate", cJSON_Object), si);
+	if (sg->is_certificate) {
+		snprintf(si->kind, sizeof(si->kind), "certificate");
+		snprintf(si->detail, sizeof(si->detail), "%s",
+		         sg->subject ? sg->subject : "(no subject)");
 	} else {
-		return -EINVAL;
+		snprintf(si->kind, sizeof(si->kind), "%s",
+		         m->legacy_key_material ? "key (pre-1.1 rawBytes)" : "key");
+		snprintf(si->detail, sizeof(si->detail), "%s",
+		         sg->hint[0] ? sg->hint : "(unknown)");
 	}
-	return 0;
-}
-
-/* Checks the bundle's structure and parses its statement (no signature check). */
-static int decode_bundle(const char *path, const char *json, size_t len, struct mv_manifest **m,
-                         struct signer_info *si)
-{
-	const cJSON *mt, *env, *payload, *vm;
-	struct mv_err err = {0};
-	cJSON *root = cJSON_ParseWithLength(json, len);
-	uint8_t *stmt = NULL;
-	size_t stmt_len;
-	int ret = -EINVAL;
-
-	if (!root) {
-		cli_error("%s: not valid JSON", path);
-		return ret;
-	}
-	mt = member(root, "mediaType", cJSON_String);
-	env = member(root, "dsseEnvelope", cJSON_Object);
-	vm = member(root, "verificationMaterial", cJSON_Object);
-	payload = env ? member(env, "payload", cJSON_String) : NULL;
-	if (!mt || strcmp(mt->valuestring, BUNDLE_MEDIA_TYPE) != 0)
-		cli_error("%s: mediaType: not a Sigstore bundle v0.3", path);
-	else if (!payload || !vm)
-		cli_error("%s: missing dsseEnvelope.payload or verificationMaterial", path);
-	else if (describe_signer(vm, si))
-		cli_error("%s: verificationMaterial: no public key or certificate", path);
-	else if (!(stmt = member_base64(env, "payload", &stmt_len)))
-		cli_error("%s: dsseEnvelope.payload: invalid base64", path);
-	else if (mv_statement_parse((const char *)stmt, stmt_len, m, &err))
-		cli_error("%s: %s", path, err.msg);
-	else
-		ret = 0;
-	free(stmt);
-	cJSON_Delete(root);
-	return ret;
 }
 
 /* mfs_pread_fn over a plain fd (inspect reads the files as they are now). */
@@ -365,8 +264,7 @@ int cmd_inspect(int argc, char **argv)
 	struct mv_manifest *m = NULL;
 	struct signer_info si = {{0}};
 	struct mv_err err = {0};
-	char *sig_path = NULL, *json = NULL;
-	size_t json_len;
+	char *sig_path = NULL;
 	struct stat st;
 	bool as_json = false, single;
 	int c, ret = EXIT_USAGE_IO;
@@ -395,14 +293,14 @@ int cmd_inspect(int argc, char **argv)
 		cli_error("inspect: out of memory");
 		goto out;
 	}
-	if (mv_read_file(sig_path, MV_MAX_SIG_SIZE, &json, &json_len, &err)) {
+	if (mv_sig_inspect(sig_path, NULL, NULL, &m, &err)) {
+		/* A malformed signature is a failed check (1), like in verify. */
 		ret = cli_report(&err);
+		if (err.code == -EINVAL)
+			ret = EXIT_VERIFY;
 		goto out;
 	}
-	if (decode_bundle(sig_path, json, json_len, &m, &si)) {
-		ret = EXIT_VERIFY;
-		goto out;
-	}
+	describe_signer(m, &si);
 	if (as_json) {
 		ret = print_json(model, single, sig_path, m, &si);
 	} else {
@@ -411,7 +309,6 @@ int cmd_inspect(int argc, char **argv)
 	}
 out:
 	mv_manifest_free(m);
-	free(json);
 	free(sig_path);
 	return ret;
 }

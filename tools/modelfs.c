@@ -20,13 +20,14 @@ static const struct cli_command commands[] = {
     {"seal", cmd_seal,
      "seal --key PREFIX.key [--name N] [--revision R] [--source URL] [--base-model M] "
      "[--license L] [--dataset D]... [--property k=v]... [--hash-alg A] [--block-size N] "
-     "[--salt HEX] [--trees-only --trust KEY.pub...] MODEL_DIR",
+     "[--salt HEX] [--ignore-paths PATH]... [--signature FILE] [--threads N] "
+     "[--trees-only --trust KEY.pub... --trust-ca CA.pem...] MODEL_DIR",
      "sign a model folder: write MODEL_DIR/model.sig and its Merkle trees"},
     {"verify", cmd_verify,
      "verify --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--signature FILE] "
      "[--ignore-paths PATH ...] [--ignore-unsigned-files] MODEL_DIR",
      "verify a signed model folder or file"},
-    {"inspect", cmd_inspect, "inspect [--json] MODEL_DIR",
+    {"inspect", cmd_inspect, "inspect [--json] [--signature FILE] MODEL_DIR",
      "show the signer, provenance and files of a signed model"},
     {"mount", cmd_mount,
      "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "

@@ -143,7 +143,5 @@ unsigned mv_thread_count(unsigned threads);
 void mv_run_parallel(size_t n, unsigned threads, void (*fn)(void *ctx, size_t i), void *ctx);
 
 /* "<fs-verity digest hex>.tree": a tree file's name in MV_TREES_DIR. */
-#define MV_TREE_NAME_MAX (2 * MV_MAX_DIGEST_SIZE + sizeof(".tree"))
-void mv_tree_file_name(const struct mv_measurement *m, char out[MV_TREE_NAME_MAX]);
 
 #endif /* MODELFS_MODEL_INTERNAL_H */

@@ -366,117 +366,6 @@ out:
 }
 
 /* ------------------------------------------------------------------------
- * Tree files
- * ------------------------------------------------------------------------ */
-
-void mv_tree_file_name(const struct mv_measurement *m, char out[MV_TREE_NAME_MAX])
-{
-	mv_hex_encode(m->digest, mv_hash_digest_size(m->params.alg), out);
-	strcat(out, ".tree");
-}
-
-int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, size_t out_len)
-{
-	char name[MV_TREE_NAME_MAX];
-	int n;
-
-	if (!r->has_merkle || !mv_hash_digest_size(r->merkle.params.alg))
-		return -ENOENT;
-	mv_tree_file_name(&r->merkle, name);
-	n = snprintf(out, out_len, "%s/%s/%s", model_dir, MV_TREES_DIR, name);
-	if (n < 0 || (size_t)n >= out_len)
-		return -ENAMETOOLONG;
-	return 0;
-}
-
-/* A tree file being written: blocks land at their place as they complete. */
-struct tree_out {
-	int dirfd;
-	int fd;
-	char tmp[64];
-	struct mv_tree_geometry geo;
-};
-
-static int tree_sink(void *ctx, unsigned level, uint64_t index, const void *block,
-                     size_t block_size)
-{
-	struct tree_out *t = ctx;
-	const uint8_t *p = block;
-	uint64_t pos;
-
-	if (level >= t->geo.num_levels || index >= t->geo.level_blocks[level])
-		return -EINVAL;
-	pos = MV_TREE_HEADER_SIZE + ((t->geo.level_start[level] + index) << t->geo.log_block_size);
-	while (block_size) {
-		ssize_t n = pwrite(t->fd, p, block_size, (off_t)pos);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		pos += (uint64_t)n;
-		block_size -= (size_t)n;
-	}
-	return 0;
-}
-
-static atomic_uint tree_tmp_seq;
-
-/* Creates a temporary tree file in the trees folder. */
-static int tree_out_open(struct tree_out *t, int trees_fd, const struct mv_tree_params *p)
-{
-	t->dirfd = trees_fd;
-	t->fd = -1;
-	if (mv_tree_geometry(p, &t->geo))
-		return -EINVAL;
-	snprintf(t->tmp, sizeof(t->tmp), ".tmp.%ld.%u", (long)getpid(),
-	         atomic_fetch_add(&tree_tmp_seq, 1));
-	t->fd = openat(trees_fd, t->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	return t->fd < 0 ? -errno : 0;
-}
-
-static void tree_out_abort(struct tree_out *t)
-{
-	if (t->fd < 0)
-		return;
-	close(t->fd);
-	unlinkat(t->dirfd, t->tmp, 0);
-	t->fd = -1;
-}
-
-/*
- * Writes the header and renames the file to <digest>.tree. @created is set
- * if no tree of that name existed, so a failed seal can take it back.
- */
-static int tree_out_commit(struct tree_out *t, const struct mv_measurement *m, bool *created)
-{
-	struct mv_tree_header h = {
-	    .params = m->params, .geo = t->geo, .tree_offset = MV_TREE_HEADER_SIZE};
-	char name[MV_TREE_NAME_MAX];
-	uint8_t *hdr = calloc(1, MV_TREE_HEADER_SIZE);
-	int ret = 0;
-
-	if (!hdr)
-		return -ENOMEM;
-	memcpy(h.root, m->root, sizeof(h.root));
-	mv_tree_header_encode(&h, hdr);
-	errno = 0;
-	if (pwrite(t->fd, hdr, MV_TREE_HEADER_SIZE, 0) != MV_TREE_HEADER_SIZE)
-		ret = errno ? -errno : -EIO;
-	free(hdr);
-	if (ret)
-		return ret;
-	mv_tree_file_name(m, name);
-	*created = faccessat(t->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
-	if (renameat(t->dirfd, t->tmp, t->dirfd, name) < 0)
-		return -errno;
-	close(t->fd);
-	t->fd = -1;
-	return 0;
-}
-
-/* ------------------------------------------------------------------------
  * Sealing
  * ------------------------------------------------------------------------ */
 
@@ -523,7 +412,7 @@ static int seal_one(struct seal_ctx *c, struct seal_item *it)
 	                          .activity = "sealing",
 	                          .want_sha256 = c->want_sha256,
 	                          .want_tree = true};
-	struct tree_out t = {.fd = -1};
+	struct mv_tree_writer t = {.fd = -1};
 	int ret;
 
 	job.params = it->signed_res ? it->signed_res->merkle.params : c->opts->tree;
@@ -539,13 +428,13 @@ static int seal_one(struct seal_ctx *c, struct seal_item *it)
 	}
 	job.params.data_size = it->size;
 	if (c->trees_fd >= 0) {
-		ret = tree_out_open(&t, c->trees_fd, &job.params);
+		ret = mv_tree_writer_open(&t, c->trees_fd, &job.params);
 		if (ret) {
 			mv_err_set(&it->err, ret, "%s: cannot create tree file: %s", it->name,
 			           strerror(-ret));
 			goto out;
 		}
-		job.sink = tree_sink;
+		job.sink = mv_tree_writer_sink;
 		job.sink_ctx = &t;
 	}
 	ret = mv_hash_file(&job);
@@ -558,13 +447,16 @@ static int seal_one(struct seal_ctx *c, struct seal_item *it)
 	if (it->signed_res)
 		ret = check_signed(it);
 	if (!ret && t.fd >= 0) {
-		ret = tree_out_commit(&t, &it->m, &it->tree_created);
+		char tname[MV_TREE_NAME_MAX];
+
+		mv_tree_file_name(&it->m, tname);
+		ret = mv_tree_writer_commit(&t, &it->m, tname, false, &it->tree_created);
 		if (ret)
 			mv_err_set(&it->err, ret, "%s: cannot write tree file: %s", it->name,
 			           strerror(-ret));
 	}
 out:
-	tree_out_abort(&t);
+	mv_tree_writer_abort(&t);
 	close(job.fd);
 	return ret;
 }

@@ -18,6 +18,7 @@
  *   296 zeros up to 4096
  */
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -106,32 +107,23 @@ int mv_tree_header_decode(const uint8_t *buf, size_t len, uint64_t file_size,
 	return 0;
 }
 
-struct tree_writer {
-	int fd;
-	uint64_t tree_offset;
-	const struct mv_tree_geometry *geo;
-};
-
-/* Sink: writes each finished tree block at its place in the file. */
-static int write_tree_block(void *ctx, unsigned level, uint64_t index, const void *block,
-                            size_t block_size)
+void mv_tree_file_name(const struct mv_measurement *m, char out[MV_TREE_NAME_MAX])
 {
-	struct tree_writer *w = ctx;
-	uint64_t pos =
-	    w->tree_offset + ((w->geo->level_start[level] + index) << w->geo->log_block_size);
-	const uint8_t *p = block;
+	mv_hex_encode(m->digest, mv_hash_digest_size(m->params.alg), out);
+	strcat(out, ".tree");
+}
 
-	while (block_size) {
-		ssize_t n = pwrite(w->fd, p, block_size, (off_t)pos);
+int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, size_t out_len)
+{
+	char name[MV_TREE_NAME_MAX];
+	int n;
 
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		pos += (uint64_t)n;
-		block_size -= (size_t)n;
-	}
+	if (!r->has_merkle || !mv_hash_digest_size(r->merkle.params.alg))
+		return -ENOENT;
+	mv_tree_file_name(&r->merkle, name);
+	n = snprintf(out, out_len, "%s/%s/%s", model_dir, MV_TREES_DIR, name);
+	if (n < 0 || (size_t)n >= out_len)
+		return -ENAMETOOLONG;
 	return 0;
 }
 
@@ -151,53 +143,115 @@ static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+static atomic_uint tree_tmp_seq;
+
+int mv_tree_writer_open(struct mv_tree_writer *w, int dirfd, const struct mv_tree_params *p)
+{
+	w->dirfd = dirfd;
+	w->fd = -1;
+	if (mv_tree_geometry(p, &w->geo))
+		return -EINVAL;
+	snprintf(w->tmp, sizeof(w->tmp), ".tmp.%ld.%u.tree", (long)getpid(),
+	         atomic_fetch_add(&tree_tmp_seq, 1));
+	w->fd = openat(dirfd, w->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	return w->fd < 0 ? -errno : 0;
+}
+
+int mv_tree_writer_sink(void *ctx, unsigned level, uint64_t index, const void *block,
+                        size_t block_size)
+{
+	struct mv_tree_writer *w = ctx;
+
+	if (level >= w->geo.num_levels || index >= w->geo.level_blocks[level])
+		return -EINVAL;
+	return pwrite_all(w->fd, block, block_size,
+	                  MV_TREE_HEADER_SIZE +
+	                      ((w->geo.level_start[level] + index) << w->geo.log_block_size));
+}
+
+int mv_tree_writer_commit(struct mv_tree_writer *w, const struct mv_measurement *m,
+                          const char *name, bool durable, bool *created)
+{
+	struct mv_tree_header h = {
+	    .params = m->params, .geo = w->geo, .tree_offset = MV_TREE_HEADER_SIZE};
+	uint8_t *hdr = malloc(MV_TREE_HEADER_SIZE);
+	int ret;
+
+	if (!hdr)
+		return -ENOMEM;
+	memcpy(h.root, m->root, sizeof(h.root));
+	mv_tree_header_encode(&h, hdr);
+	ret = pwrite_all(w->fd, hdr, MV_TREE_HEADER_SIZE, 0);
+	free(hdr);
+	if (!ret && durable && fsync(w->fd) < 0)
+		ret = -errno;
+	if (ret)
+		return ret;
+	if (created)
+		*created = faccessat(w->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
+	if (renameat(w->dirfd, w->tmp, w->dirfd, name) < 0)
+		return -errno;
+	close(w->fd);
+	w->fd = -1;
+	return 0;
+}
+
+void mv_tree_writer_abort(struct mv_tree_writer *w)
+{
+	if (w->fd < 0)
+		return;
+	close(w->fd);
+	unlinkat(w->dirfd, w->tmp, 0);
+	w->fd = -1;
+}
+
+/* Splits @path into its folder (opened as a directory fd) and base name. */
+static int open_parent(const char *path, int *dirfd, const char **base)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[PATH_MAX];
+
+	if (!slash) {
+		*dirfd = AT_FDCWD;
+		*base = path;
+		return 0;
+	}
+	if ((size_t)(slash - path) >= sizeof(dir))
+		return -ENAMETOOLONG;
+	memcpy(dir, path, (size_t)(slash - path));
+	dir[slash - path] = '\0';
+	*dirfd = open(slash == path ? "/" : dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	*base = slash + 1;
+	return *dirfd < 0 ? -errno : 0;
+}
+
 int mv_tree_file_write(int data_fd, const struct mv_tree_params *p, const char *tree_path,
                        struct mv_measurement *m, struct mv_err *err)
 {
-	struct mv_tree_header h = {.params = *p, .tree_offset = MV_TREE_HEADER_SIZE};
-	struct tree_writer w = {.fd = -1, .tree_offset = MV_TREE_HEADER_SIZE, .geo = &h.geo};
-	uint8_t *hdr = NULL;
-	char tmp[PATH_MAX];
-	int ret;
+	struct mv_tree_writer w = {.fd = -1};
+	const char *base;
+	int dirfd, ret;
 
-	if (mv_tree_geometry(p, &h.geo))
-		return mv_err_set(err, -EINVAL, "%s: invalid tree parameters", tree_path);
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", tree_path) >= (int)sizeof(tmp))
-		return mv_err_set(err, -ENAMETOOLONG, "%s: path too long", tree_path);
-	w.fd = mkostemp(tmp, O_CLOEXEC);
-	if (w.fd < 0)
-		return mv_err_set(err, -errno, "%s: cannot create: %s", tree_path, strerror(errno));
-	ret = mv_measure_fd(data_fd, p, write_tree_block, &w, m);
+	ret = open_parent(tree_path, &dirfd, &base);
+	if (ret)
+		return mv_err_set(err, ret, "%s: cannot open folder: %s", tree_path,
+		                  strerror(-ret));
+	ret = mv_tree_writer_open(&w, dirfd, p);
+	if (ret) {
+		mv_err_set(err, ret, "%s: cannot create: %s", tree_path, strerror(-ret));
+		goto out;
+	}
+	ret = mv_measure_fd(data_fd, p, mv_tree_writer_sink, &w, m);
 	if (ret) {
 		mv_err_set(err, ret, "%s: cannot build tree: %s", tree_path, strerror(-ret));
-		goto fail;
+		goto out;
 	}
-	hdr = malloc(MV_TREE_HEADER_SIZE);
-	if (!hdr) {
-		ret = mv_err_set(err, -ENOMEM, "%s: out of memory", tree_path);
-		goto fail;
-	}
-	memcpy(h.root, m->root, sizeof(h.root));
-	mv_tree_header_encode(&h, hdr);
-	ret = pwrite_all(w.fd, hdr, MV_TREE_HEADER_SIZE, 0);
-	if (!ret && (fchmod(w.fd, 0644) < 0 || fsync(w.fd) < 0))
-		ret = -errno;
-	if (ret) {
+	ret = mv_tree_writer_commit(&w, m, base, true, NULL);
+	if (ret)
 		mv_err_set(err, ret, "%s: write failed: %s", tree_path, strerror(-ret));
-		goto fail;
-	}
-	close(w.fd);
-	w.fd = -1;
-	if (rename(tmp, tree_path) < 0) {
-		ret = mv_err_set(err, -errno, "%s: rename failed: %s", tree_path, strerror(errno));
-		goto fail;
-	}
-	free(hdr);
-	return 0;
-fail:
-	if (w.fd >= 0)
-		close(w.fd);
-	unlink(tmp);
-	free(hdr);
+out:
+	mv_tree_writer_abort(&w);
+	if (dirfd != AT_FDCWD)
+		close(dirfd);
 	return ret;
 }

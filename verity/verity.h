@@ -229,6 +229,39 @@ void mv_tree_header_encode(const struct mv_tree_header *h, uint8_t *buf);
 int mv_tree_header_decode(const uint8_t *buf, size_t len, uint64_t file_size,
 			  struct mv_tree_header *h, struct mv_err *err);
 
+/* Tree files are named after the fs-verity digest: "<hex>.tree". */
+#define MV_TREE_NAME_MAX (2 * MV_MAX_DIGEST_SIZE + sizeof(".tree"))
+void mv_tree_file_name(const struct mv_measurement *m, char out[MV_TREE_NAME_MAX]);
+
+/*
+ * A tree file being written: a temporary file in a folder, filled by the
+ * tree builder's sink as blocks complete, then given its header and renamed.
+ * Lets a caller build the tree in the same pass as other hashing (seal).
+ * One writer per file; not thread-safe.
+ */
+struct mv_tree_writer {
+	int dirfd;
+	int fd;
+	char tmp[64];
+	struct mv_tree_geometry geo;
+};
+
+/* Creates the temporary file in @dirfd (may be AT_FDCWD) for a tree of @p. */
+int mv_tree_writer_open(struct mv_tree_writer *w, int dirfd, const struct mv_tree_params *p);
+/* The mv_tree_sink_fn to give the builder; ctx is the writer. */
+int mv_tree_writer_sink(void *ctx, unsigned level, uint64_t index, const void *block,
+			size_t block_size);
+/*
+ * Writes the header for @m and renames the file to @name in the folder.
+ * @created (may be NULL) tells whether no file of that name existed before.
+ * @durable: fsync before the rename (trees are derivable caches, so seal
+ * skips it; the mount's cache keeps it).
+ */
+int mv_tree_writer_commit(struct mv_tree_writer *w, const struct mv_measurement *m,
+			  const char *name, bool durable, bool *created);
+/* Removes the temporary file, if any. Safe after commit. */
+void mv_tree_writer_abort(struct mv_tree_writer *w);
+
 /*
  * mv_tree_file_write() - measure @data_fd and write its tree file atomically
  * @data_fd: in: the data, read from offset 0
