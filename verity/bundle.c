@@ -2,7 +2,7 @@
 /*
  * bundle.c - Sigstore bundle v0.3 (DSSE) as written by OMS model_signing:
  * parsing and signature check against the trust set, and signing.
- * See docs/signature-format.md.
+ * See docs/formats.md.
  */
 #include <errno.h>
 #include <stdio.h>

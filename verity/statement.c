@@ -2,7 +2,7 @@
 /*
  * statement.c - the in-toto Statement v1 of an OMS signature: parsing of
  * untrusted statements into manifests, and deterministic serialization.
- * See docs/signature-format.md.
+ * See docs/formats.md.
  */
 #include <errno.h>
 #include <inttypes.h>
