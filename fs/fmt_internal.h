@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fmt_internal.h - internals of libfs's "formats" section, shared by
+ * format.c, pickle.c, zipread.c and scan.c (and by the later transcoder).
+ *
+ * Three layers:
+ *   - struct mfs_stream: a sequential byte source (a range of a file read
+ *     through an mfs_pread_fn, optionally inflated). Readers never seek back,
+ *     so a multi-GiB member is scanned in bounded memory.
+ *   - struct mfs_pickle: the restricted, non-executing pickle reader. It
+ *     models the stack, memo and marks symbolically and builds a value graph
+ *     (struct mfs_pnode) that a transcoder can walk to find the
+ *     _rebuild_tensor_v2(persistent storage, offset, size, stride) calls.
+ *   - struct mfs_zip: a central-directory zip reader that locates member data
+ *     through the local headers, the way torch's miniz does.
+ */
+#ifndef MODELFS_FMT_INTERNAL_H
+#define MODELFS_FMT_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <zlib.h>
+
+#include "fs.h"
+
+/* ------------------------------------------------------------------ streams */
+
+enum mfs_stream_kind {
+	MFS_STREAM_RAW = 0, /* bytes [off, end) of the underlying file */
+	MFS_STREAM_INFLATE, /* raw deflate (zip method 8) of bytes [off, end) */
+	MFS_STREAM_ZLIB,    /* zlib or gzip stream (auto-detected header) */
+};
+
+struct mfs_stream {
+	enum mfs_stream_kind kind;
+	mfs_pread_fn rd;
+	void *ctx;
+	uint64_t off, end;  /* next input offset and end of the input range */
+	uint64_t pos;       /* bytes produced so far */
+	uint64_t out_limit; /* inflate: refuse to produce more than this */
+	/* inflate state */
+	z_stream z;
+	bool z_init, z_end;
+	uint8_t *in;
+	int err; /* sticky negative errno */
+};
+
+/* Opens a raw range [off, off+len) of @rd. Never fails. */
+void mfs_stream_raw(struct mfs_stream *s, mfs_pread_fn rd, void *ctx, uint64_t off, uint64_t len);
+/*
+ * Opens a decompressing stream over [off, off+len): raw deflate when @zlib is
+ * false, zlib/gzip (header auto-detected) when true. Output beyond @out_limit
+ * fails with -EFBIG. Return: 0 or -ENOMEM.
+ */
+int mfs_stream_inflate(struct mfs_stream *s, mfs_pread_fn rd, void *ctx, uint64_t off, uint64_t len,
+                       bool zlib, uint64_t out_limit);
+/*
+ * Reads up to @len bytes. Return: bytes read, 0 at the end of the stream,
+ * -EBADMSG for a corrupt compressed stream, -EFBIG past out_limit, or the
+ * errno of the underlying read.
+ */
+ssize_t mfs_stream_read(struct mfs_stream *s, void *buf, size_t len);
+/* Reads until @len bytes or the end; returns the count or a negative errno. */
+ssize_t mfs_stream_read_full(struct mfs_stream *s, void *buf, size_t len);
+/* Releases inflate state. Safe on a raw or already closed stream. */
+void mfs_stream_close(struct mfs_stream *s);
+
+/* A pread over a memory buffer; @ctx is a struct mfs_membuf. */
+struct mfs_membuf {
+	const uint8_t *data;
+	size_t len;
+};
+ssize_t mfs_mem_pread(void *ctx, void *buf, size_t len, uint64_t off);
+
+/* ------------------------------------------------------------ pickle reader */
+
+/* Hard limits. Exceeding one ends the parse with a verdict, never an OOM. */
+struct mfs_pickle_limits {
+	uint64_t max_ops;       /* opcodes per stream */
+	uint32_t max_memo;      /* memo entries per pickle */
+	uint32_t max_stack;     /* stack depth */
+	uint32_t max_marks;     /* nesting depth of MARKs */
+	uint64_t max_len;       /* one string/bytes argument */
+	uint64_t max_expansion; /* bytes of value graph: nodes, children, strings */
+	uint32_t max_globals;   /* global references recorded */
+};
+
+/* Defaults documented in docs/scanner.md. */
+extern const struct mfs_pickle_limits mfs_pickle_default_limits;
+
+enum mfs_pk_kind {
+	MFS_PK_NONE = 1,
+	MFS_PK_BOOL,
+	MFS_PK_INT,  /* fits int64: .i */
+	MFS_PK_LONG, /* larger integer: .s holds LE two's complement bytes or decimal text */
+	MFS_PK_FLOAT,
+	MFS_PK_STR,   /* str: .s (UTF-8, NUL-terminated) unless .big */
+	MFS_PK_BYTES, /* bytes / bytearray: .s unless .big; .off is the payload offset */
+	MFS_PK_TUPLE, /* items in kids */
+	MFS_PK_LIST,
+	MFS_PK_DICT, /* kids holds key, value, key, value, ... */
+	MFS_PK_SET,
+	MFS_PK_FROZENSET,
+	MFS_PK_GLOBAL, /* .a = index into globals */
+	MFS_PK_CALL,   /* REDUCE: .a = callable, .b = args */
+	MFS_PK_OBJ,    /* NEWOBJ/NEWOBJ_EX/OBJ/INST: .a = class, .b = args, .c = kwargs */
+	MFS_PK_PERSID, /* persistent load: .a = pid */
+	MFS_PK_EXT,    /* extension registry code: .i */
+	MFS_PK_BUFFER, /* out-of-band buffer (protocol 5) */
+};
+
+/*
+ * One value. Ids are indices into mfs_pickle.nodes; 0 means "none". Objects
+ * made by CALL/OBJ also collect APPEND/SETITEM(S) items in kids (dict-like
+ * pairs for SETITEM, single items for APPEND) and their BUILD state in .st.
+ */
+struct mfs_pnode {
+	uint8_t kind;
+	bool big;  /* STR/BYTES/LONG too long to keep: only off/len known */
+	bool text; /* LONG given as decimal text (protocol 0) */
+	uint32_t a, b, c, st;
+	uint32_t n, cap;
+	uint32_t *kids;
+	int64_t i;
+	double f;
+	char *s;
+	uint64_t len;
+	uint64_t off; /* stream offset of the opcode (payload for STR/BYTES) */
+};
+
+struct mfs_pglobal {
+	char *module;
+	char *name;
+	uint64_t offset;
+	enum mfs_verdict cls; /* safe, suspicious or unsafe */
+};
+
+struct mfs_preason {
+	enum mfs_verdict level;
+	char *text;
+};
+
+enum mfs_pk_fail {
+	MFS_PK_OK = 0,
+	MFS_PK_MALFORMED, /* the bytes are not a valid pickle here */
+	MFS_PK_TRUNCATED, /* the stream ended inside a pickle */
+	MFS_PK_LIMIT,     /* a hard limit that benign data never reaches (adversarial) */
+	MFS_PK_TOOBIG,    /* a size limit a huge benign pickle could reach */
+	MFS_PK_IO,        /* the underlying read failed */
+};
+
+struct mfs_pmemo;
+
+struct mfs_pickle {
+	const struct mfs_pickle_limits *lim;
+	struct mfs_stream *src;
+	/* input window */
+	uint8_t *buf;
+	size_t bpos, blen;
+	uint64_t boff; /* stream offset of buf[0] */
+	/* value graph (persists across the pickles of one stream) */
+	struct mfs_pnode *nodes;
+	uint32_t nnodes, capnodes;
+	uint64_t expansion;
+	/* per-pickle machine state */
+	uint32_t *stack;
+	uint32_t sp, capstack;
+	uint32_t *marks;
+	uint32_t nmarks, capmarks;
+	struct mfs_pmemo *memo;
+	/* findings */
+	struct mfs_pglobal *globals;
+	uint32_t nglobals, capglobals;
+	struct mfs_preason *reasons;
+	uint32_t nreasons, capreasons;
+	uint32_t *persids; /* PERSID node ids, in stream order */
+	uint32_t npersids, cappersids;
+	uint64_t ops;
+	uint32_t pickles;   /* pickles completed (STOP reached) */
+	bool seen_import;   /* a GLOBAL/INST/STACK_GLOBAL/EXT was parsed */
+	bool seen_proto;    /* this stream's first pickle began with PROTO */
+	uint64_t first_ops; /* opcodes of the current pickle */
+	/* failure */
+	enum mfs_pk_fail fail;
+	int fail_errno;
+	uint64_t fail_off;
+	char fail_msg[160];
+};
+
+/**
+ * mfs_pickle_init() - prepare a reader over @src
+ * @p: out: the reader
+ * @src: in: the stream (not owned)
+ * @lim: in: limits, or NULL for the defaults
+ * Return: 0 or -ENOMEM.
+ */
+int mfs_pickle_init(struct mfs_pickle *p, struct mfs_stream *src,
+                    const struct mfs_pickle_limits *lim);
+void mfs_pickle_free(struct mfs_pickle *p);
+
+/**
+ * mfs_pickle_next() - parse one pickle (up to and including its STOP)
+ * @p: in/out: the reader
+ * @root: out: the node id STOP returned
+ *
+ * Return: 1 when a pickle was read, 0 at a clean end of stream (no byte
+ * left), or -EBADMSG when the parse failed (p->fail says why).
+ */
+int mfs_pickle_next(struct mfs_pickle *p, uint32_t *root);
+
+/*
+ * Stream offset of the next unparsed byte: after mfs_pickle_next() returned
+ * 1, the byte after that pickle's STOP (where legacy torch storages begin).
+ */
+uint64_t mfs_pickle_offset(const struct mfs_pickle *p);
+
+/* True when no byte is left in the stream (may read ahead). */
+bool mfs_pickle_at_eof(struct mfs_pickle *p);
+
+/**
+ * mfs_pickle_add_reason() - record a finding with the verdict it implies
+ * @p: in/out: the reader
+ * @level: in: suspicious, unscannable or unsafe
+ * @fmt: in: printf format of a short reason
+ */
+void mfs_pickle_add_reason(struct mfs_pickle *p, enum mfs_verdict level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The allowlist: safe, suspicious or unsafe for a global module.name. */
+enum mfs_verdict mfs_global_class(const char *module, const char *name);
+
+/* Node accessor; NULL for id 0 or out of range. */
+const struct mfs_pnode *mfs_pickle_node(const struct mfs_pickle *p, uint32_t id);
+
+/* ----------------------------------------------------------------- zip reader */
+
+struct mfs_zip_entry {
+	char *name; /* central directory name, NUL-terminated */
+	char *local_name;
+	uint16_t flags, method, local_method;
+	uint64_t comp_size, uncomp_size;
+	uint64_t local_comp, local_uncomp; /* 0 when the local header defers to a descriptor */
+	uint64_t header_off;               /* local header */
+	uint64_t data_off;                 /* first data byte (valid when !bad_local) */
+	bool bad_local;                    /* local header missing or unreadable */
+	bool mismatch;                     /* CD and local header disagree */
+	bool overlap;                      /* data overlaps an earlier member: not scanned */
+	char why[128];                     /* first anomaly of this entry */
+};
+
+struct mfs_zip {
+	mfs_pread_fn rd;
+	void *ctx;
+	uint64_t size;
+	struct mfs_zip_entry *e;
+	size_t n;
+	bool zip64;
+	char anomaly[160]; /* archive-level anomaly, "" when none */
+};
+
+/* Limits of the zip reader. */
+#define MFS_ZIP_MAX_ENTRIES (1u << 20)
+#define MFS_ZIP_MAX_CD      (256u << 20)
+
+/**
+ * mfs_zip_open() - read the central directory and every local header
+ * @z: out: the archive (free with mfs_zip_close even on failure)
+ * @rd, @ctx, @size: in: the file
+ * Return: 0; -EBADMSG when no usable central directory exists (z->anomaly
+ * says why); -ENOMEM; or the errno of @rd.
+ */
+int mfs_zip_open(struct mfs_zip *z, mfs_pread_fn rd, void *ctx, uint64_t size);
+void mfs_zip_close(struct mfs_zip *z);
+
+/**
+ * mfs_zip_stream() - open a member's data as a stream
+ * @z: in: archive
+ * @i: in: entry index
+ * @s: out: stream (close with mfs_stream_close)
+ * @limit: in: most bytes to produce when inflating
+ * Return: 0; -EOPNOTSUPP for a compression method other than stored/deflate;
+ * -EBADMSG when the local header is unusable or the data runs past the file.
+ */
+int mfs_zip_stream(const struct mfs_zip *z, size_t i, struct mfs_stream *s, uint64_t limit);
+
+/* ----------------------------------------------------------------- tar */
+
+/* Parses a tar numeric field (octal, or GNU base-256); false if malformed. */
+bool mfs_tar_num(const uint8_t *f, size_t n, uint64_t *v);
+/* Checks a 512-byte tar header's checksum. */
+bool mfs_tar_header_ok(const uint8_t *h);
+
+/* ----------------------------------------------------------------- sniffing */
+
+/* npy header facts. */
+struct mfs_npy_info {
+	uint64_t data_off; /* first byte after the header */
+	bool object;       /* dtype holds Python objects: a pickle follows */
+};
+
+/**
+ * mfs_npy_parse() - parse an npy header from its first bytes
+ * @buf, @len: in: the first bytes of the file (at least the header)
+ * @out: out: facts
+ * Return: 0, or -EBADMSG when the header is malformed or does not fit in @len.
+ */
+int mfs_npy_parse(const uint8_t *buf, size_t len, struct mfs_npy_info *out);
+
+/* True when @buf starts with the pickle PROTO opcode and protocol 0..5. */
+bool mfs_sniff_proto(const uint8_t *buf, size_t len);
+
+/**
+ * mfs_pickle_probe() - does a prefix look like a pickle stream?
+ * @buf, @len: in: the first bytes of a file or member
+ * @complete: in: @buf is the whole data (not a prefix)
+ *
+ * Runs the reader on the prefix: a pickle if it reached a STOP, parsed an
+ * import, or ran out of prefix without an error.
+ */
+bool mfs_pickle_probe(const uint8_t *buf, size_t len, bool complete);
+
+#endif /* MODELFS_FMT_INTERNAL_H */
