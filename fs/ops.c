@@ -1,1 +1,630 @@
-/* placeholder */
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * ops.c - the FUSE low-level operations of the mount.
+ *
+ * The namespace is immutable (store.c), so lookups need no locks and the
+ * kernel may cache entries, attributes and pages for a long time. Every
+ * mutating operation answers EROFS. Reads go through vread.c and answer
+ * EIO rather than ever returning an unverified byte.
+ */
+#define FUSE_USE_VERSION 312
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <fuse_lowlevel.h>
+
+#include "mount_int.h"
+
+/* What fi->fh points to. Kept on a list so unmount can free what is open. */
+struct mfs_fh {
+	struct mfs_fh *prev, *next;
+	bool is_status;
+	int fd;       /* backing file (files) */
+	char *status; /* snapshot (status file) */
+	size_t status_len;
+};
+
+static struct mfs_mount *mount_of(fuse_req_t req)
+{
+	return fuse_req_userdata(req);
+}
+
+static void fh_track(struct mfs_mount *m, struct mfs_fh *fh)
+{
+	pthread_mutex_lock(&m->fh_lock);
+	fh->prev = NULL;
+	fh->next = m->open_fhs;
+	if (fh->next)
+		fh->next->prev = fh;
+	m->open_fhs = fh;
+	pthread_mutex_unlock(&m->fh_lock);
+}
+
+/* Unlinks and frees a handle, closing its backing file. */
+static void fh_free(struct mfs_mount *m, struct mfs_fh *fh)
+{
+	pthread_mutex_lock(&m->fh_lock);
+	if (fh->prev)
+		fh->prev->next = fh->next;
+	else
+		m->open_fhs = fh->next;
+	if (fh->next)
+		fh->next->prev = fh->prev;
+	pthread_mutex_unlock(&m->fh_lock);
+	if (fh->fd >= 0)
+		close(fh->fd);
+	free(fh->status);
+	free(fh);
+}
+
+void mfs_ops_cleanup(struct mfs_mount *m)
+{
+	while (m->open_fhs)
+		fh_free(m, m->open_fhs);
+}
+
+static bool is_dir(const struct mfs_node *n)
+{
+	return n->kind == MFS_N_DIR || n->kind == MFS_N_MODEL || n->kind == MFS_N_CTL;
+}
+
+/* Fills @st for @n. The status file's size is that of a fresh snapshot. */
+static void node_stat(struct mfs_mount *m, const struct mfs_node *n, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->st_ino = n->ino;
+	st->st_uid = m->uid;
+	st->st_gid = m->gid;
+	st->st_blksize = MFS_MAX_READ;
+	st->st_mtim = st->st_ctim = st->st_atim = n->model ? n->model->mtime : m->started;
+	if (is_dir(n)) {
+		st->st_mode = S_IFDIR | 0555;
+		st->st_nlink = 2;
+		return;
+	}
+	st->st_mode = S_IFREG | 0444;
+	st->st_nlink = 1;
+	if (n->kind == MFS_N_FILE) {
+		st->st_size = (off_t)n->res->merkle.params.data_size;
+	} else {
+		size_t len = 0;
+		char *s = mfs_status_json(m, &len);
+
+		free(s);
+		st->st_size = (off_t)len;
+	}
+	st->st_blocks = (st->st_size + 511) / 512;
+}
+
+static double node_timeout(const struct mfs_node *n)
+{
+	return n->kind == MFS_N_STATUS ? 0.0 : MFS_TIMEOUT;
+}
+
+static void entry_fill(struct mfs_mount *m, const struct mfs_node *n, struct fuse_entry_param *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->ino = n->ino;
+	e->generation = 1;
+	node_stat(m, n, &e->attr);
+	e->attr_timeout = node_timeout(n);
+	e->entry_timeout = node_timeout(n);
+}
+
+/* The child @name of @dir, honouring the control folder at the root. */
+static struct mfs_node *child_of(struct mfs_mount *m, struct mfs_node *dir, const char *name)
+{
+	if (dir->ino == MFS_ROOT_INO && strcmp(name, MFS_CTL_NAME) == 0)
+		return mfs_node_get(m, MFS_CTL_INO);
+	return mfs_node_child(dir, name);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	struct mfs_mount *m = userdata;
+
+	/* Readahead is raised further through the bdi after mounting (daemon.c). */
+	conn->max_readahead = 4u << 20;
+	/* Must equal the max_read mount option (daemon.c): 1 MiB requests. */
+	conn->max_read = MFS_MAX_READ;
+	/* Replies come from user memory after hashing: nothing to splice. */
+	conn->want &= ~(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
+	/* Attributes never change while mounted: never drop cached pages. */
+	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
+	if (conn->capable & FUSE_CAP_READDIRPLUS)
+		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (m->conn_opts)
+		fuse_apply_conn_info_opts(m->conn_opts, conn);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct mfs_mount *m = mount_of(req);
+	struct mfs_node *dir = mfs_node_get(m, parent), *n;
+	struct fuse_entry_param e;
+	int ret;
+
+	if (!dir || !is_dir(dir)) {
+		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+		return;
+	}
+	n = child_of(m, dir, name);
+	ret = n ? mfs_node_check(m, n) : -ENOENT;
+	if (ret == -ENOENT) {
+		/* A negative entry: the namespace does not change while mounted. */
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = MFS_TIMEOUT;
+		fuse_reply_entry(req, &e);
+		return;
+	}
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	entry_fill(m, n, &e);
+	fuse_reply_entry(req, &e);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	/* Nodes live as long as the mount: lookup counts are not needed. */
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_mount *m = mount_of(req);
+	struct mfs_node *n = mfs_node_get(m, ino);
+	struct stat st;
+
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	node_stat(m, n, &st);
+	fuse_reply_attr(req, &st, node_timeout(n));
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	fuse_reply_err(req, EINVAL); /* there are no symlinks */
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_node *n = mfs_node_get(mount_of(req), ino);
+
+	if (!n || !is_dir(n)) {
+		fuse_reply_err(req, n ? ENOTDIR : ENOENT);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	fi->cache_readdir = 1;
+	fi->keep_cache = 1;
+	fi->fh = 0;
+	fuse_reply_open(req, fi);
+}
+
+/*
+ * Adds one entry to a readdir reply. Return: bytes used, or 0 when the
+ * entry did not fit (the reply is then complete).
+ */
+static size_t add_entry(fuse_req_t req, struct mfs_mount *m, char *buf, size_t left,
+                        const char *name, const struct mfs_node *n, off_t next, bool plus)
+{
+	struct fuse_entry_param e;
+	size_t need;
+
+	entry_fill(m, n, &e);
+	if (plus)
+		need = fuse_add_direntry_plus(req, buf, left, name, &e, next);
+	else
+		need = fuse_add_direntry(req, buf, left, name, &e.attr, next);
+	return need > left ? 0 : need;
+}
+
+/*
+ * Offsets are positions in the full, sorted child list (0 ".", 1 "..",
+ * 2 + i child i), so they stay valid whatever the pickle policy hides.
+ */
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
+{
+	struct mfs_mount *m = mount_of(req);
+	struct mfs_node *dir = mfs_node_get(m, ino);
+	size_t pos = 0, used;
+	char *buf;
+
+	if (!dir || !is_dir(dir)) {
+		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
+		return;
+	}
+	if (off < 0 || (uint64_t)off > dir->n_kids + 2) {
+		fuse_reply_buf(req, NULL, 0);
+		return;
+	}
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	for (uint64_t i = (uint64_t)off; i < dir->n_kids + 2; i++) {
+		const struct mfs_node *n;
+		const char *name;
+
+		if (i < 2) {
+			name = i == 0 ? "." : "..";
+			n = i == 0 ? dir : (dir->parent ? dir->parent : dir);
+		} else {
+			n = dir->kids[i - 2];
+			name = n->name;
+			if (mfs_node_check(m, dir->kids[i - 2]) != 0)
+				continue;
+		}
+		used = add_entry(req, m, buf + pos, size - pos, name, n, (off_t)(i + 1), plus);
+		if (!used)
+			break;
+		pos += used;
+	}
+	fuse_reply_buf(req, buf, pos);
+	free(buf);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                       struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                           struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, true);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+/* Opens the status file: a snapshot taken now, served with direct I/O. */
+static void open_status(fuse_req_t req, struct mfs_mount *m, struct fuse_file_info *fi)
+{
+	struct mfs_fh *fh = calloc(1, sizeof(*fh));
+
+	if (fh)
+		fh->status = mfs_status_json(m, &fh->status_len);
+	if (!fh || !fh->status) {
+		free(fh);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fh->is_status = true;
+	fh->fd = -1;
+	fh_track(m, fh);
+	fi->fh = (uintptr_t)fh;
+	fi->direct_io = 1; /* each open is a new snapshot; never cache it */
+	fuse_reply_open(req, fi);
+}
+
+/*
+ * Opens a signed file: policy check, the backing file (type and size), and
+ * the file's tree, so that reads fail only on bad bytes.
+ */
+static int open_file(struct mfs_mount *m, struct mfs_node *n, struct mfs_fh **out)
+{
+	struct mfs_fh *fh;
+	enum mfs_format f;
+	int fd, ret;
+
+	ret = mfs_node_check(m, n);
+	if (ret)
+		return ret;
+	/* Hidden pickles must stay hidden even when format detection failed earlier. */
+	if (m->pickle == MFS_PICKLE_HIDE) {
+		ret = mfs_file_format(m, n, &f);
+		if (ret)
+			return -EIO;
+		if (f == MFS_FMT_PICKLE)
+			return -ENOENT;
+	}
+	if (!n->res->merkle.params.data_size) {
+		fd = -1;
+	} else {
+		ret = mfs_open_backing(m, n, &fd);
+		if (ret)
+			return ret;
+		ret = mfs_file_prepare(m, n, fd);
+		if (ret) {
+			close(fd);
+			return ret;
+		}
+	}
+	fh = calloc(1, sizeof(*fh));
+	if (!fh) {
+		if (fd >= 0)
+			close(fd);
+		return -ENOMEM;
+	}
+	fh->fd = fd;
+	*out = fh;
+	return 0;
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_mount *m = mount_of(req);
+	struct mfs_node *n = mfs_node_get(m, ino);
+	struct mfs_fh *fh = NULL;
+	int ret;
+
+	if (!n) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (is_dir(n)) {
+		fuse_reply_err(req, EISDIR);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_APPEND | O_CREAT))) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	if (n->kind == MFS_N_STATUS) {
+		open_status(req, m, fi);
+		return;
+	}
+	ret = open_file(m, n, &fh);
+	if (ret) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	fh_track(m, fh);
+	fi->fh = (uintptr_t)fh;
+	fi->keep_cache = 1; /* the store is immutable: cached pages stay valid */
+	fi->noflush = 1;
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		fh_free(m, fh); /* the opener was interrupted: release will never come */
+}
+
+/*
+ * Serves the status snapshot from a copy: the reader may wake, close the file
+ * and have RELEASE free the snapshot while fuse_reply_buf is still returning.
+ */
+static void read_status(fuse_req_t req, struct mfs_fh *fh, size_t size, off_t off)
+{
+	size_t len = 0;
+	char *copy;
+
+	if ((uint64_t)off < fh->status_len) {
+		len = fh->status_len - (size_t)off;
+		if (len > size)
+			len = size;
+	}
+	copy = malloc(len ? len : 1);
+	if (!copy) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (len)
+		memcpy(copy, fh->status + off, len);
+	fuse_reply_buf(req, copy, len);
+	free(copy);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+	struct mfs_mount *m = mount_of(req);
+	struct mfs_fh *fh = (struct mfs_fh *)(uintptr_t)fi->fh;
+	struct mfs_node *n = mfs_node_get(m, ino);
+	const uint8_t *p = NULL;
+	size_t len = 0;
+	int ret;
+
+	if (!fh || !n || off < 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	if (fh->is_status) {
+		read_status(req, fh, size, off);
+		return;
+	}
+	mfs_count(&m->ctr.reads, 1);
+	ret = mfs_file_read(m, n, fh->fd, (uint64_t)off, size, &p, &len);
+	if (ret) {
+		fuse_reply_err(req, ret == -ENOMEM ? ENOMEM : EIO);
+		return;
+	}
+	mfs_count(&m->ctr.bytes_served, len);
+	fuse_reply_buf(req, (const char *)p, len);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct mfs_fh *fh = (struct mfs_fh *)(uintptr_t)fi->fh;
+
+	if (fh)
+		fh_free(mount_of(req), fh);
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct mfs_mount *m = mount_of(req);
+	struct statvfs sv;
+
+	memset(&sv, 0, sizeof(sv));
+	sv.f_bsize = 4096;
+	sv.f_frsize = 4096;
+	sv.f_blocks = (m->total_bytes + 4095) / 4096;
+	sv.f_files = m->n_nodes;
+	sv.f_namemax = NAME_MAX;
+	fuse_reply_statfs(req, &sv);
+}
+
+/* Answers an xattr request: size 0 asks for the length, too small is ERANGE. */
+static void reply_xattr(fuse_req_t req, int ret, char *val, size_t len, size_t size)
+{
+	if (ret)
+		fuse_reply_err(req, -ret);
+	else if (size == 0)
+		fuse_reply_xattr(req, len);
+	else if (size < len)
+		fuse_reply_err(req, ERANGE);
+	else
+		fuse_reply_buf(req, val, len);
+	free(val);
+}
+
+static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
+{
+	struct mfs_mount *m = mount_of(req);
+	struct mfs_node *n = mfs_node_get(m, ino);
+	char *val = NULL;
+	size_t len = 0;
+	int ret = n ? mfs_xattr_get(m, n, name, &val, &len) : -ENOENT;
+
+	reply_xattr(req, ret, val, len, size);
+}
+
+static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	struct mfs_mount *m = mount_of(req);
+	struct mfs_node *n = mfs_node_get(m, ino);
+	char *val = NULL;
+	size_t len = 0;
+	int ret = n ? mfs_xattr_list(m, n, &val, &len) : -ENOENT;
+
+	reply_xattr(req, ret, val, len, size);
+}
+
+static void op_access(fuse_req_t req, fuse_ino_t ino, int mask)
+{
+	fuse_reply_err(req, (mask & W_OK) ? EROFS : 0);
+}
+
+/* ---- every mutating operation: read-only file system ---- */
+
+static void ro_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+                       struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+                      const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                     struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
+                        size_t size, int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                      struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t offset, off_t length,
+                         struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void ro_copy_file_range(fuse_req_t req, fuse_ino_t ino_in, off_t off_in,
+                               struct fuse_file_info *fi_in, fuse_ino_t ino_out, off_t off_out,
+                               struct fuse_file_info *fi_out, size_t len, int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+const struct fuse_lowlevel_ops mfs_ll_ops = {
+    .init = op_init,
+    .lookup = op_lookup,
+    .forget = op_forget,
+    .forget_multi = op_forget_multi,
+    .getattr = op_getattr,
+    .readlink = op_readlink,
+    .opendir = op_opendir,
+    .readdir = op_readdir,
+    .readdirplus = op_readdirplus,
+    .releasedir = op_releasedir,
+    .open = op_open,
+    .read = op_read,
+    .release = op_release,
+    .statfs = op_statfs,
+    .getxattr = op_getxattr,
+    .listxattr = op_listxattr,
+    .access = op_access,
+    .setattr = ro_setattr,
+    .mknod = ro_mknod,
+    .mkdir = ro_mkdir,
+    .unlink = ro_unlink,
+    .rmdir = ro_unlink,
+    .symlink = ro_symlink,
+    .rename = ro_rename,
+    .link = ro_link,
+    .write = ro_write,
+    .setxattr = ro_setxattr,
+    .removexattr = ro_removexattr,
+    .create = ro_create,
+    .fallocate = ro_fallocate,
+    .copy_file_range = ro_copy_file_range,
+};

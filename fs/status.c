@@ -1,1 +1,136 @@
-/* placeholder */
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * status.c - MOUNT/.modelfs/status.json: which models are exposed, which
+ * were refused and why, and the read and verification counters. Generated
+ * as a snapshot each time the file is opened.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cjson/cJSON.h>
+
+#include "mount_int.h"
+
+static const char *policy_name(enum mfs_pickle_policy p)
+{
+	switch (p) {
+	case MFS_PICKLE_SHOW: return "show";
+	case MFS_PICKLE_DENY: return "deny";
+	default: return "hide";
+	}
+}
+
+static void add_time(cJSON *o, const char *key, const struct timespec *ts)
+{
+	char buf[32];
+	struct tm tm;
+
+	gmtime_r(&ts->tv_sec, &tm);
+	strftime(buf, sizeof(buf), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	cJSON_AddStringToObject(o, key, buf);
+}
+
+/* Counters are JSON numbers (doubles): exact up to 2^53, plenty here. */
+static void add_u64(cJSON *o, const char *key, uint64_t *v)
+{
+	cJSON_AddNumberToObject(o, key, (double)__atomic_load_n(v, __ATOMIC_RELAXED));
+}
+
+static cJSON *counters(struct mfs_mount *m)
+{
+	struct mc_hblock_stats st;
+	cJSON *c = cJSON_CreateObject();
+
+	if (!c)
+		return NULL;
+	mc_hblock_cache_stats(m->hcache, &st);
+	add_u64(c, "reads", &m->ctr.reads);
+	add_u64(c, "bytes_served", &m->ctr.bytes_served);
+	add_u64(c, "bytes_verified", &m->ctr.bytes_verified);
+	add_u64(c, "verify_failures", &m->ctr.verify_failures);
+	add_u64(c, "open_failures", &m->ctr.open_failures);
+	add_u64(c, "trees_built", &m->ctr.trees_built);
+	add_u64(c, "tree_rebuilds", &m->ctr.tree_rebuilds);
+	cJSON_AddNumberToObject(c, "hblock_cache_hits", (double)st.hits);
+	cJSON_AddNumberToObject(c, "hblock_cache_misses", (double)st.misses);
+	cJSON_AddNumberToObject(c, "hblock_cache_evictions", (double)st.evictions);
+	cJSON_AddNumberToObject(c, "hblock_cache_bytes", (double)st.bytes);
+	cJSON_AddNumberToObject(c, "hblock_cache_max_bytes", (double)st.max_bytes);
+	return c;
+}
+
+/* One model, into the exposed or the refused list. */
+static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *exposed, cJSON *refused)
+{
+	cJSON *o = cJSON_CreateObject();
+	const char *name;
+
+	if (!o)
+		return;
+	cJSON_AddStringToObject(o, "path", model->path);
+	pthread_mutex_lock(&model->lock);
+	if (model->refused) {
+		cJSON_AddStringToObject(o, "reason", model->refused);
+		pthread_mutex_unlock(&model->lock);
+		cJSON_AddItemToArray(refused, o);
+		return;
+	}
+	pthread_mutex_unlock(&model->lock);
+	name = model->man->prov.name ? model->man->prov.name : model->man->subject_name;
+	if (name)
+		cJSON_AddStringToObject(o, "name", name);
+	cJSON_AddNumberToObject(o, "files", (double)model->n_files);
+	cJSON_AddStringToObject(o, "signer",
+	                        model->man->signer.is_certificate && model->man->signer.subject
+	                            ? model->man->signer.subject
+	                            : model->man->signer.key_id);
+	if (model->man->prov.signed_at)
+		cJSON_AddStringToObject(o, "signed_at", model->man->prov.signed_at);
+	if (m->pickle == MFS_PICKLE_DENY)
+		cJSON_AddStringToObject(o, "pickle_check",
+		                        __atomic_load_n(&model->deny_state, __ATOMIC_ACQUIRE) ==
+		                                MFS_DENY_OK
+		                            ? "passed"
+		                            : "not yet run");
+	cJSON_AddItemToArray(exposed, o);
+}
+
+char *mfs_status_json(struct mfs_mount *m, size_t *len)
+{
+	cJSON *root = cJSON_CreateObject(), *exposed, *refused;
+	char *text = NULL;
+
+	if (!root)
+		return NULL;
+	cJSON_AddStringToObject(root, "version", MV_VERSION);
+	cJSON_AddStringToObject(root, "store", m->store);
+	cJSON_AddStringToObject(root, "mountpoint", m->mountpoint);
+	cJSON_AddStringToObject(root, "cache_dir", m->cache_dir);
+	cJSON_AddStringToObject(root, "pickle_policy", policy_name(m->pickle));
+	add_time(root, "started", &m->started);
+	exposed = cJSON_AddArrayToObject(root, "models");
+	refused = cJSON_AddArrayToObject(root, "refused");
+	if (!exposed || !refused)
+		goto out;
+	for (size_t i = 0; i < m->n_models; i++)
+		add_model(m, m->models[i], exposed, refused);
+	cJSON_AddItemToObject(root, "counters", counters(m));
+	text = cJSON_Print(root);
+	if (text) {
+		size_t l = strlen(text);
+		char *t = realloc(text, l + 2);
+
+		if (t) {
+			text = t;
+			text[l++] = '\n';
+			text[l] = '\0';
+		}
+		*len = l;
+	}
+out:
+	cJSON_Delete(root);
+	return text;
+}

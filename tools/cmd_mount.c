@@ -1,9 +1,206 @@
 // SPDX-License-Identifier: Apache-2.0
-/* cmd_mount.c - placeholder until the subcommand lands. */
+/*
+ * cmd_mount.c - `modelfs mount`: parse options, then mfs_mount_main().
+ *
+ * Also serves the mount(8) convention "modelfs STORE MNT -o OPTS", so the
+ * modelfs options can be given as -o trust=KEY,pickle=show,cache_dir=DIR.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "cli.h"
+#include "fs.h"
+
+#define MAX_TRUST 64
+
+struct mount_args {
+	struct mfs_mount_opts o;
+	const char *keys[MAX_TRUST];
+	const char *cas[MAX_TRUST];
+	char *fuse_opts; /* -o options passed on to FUSE, malloc'd */
+};
+
+static int add_trust(const char **list, size_t *n, const char *path)
+{
+	if (*n >= MAX_TRUST) {
+		cli_error("mount: at most %d --trust / --trust-ca files", MAX_TRUST);
+		return -EINVAL;
+	}
+	list[(*n)++] = path;
+	return 0;
+}
+
+/* Appends one FUSE option to the comma-separated list. */
+static int add_fuse_opt(struct mount_args *a, const char *opt)
+{
+	size_t old = a->fuse_opts ? strlen(a->fuse_opts) : 0, l = strlen(opt);
+	char *p = realloc(a->fuse_opts, old + l + 2);
+
+	if (!p)
+		return -ENOMEM;
+	if (old)
+		p[old++] = ',';
+	memcpy(p + old, opt, l + 1);
+	a->fuse_opts = p;
+	return 0;
+}
+
+/*
+ * Splits one -o argument: modelfs's own options are taken, the rest goes to
+ * FUSE. The pieces point into @s, which must outlive the mount.
+ */
+static int parse_o(struct mount_args *a, char *s)
+{
+	char *save = NULL;
+
+	for (char *opt = strtok_r(s, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		int ret = 0;
+
+		if (strcmp(opt, "nonempty") == 0)
+			a->o.nonempty = true;
+		else if (strncmp(opt, "trust=", 6) == 0)
+			ret = add_trust(a->keys, &a->o.n_trust_keys, opt + 6);
+		else if (strncmp(opt, "trust_ca=", 9) == 0)
+			ret = add_trust(a->cas, &a->o.n_trust_cas, opt + 9);
+		else if (strncmp(opt, "cache_dir=", 10) == 0)
+			a->o.cache_dir = opt + 10;
+		else if (strncmp(opt, "pickle=", 7) == 0)
+			ret = mfs_pickle_policy_parse(opt + 7, &a->o.pickle);
+		else
+			ret = add_fuse_opt(a, opt);
+		if (ret) {
+			cli_error("mount: bad option '%s'", opt);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max || *s == '-')
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+enum { OPT_TRUST = 256, OPT_TRUST_CA, OPT_PICKLE, OPT_CACHE_DIR, OPT_HCACHE, OPT_THREADS };
+
+static const struct option long_opts[] = {
+    {"trust", required_argument, NULL, OPT_TRUST},
+    {"trust-ca", required_argument, NULL, OPT_TRUST_CA},
+    {"pickle", required_argument, NULL, OPT_PICKLE},
+    {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
+    {"hblock-cache", required_argument, NULL, OPT_HCACHE},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"foreground", no_argument, NULL, 'f'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+/* Parses argv into @a. Return: 0, 1 for --help, or -EINVAL. */
+static int parse_args(int argc, char **argv, struct mount_args *a)
+{
+	unsigned long long size;
+	int c;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "fdho:", long_opts, NULL)) != -1) {
+		int ret = 0;
+
+		switch (c) {
+		case 'f': a->o.foreground = true; break;
+		case 'd': a->o.debug = true; break;
+		case 'h': return 1;
+		case 'o': ret = parse_o(a, optarg); break;
+		case OPT_TRUST: ret = add_trust(a->keys, &a->o.n_trust_keys, optarg); break;
+		case OPT_TRUST_CA: ret = add_trust(a->cas, &a->o.n_trust_cas, optarg); break;
+		case OPT_CACHE_DIR: a->o.cache_dir = optarg; break;
+		case OPT_PICKLE:
+			ret = mfs_pickle_policy_parse(optarg, &a->o.pickle);
+			if (ret)
+				cli_error("mount: --pickle must be hide, show or deny");
+			break;
+		case OPT_HCACHE:
+			ret = cli_parse_size(optarg, &size);
+			if (ret || size < (64u << 10) || size > (1ull << 40)) {
+				cli_error("mount: bad --hblock-cache size '%s'", optarg);
+				ret = -EINVAL;
+			}
+			a->o.hblock_cache_bytes = (size_t)size;
+			break;
+		case OPT_THREADS:
+			ret = parse_uint(optarg, 1024, &a->o.threads);
+			if (ret || a->o.threads == 0) {
+				cli_error("mount: bad --threads '%s'", optarg);
+				ret = -EINVAL;
+			}
+			break;
+		default: return -EINVAL;
+		}
+		if (ret)
+			return -EINVAL;
+	}
+	if (argc - optind != 2) {
+		cli_error("mount: expected STORE and MOUNTPOINT");
+		return -EINVAL;
+	}
+	a->o.store = argv[optind];
+	a->o.mountpoint = argv[optind + 1];
+	return 0;
+}
+
+static void print_help(void)
+{
+	cli_usage("mount");
+	fputs("\nOptions:\n"
+	      "  -f, --foreground     stay in the foreground, log to stderr\n"
+	      "  -d                   FUSE debug output (implies -f)\n"
+	      "  -o OPT[,OPT...]      FUSE mount options; also nonempty, trust=KEY,\n"
+	      "                       trust_ca=CA, pickle=POLICY, cache_dir=DIR\n"
+	      "  --trust KEY.pub      trust this public key (repeatable)\n"
+	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
+	      "  --pickle POLICY      hide (default), show or deny pickle-family files\n"
+	      "  --cache-dir DIR      where trees built at mount time go\n"
+	      "                       (default /var/cache/modelfs as root)\n"
+	      "  --hblock-cache SIZE  memory for verified hash blocks (default 32M)\n"
+	      "  --threads N          FUSE worker threads (default: number of CPUs)\n",
+	      stderr);
+}
 
 int cmd_mount(int argc, char **argv)
 {
-	cli_error("mount: not implemented yet");
-	return EXIT_USAGE_IO;
+	struct mount_args a;
+	struct mv_err err = {0};
+	int ret;
+
+	memset(&a, 0, sizeof(a));
+	a.o.pickle = MFS_PICKLE_HIDE;
+	a.o.trust_keys = a.keys;
+	a.o.trust_cas = a.cas;
+	ret = parse_args(argc, argv, &a);
+	if (ret) {
+		free(a.fuse_opts);
+		if (ret > 0) {
+			print_help();
+			return EXIT_OK;
+		}
+		return cli_usage("mount");
+	}
+	a.o.fuse_opts = a.fuse_opts;
+	ret = mfs_mount_main(&a.o, &err);
+	free(a.fuse_opts);
+	if (ret) {
+		/* Every setup failure is a usage or I/O problem, even a bad key. */
+		cli_error("%s", err.msg[0] ? err.msg : strerror(-ret));
+		return EXIT_USAGE_IO;
+	}
+	return EXIT_OK;
 }

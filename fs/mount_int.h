@@ -1,0 +1,218 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * mount_int.h - internals of the mount, shared by store.c, vread.c, ops.c,
+ * xattr.c, status.c and daemon.c. Not a public interface: tools/ only sees
+ * mfs_mount_main() in fs.h.
+ *
+ * The namespace is built once at mount time and never changes afterwards:
+ * nodes are never freed or moved while mounted, so a node pointer (and its
+ * inode number, its index + 1) is valid for the whole mount without locks.
+ * Only three things are decided lazily, each guarded as noted: a file's
+ * format, a file's loaded tree, and (--pickle=deny) a model's verdict.
+ */
+#ifndef MODELFS_MOUNT_INT_H
+#define MODELFS_MOUNT_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "cache.h"
+#include "fs.h"
+#include "verity.h"
+
+#define MFS_ROOT_INO            1
+#define MFS_CTL_INO             2 /* MOUNT/.modelfs */
+#define MFS_STATUS_INO          3 /* MOUNT/.modelfs/status.json */
+#define MFS_CTL_NAME            ".modelfs"
+#define MFS_STATUS_NAME         "status.json"
+#define MFS_MAX_READ            (1u << 20)
+#define MFS_TIMEOUT             86400.0 /* the store is immutable for the mount */
+#define MFS_STATEMENT_XATTR_MAX (64u << 10)
+
+enum mfs_node_kind {
+	MFS_N_DIR,    /* the root, or a folder synthesized from paths */
+	MFS_N_MODEL,  /* a model's folder */
+	MFS_N_FILE,   /* a signed file */
+	MFS_N_CTL,    /* the control folder */
+	MFS_N_STATUS, /* the status file */
+};
+
+/* Verdict of the --pickle=deny check of a model. */
+enum mfs_deny_state {
+	MFS_DENY_UNCHECKED = 0,
+	MFS_DENY_OK,
+	MFS_DENY_REFUSED,
+};
+
+struct mfs_node;
+struct mfs_ftree;
+
+struct mfs_model {
+	char *path;              /* relative path in the store, "org/name" */
+	int dirfd;               /* the model folder, opened without following links */
+	struct mv_manifest *man; /* NULL if refused at scan */
+	struct mv_tree *trees;   /* trusted tree per man->res[i] */
+	struct mfs_node *node;   /* its folder node; NULL if refused at scan */
+	struct mfs_node **files; /* file nodes, for the deny check */
+	size_t n_files;
+	char *refused;         /* reason, NULL while exposed */
+	struct timespec mtime; /* of model.sig: the time of every node inside */
+	int deny_state;        /* enum mfs_deny_state, atomic */
+	pthread_mutex_t lock;  /* serializes the deny check, guards refused */
+};
+
+struct mfs_node {
+	uint64_t ino;
+	enum mfs_node_kind kind;
+	char *name;
+	struct mfs_node *parent;
+	struct mfs_node **kids; /* sorted by name */
+	size_t n_kids, cap_kids;
+	struct mfs_model *model;       /* model folder and everything in it */
+	const struct mv_resource *res; /* files */
+	const struct mv_tree *tree;    /* files: trusted tree (NULL if empty) */
+	/* files, lazily: */
+	int fmt_known; /* atomic flag; fmt valid once set */
+	enum mfs_format fmt;
+	pthread_mutex_t lock;      /* guards ft and its refs */
+	pthread_mutex_t load_lock; /* serializes tree loads and rebuilds */
+	struct mfs_ftree *ft;
+	bool rebuilt; /* the one allowed rebuild was used */
+};
+
+/* A loaded tree file of one file node. */
+struct mfs_ftree {
+	int fd;
+	struct mc_hblock_src src;
+	unsigned refs; /* readers using it; guarded by the node lock */
+	bool replaced; /* no longer the node's tree; freed at refs == 0 */
+};
+
+struct mfs_counters {
+	uint64_t reads;
+	uint64_t bytes_served;
+	uint64_t bytes_verified;
+	uint64_t verify_failures;
+	uint64_t open_failures;
+	uint64_t trees_built;
+	uint64_t tree_rebuilds;
+};
+
+struct mfs_mount {
+	char *store;      /* absolute */
+	char *mountpoint; /* absolute */
+	char *cache_dir;  /* absolute, created at mount */
+	int cache_fd;     /* the cache folder */
+	int store_fd;
+	enum mfs_pickle_policy pickle;
+	struct mv_trust *trust;
+	struct mc_hblock_cache *hcache;
+	struct mfs_model **models; /* exposed and refused */
+	size_t n_models;
+	struct mfs_node **nodes; /* nodes[ino - 1] */
+	size_t n_nodes, cap_nodes;
+	uint64_t total_bytes;    /* of all exposed files, for statfs */
+	struct mfs_counters ctr; /* updated with __atomic builtins */
+	struct timespec started;
+	void *conn_opts;         /* struct fuse_conn_info_opts from -o, applied at init */
+	pthread_mutex_t fh_lock; /* guards open_fhs */
+	void *open_fhs;          /* open file handles (ops.c), freed at unmount */
+	uid_t uid;
+	gid_t gid;
+};
+
+/* Adds @v to a counter atomically. */
+static inline void mfs_count(uint64_t *ctr, uint64_t v)
+{
+	__atomic_fetch_add(ctr, v, __ATOMIC_RELAXED);
+}
+
+/* ---- daemon.c: logging ---- */
+
+/* Logs one key=value line: stderr in the foreground, syslog as a daemon. */
+void mfs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- store.c: the namespace ---- */
+
+/**
+ * mfs_store_scan() - walk the store and build the namespace
+ * @m: in/out: m->store_fd, m->trust and m->pickle set; fills models and nodes
+ * @err: out: error line (only for errors that stop the mount)
+ */
+int mfs_store_scan(struct mfs_mount *m, struct mv_err *err);
+/* Frees models and nodes (after unmount). */
+void mfs_store_free(struct mfs_mount *m);
+/* The node of an inode number, or NULL. */
+struct mfs_node *mfs_node_get(struct mfs_mount *m, uint64_t ino);
+/* A child by name (binary search), or NULL. Ignores visibility. */
+struct mfs_node *mfs_node_child(struct mfs_node *dir, const char *name);
+/* Path of a node inside its model (files) or the store, for log lines. */
+const char *mfs_node_model_path(const struct mfs_node *n);
+/**
+ * mfs_node_check() - may this node be shown?
+ * Applies the pickle policy (detecting formats lazily) and the deny verdict.
+ * Return: 0 visible, -ENOENT hidden or refused, -EIO undecidable right now.
+ */
+int mfs_node_check(struct mfs_mount *m, struct mfs_node *n);
+/**
+ * mfs_open_backing() - open a file node's backing file safely
+ * @fd: out: O_RDONLY descriptor, after checking it is a regular file of
+ *      the signed size. Every path component is opened with O_NOFOLLOW
+ *      relative to the model folder.
+ * Return: 0, -EIO (wrong type or size, symlink), or -errno.
+ */
+int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd);
+/* openat() walking @relpath's components from @dirfd, never following links. */
+int mfs_openat_nofollow(int dirfd, const char *relpath, int flags);
+
+/* ---- vread.c: verified reads ---- */
+
+/**
+ * mfs_file_read() - read and verify a range of a file
+ * @fd: in: backing file (from mfs_open_backing)
+ * @off, @len: in: the range wanted
+ * @out, @out_len: out: the verified bytes, in this thread's buffer, valid
+ *                 until the thread's next call; @out_len is short at EOF
+ * Return: 0 or -EIO (with one log line and a counted failure).
+ */
+int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
+                  const uint8_t **out, size_t *out_len);
+/* Loads (or builds) the file's tree before the first read. 0 or -EIO. */
+int mfs_file_prepare(struct mfs_mount *m, struct mfs_node *n, int fd);
+/* The file's format, detected once through verified reads. */
+int mfs_file_format(struct mfs_mount *m, struct mfs_node *n, enum mfs_format *out);
+/* Context of mfs_vpread: one open file. */
+struct mfs_vctx {
+	struct mfs_mount *m;
+	struct mfs_node *n;
+	int fd;
+};
+/* A verified mfs_pread_fn; ctx is a struct mfs_vctx *. */
+ssize_t mfs_vpread(void *ctx, void *buf, size_t len, uint64_t off);
+/* Closes every loaded tree (after unmount). */
+void mfs_file_trees_free(struct mfs_mount *m);
+
+/* ---- xattr.c ---- */
+
+/* NUL-separated names present on @n, malloc'd in *@out. 0 or -ENOMEM. */
+int mfs_xattr_list(struct mfs_mount *m, struct mfs_node *n, char **out, size_t *len);
+/* Value of @name on @n, malloc'd. 0, -ENODATA, -EIO or -ENOMEM. */
+int mfs_xattr_get(struct mfs_mount *m, struct mfs_node *n, const char *name, char **out,
+                  size_t *len);
+
+/* ---- status.c ---- */
+
+/* A snapshot of the status JSON, malloc'd, NUL-terminated. NULL on ENOMEM. */
+char *mfs_status_json(struct mfs_mount *m, size_t *len);
+
+/* ---- ops.c ---- */
+
+struct fuse_lowlevel_ops;
+extern const struct fuse_lowlevel_ops mfs_ll_ops;
+/* Frees file handles the kernel never released (unmount with files open). */
+void mfs_ops_cleanup(struct mfs_mount *m);
+
+#endif /* MODELFS_MOUNT_INT_H */
