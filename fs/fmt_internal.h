@@ -179,6 +179,7 @@ struct mfs_pickle {
 	uint64_t ops;
 	uint32_t pickles;   /* pickles completed (STOP reached) */
 	bool seen_import;   /* a GLOBAL/INST/STACK_GLOBAL/EXT was parsed */
+	bool seen_named_import; /* ... naming a dotted identifier (not EXT) */
 	bool seen_proto;    /* this stream's first pickle began with PROTO */
 	uint64_t first_ops; /* opcodes of the current pickle */
 	/* failure */
@@ -309,6 +310,18 @@ int mfs_npy_parse(const uint8_t *buf, size_t len, struct mfs_npy_info *out);
 
 /* True when @buf starts with the pickle PROTO opcode and protocol 0..5. */
 bool mfs_sniff_proto(const uint8_t *buf, size_t len);
+
+/*
+ * mfs_pickle_probe_file() - is this whole file a loadable pickle stream?
+ * @rd, @ctx, @size: in: the file
+ * @err: out: a read error, 0 if none (the answer is then "yes", fail safe)
+ *
+ * Unlike mfs_pickle_probe() on a prefix, this parses on through the file, so
+ * a binary file whose first bytes happen to look like opcodes is not taken
+ * for a pickle. Cheap: random data fails within a few opcodes, and long
+ * string payloads are skipped, not kept.
+ */
+bool mfs_pickle_probe_file(mfs_pread_fn rd, void *ctx, uint64_t size, int *err);
 
 /**
  * mfs_pickle_probe() - does a prefix look like a pickle stream?

@@ -423,9 +423,9 @@ int mfs_format_detect(mfs_pread_fn rd, void *ctx, uint64_t size, enum mfs_format
 		return 0;
 	}
 	/* Protocol 0/1 pickles are text too: they must be tried first. */
-	if (mfs_pickle_probe(h, (size_t)n, (uint64_t)n == size)) {
+	if (mfs_pickle_probe_file(rd, ctx, size, &err)) {
 		*out = MFS_FMT_PICKLE;
-		return 0;
+		return err;
 	}
 	if (detect_json(rd, ctx, size, h, (size_t)n, &err)) {
 		*out = MFS_FMT_JSON;

@@ -581,6 +581,21 @@ enum mfs_verdict mfs_global_class(const char *module, const char *name)
 	return MFS_VERDICT_UNSAFE;
 }
 
+/* A dotted Python name: what a loader could actually import. */
+static bool pk_identifier(const char *s, size_t len)
+{
+	if (!s || !len)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (!(c == '_' || c == '.' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+		      (c >= 'A' && c <= 'Z') || c >= 0x80))
+			return false;
+	}
+	return true;
+}
+
 /* Records a global and pushes its node. */
 static int pk_global(struct mfs_pickle *p, const char *m, size_t mlen, const char *n, size_t nlen,
                      uint64_t off, bool push)
@@ -590,6 +605,8 @@ static int pk_global(struct mfs_pickle *p, const char *m, size_t mlen, const cha
 	int rc;
 
 	p->seen_import = true;
+	if (pk_identifier(m, mlen) && pk_identifier(n, nlen))
+		p->seen_named_import = true;
 	if (p->nglobals >= p->lim->max_globals)
 		return pk_fail(p, MFS_PK_LIMIT, "more than %u global references",
 		               p->lim->max_globals);
@@ -631,6 +648,14 @@ static int pk_payload(struct mfs_pickle *p, uint8_t kind, uint64_t n, uint64_t o
 	uint32_t id = 0;
 	int rc;
 
+	/*
+	 * A length past the end of a file is truncation, not a huge value:
+	 * nothing can be loaded from it. Random binary data often claims such
+	 * lengths, and must not be taken for an oversized pickle.
+	 */
+	if (p->src->kind == MFS_STREAM_RAW && n > (p->src->end - p->src->off) + (p->blen - p->bpos))
+		return pk_fail(p, MFS_PK_TRUNCATED, "string of %llu bytes runs past the end",
+		               (unsigned long long)n);
 	if (n > p->lim->max_len)
 		return pk_fail(p, MFS_PK_TOOBIG, "string of %llu bytes exceeds the limit",
 		               (unsigned long long)n);
@@ -1568,5 +1593,40 @@ bool mfs_pickle_probe(const uint8_t *buf, size_t len, bool complete)
 	else
 		yes = false;
 	mfs_pickle_free(&p);
+	return yes;
+}
+
+bool mfs_pickle_probe_file(mfs_pread_fn rd, void *ctx, uint64_t size, int *err)
+{
+	struct mfs_pickle_limits lim = mfs_pickle_default_limits;
+	struct mfs_stream s;
+	struct mfs_pickle p;
+	uint32_t root;
+	bool yes;
+	int rc;
+
+	*err = 0;
+	if (!size)
+		return false;
+	mfs_stream_raw(&s, rd, ctx, 0, size);
+	if (mfs_pickle_init(&p, &s, &lim))
+		return true; /* fail safe: treat as pickle */
+	/* Trailing bytes after STOP must be further pickles (as torch reads them). */
+	while ((rc = mfs_pickle_next(&p, &root)) == 1)
+		if (!(s.end - s.off) && p.blen == p.bpos)
+			break;
+	/*
+	 * Only a stream that reaches STOP is loadable, and only one that names
+	 * an importable global can run code on the way (extension codes are
+	 * unregistered unless code already ran). Random binary data fails to
+	 * parse within a few opcodes. Limits are adversarial: fail safe.
+	 */
+	yes = rc == 1 || p.seen_named_import || p.fail == MFS_PK_LIMIT || p.fail == MFS_PK_TOOBIG;
+	if (p.fail == MFS_PK_IO) {
+		*err = s.err ? s.err : -EIO;
+		yes = true;
+	}
+	mfs_pickle_free(&p);
+	mfs_stream_close(&s);
 	return yes;
 }
