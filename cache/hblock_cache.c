@@ -261,25 +261,6 @@ static int block_offset(const struct mc_hblock_src *src, unsigned level, uint64_
 	return 0;
 }
 
-/* Reads exactly @len bytes at @off; a short file is -EIO (truncated tree). */
-static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO;
-		done += (size_t)n;
-	}
-	return 0;
-}
-
 static int hb_get(void *ctx, unsigned level, uint64_t index, struct mv_hblock *out)
 {
 	struct mc_hblock_src *src = ctx;
@@ -308,7 +289,7 @@ static int hb_get(void *ctx, unsigned level, uint64_t index, struct mv_hblock *o
 	e = calloc(1, sizeof(*e) + src->block_size);
 	if (!e)
 		return -ENOMEM;
-	ret = pread_full(src->fd, e->data, src->block_size, off);
+	ret = mv_pread_exact(src->fd, e->data, src->block_size, off);
 	if (ret) {
 		free(e);
 		return ret;

@@ -75,31 +75,6 @@ static uint8_t *thread_buf(size_t need)
 	return b->p;
 }
 
-static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return -EIO; /* the backing file shrank */
-		done += (size_t)n;
-	}
-	return 0;
-}
-
-static bool params_equal(const struct mv_tree_params *a, const struct mv_tree_params *b)
-{
-	return a->alg == b->alg && a->block_size == b->block_size && a->salt_size == b->salt_size &&
-	       a->data_size == b->data_size && a->salt_size <= MV_MAX_SALT_SIZE &&
-	       memcmp(a->salt, b->salt, a->salt_size) == 0;
-}
-
 /* "<hex of the signed fs-verity digest>.tree": the name in the cache folder. */
 static void cache_name(const struct mfs_node *n, char *out, size_t out_len)
 {
@@ -142,7 +117,7 @@ static int tree_open(struct mfs_mount *m, struct mfs_node *n, int dirfd, const c
 		        n->model->path, n->res->name, rel, err.msg[0] ? err.msg : "short header");
 		goto out;
 	}
-	if (!params_equal(&h.params, &n->tree->params)) {
+	if (!mv_tree_params_equal(&h.params, &n->tree->params)) {
 		mfs_log(LOG_WARNING,
 		        "tree-damaged model=%s file=%s tree=%s reason=\"parameters differ from "
 		        "the signature\"",
@@ -438,7 +413,7 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 	buf = thread_buf((size_t)alen);
 	if (!buf)
 		return -ENOMEM;
-	ret = pread_full(fd, buf, (size_t)alen, aoff);
+	ret = mv_pread_exact(fd, buf, (size_t)alen, aoff);
 	if (ret) {
 		mfs_count(&m->ctr.verify_failures, 1);
 		mfs_log(LOG_ERR, "read-failure model=%s file=%s offset=%" PRIu64 " reason=\"%s\"",

@@ -127,22 +127,6 @@ int mv_mem_tree_build(const struct mv_tree_params *p, int data_fd, struct mv_mem
 	return 0;
 }
 
-static int pread_all(int fd, uint8_t *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pread(fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		buf += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int mv_mem_tree_load(const char *tree_path, const struct mv_tree *t, struct mv_mem_tree **out,
                      struct mv_err *err)
 {
@@ -161,7 +145,7 @@ int mv_mem_tree_load(const char *tree_path, const struct mv_tree *t, struct mv_m
 	}
 	ret = !hdr ? -ENOMEM : fstat(fd, &st) < 0 ? -errno : 0;
 	if (!ret)
-		ret = pread_all(fd, hdr, MV_TREE_HEADER_SIZE, 0);
+		ret = mv_pread_exact(fd, hdr, MV_TREE_HEADER_SIZE, 0);
 	if (ret) {
 		mv_err_set(err, ret == -EIO ? -EBADMSG : ret, "%s: cannot read header: %s",
 		           tree_path, ret == -EIO ? "truncated" : strerror(-ret));
@@ -181,7 +165,7 @@ int mv_mem_tree_load(const char *tree_path, const struct mv_tree *t, struct mv_m
 	ret = mem_tree_alloc(&t->params, &mt);
 	if (!ret)
 		ret =
-		    pread_all(fd, mt->blocks, mt->geo.tree_blocks * mt->block_size, h.tree_offset);
+		    mv_pread_exact(fd, mt->blocks, mt->geo.tree_blocks * mt->block_size, h.tree_offset);
 	if (ret) {
 		mv_err_set(err, ret, "%s: cannot read tree: %s", tree_path, strerror(-ret));
 		goto out;

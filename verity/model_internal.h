@@ -128,8 +128,6 @@ struct mv_hash_job {
  */
 int mv_hash_file(struct mv_hash_job *job);
 
-/* pread until @len bytes or end of file; returns the bytes read or -errno. */
-ssize_t mv_pread_full(int fd, void *buf, size_t len, uint64_t off);
 
 /* Number of worker threads for @threads (0 = online CPUs). */
 unsigned mv_thread_count(unsigned threads);

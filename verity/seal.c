@@ -93,25 +93,6 @@ void mv_run_parallel(size_t n, unsigned threads, void (*fn)(void *ctx, size_t i)
  * Hashing one file
  * ------------------------------------------------------------------------ */
 
-ssize_t mv_pread_full(int fd, void *buf_, size_t len, uint64_t off)
-{
-	uint8_t *buf = buf_;
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = pread(fd, buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
-}
-
 /* The state of one file's hashing: the two hash contexts and the error. */
 struct hash_state {
 	struct mv_hash_job *job;

@@ -127,22 +127,6 @@ int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, 
 	return 0;
 }
 
-static int pwrite_all(int fd, const uint8_t *buf, size_t len, uint64_t off)
-{
-	while (len) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		buf += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 static atomic_uint tree_tmp_seq;
 
 int mv_tree_writer_open(struct mv_tree_writer *w, int dirfd, const struct mv_tree_params *p)
@@ -164,7 +148,7 @@ int mv_tree_writer_sink(void *ctx, unsigned level, uint64_t index, const void *b
 
 	if (level >= w->geo.num_levels || index >= w->geo.level_blocks[level])
 		return -EINVAL;
-	return pwrite_all(w->fd, block, block_size,
+	return mv_pwrite_full(w->fd, block, block_size,
 	                  MV_TREE_HEADER_SIZE +
 	                      ((w->geo.level_start[level] + index) << w->geo.log_block_size));
 }
@@ -181,7 +165,7 @@ int mv_tree_writer_commit(struct mv_tree_writer *w, const struct mv_measurement 
 		return -ENOMEM;
 	memcpy(h.root, m->root, sizeof(h.root));
 	mv_tree_header_encode(&h, hdr);
-	ret = pwrite_all(w->fd, hdr, MV_TREE_HEADER_SIZE, 0);
+	ret = mv_pwrite_full(w->fd, hdr, MV_TREE_HEADER_SIZE, 0);
 	free(hdr);
 	if (!ret && durable && fsync(w->fd) < 0)
 		ret = -errno;
