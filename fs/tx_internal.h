@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tx_internal.h - internals of libfs's "transcode" section, shared by
+ * transcode.c (checkpoint parsing, data movement) and safetensors.c (dtype
+ * table, header writer, strict reader).
+ */
+#ifndef MODELFS_TX_INTERNAL_H
+#define MODELFS_TX_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fs.h"
+
+/*
+ * safetensors dtypes, in the reference implementation's order: ascending
+ * alignment. The writer sorts tensors by this rank, descending, then by
+ * name, as the reference does, so every tensor's data stays aligned.
+ */
+enum mfs_st_dtype {
+	MFS_ST_BOOL = 0,
+	MFS_ST_U8,
+	MFS_ST_I8,
+	MFS_ST_F8_E5M2,
+	MFS_ST_F8_E4M3,
+	MFS_ST_I16,
+	MFS_ST_U16,
+	MFS_ST_F16,
+	MFS_ST_BF16,
+	MFS_ST_I32,
+	MFS_ST_U32,
+	MFS_ST_F32,
+	MFS_ST_F64,
+	MFS_ST_I64,
+	MFS_ST_U64,
+	MFS_ST_NDTYPES,
+};
+
+/* "F32", ...; NULL when out of range. */
+const char *mfs_st_dtype_name(int dt);
+/* Element size in bytes; 0 when out of range. */
+unsigned mfs_st_dtype_size(int dt);
+/* Parses a dtype name of @len bytes; -1 when unknown. */
+int mfs_st_dtype_parse(const char *s, size_t len);
+
+/* The reference refuses headers larger than this. */
+#define MFS_ST_MAX_HEADER 100000000u
+/* Most dimensions a tensor may have (torch's own limit is 64 too). */
+#define MFS_TX_MAX_DIMS 64
+
+/* One storage: a run of bytes in the checkpoint file. */
+struct mfs_tx_storage {
+	char *key;       /* persistent id key: zip member data/<key>, legacy record key */
+	char *type;      /* storage class name, for messages */
+	int dtype;       /* element type, -1 for UntypedStorage (bytes) */
+	unsigned elsize; /* bytes per element of the storage class */
+	uint64_t numel;  /* elements, as the persistent id says */
+	uint64_t nbytes; /* numel * elsize */
+	uint64_t off;    /* absolute file offset of the first data byte */
+	bool used;       /* a tensor of the output reads it */
+};
+
+/* One tensor of the state_dict. */
+struct mfs_tx_tensor {
+	char *name; /* UTF-8, NUL-terminated (names holding NUL are refused) */
+	int dtype;
+	unsigned elsize;
+	uint32_t ndim;
+	uint64_t *shape;  /* ndim sizes */
+	uint64_t *stride; /* ndim strides, in elements */
+	uint64_t offset;  /* storage offset, in elements */
+	uint32_t storage; /* index into plan->st */
+	uint64_t nelem, nbytes;
+	uint64_t lo, hi;   /* bytes of the storage it reads: [lo, hi) */
+	bool contiguous;   /* C order: the bytes are exactly [lo, lo + nbytes) */
+	bool removed;      /* shares its storage with a kept tensor (see metadata) */
+	uint32_t kept;     /* when removed: the tensor kept in its place */
+	uint64_t data_off; /* offset in the output's data section */
+};
+
+struct mfs_tx_plan {
+	char *name; /* the input, for messages */
+	struct mfs_tx_storage *st;
+	size_t nst, capst;
+	struct mfs_tx_tensor *t;
+	size_t nt, capt;
+	uint32_t *order; /* kept tensors in output order */
+	size_t norder;
+	bool swap;       /* storages hold big-endian elements */
+	uint8_t *header; /* 8-byte length, JSON, space padding */
+	size_t header_len;
+	uint64_t data_len;
+};
+
+/**
+ * mfs_st_build_header() - lay out the output of a plan
+ * @p: in/out: a plan whose tensors and removed flags are final; fills
+ *   order, data offsets, header and data_len
+ * Return: 0, -EFBIG past the header limit, -EOVERFLOW, or -ENOMEM.
+ */
+int mfs_st_build_header(struct mfs_tx_plan *p);
+
+#endif /* MODELFS_TX_INTERNAL_H */
