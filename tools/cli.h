@@ -33,6 +33,16 @@ int cmd_verify(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_mount(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
+int cmd_transcode(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_bom(int argc, char **argv);
+int cmd_attest(int argc, char **argv);
+/* cmd_attest.c: signs scan verdicts (a JSON predicate) as an attestation of MODEL_DIR. */
+int cli_attest_scan(const char *model_dir, const char *key_path, const char *predicate_json);
+/* cmd_attest.c: lists attestations, one line each ("attestation FILE: type T, ...: verified"). */
+void cli_print_attestations(FILE *f, const struct mv_attestation_list *l);
+/* cmd_attest.c: the same as a JSON array (cJSON *; caller owns it). */
+struct cJSON *cli_attestations_json(const struct mv_attestation_list *l);
 
 /* Looks a command up in the dispatch table (for usage lines). */
 const struct cli_command *cli_find(const char *name);

@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,17 @@ struct file_info {
 	bool present;
 	uint64_t size;
 	const char *format;
+	bool packed;          /* a packed copy is in .modelfs/packed */
+	uint64_t packed_size; /* its size */
+};
+
+/* Reading the plain bytes of a packed copy (unverified: inspect checks nothing). */
+struct packed_reader {
+	int fd;
+	struct mv_zpack *z;
+	uint8_t *frame; /* the last frame decompressed */
+	uint32_t idx;
+	bool have;
 };
 
 /* Fills @si from what the bundle claims (mv_sig_inspect checks no trust). */
@@ -65,8 +77,81 @@ static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
 	return n < 0 ? -errno : n;
 }
 
-static void file_info(const char *model, bool single, const char *name, struct file_info *fi)
+/* mfs_pread_fn over the frames of a packed copy, one frame kept. */
+static ssize_t packed_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
+	struct packed_reader *pr = ctx;
+	const struct mv_zpack *z = pr->z;
+	size_t done = 0;
+
+	while (done < len && off + done < z->data_size) {
+		uint32_t idx = (uint32_t)((off + done) / z->frame_size);
+		size_t within = (size_t)((off + done) % z->frame_size), n;
+
+		if (!pr->have || pr->idx != idx) {
+			pr->have = false;
+			if (mv_zpack_read_frame(z, pr->fd, idx, pr->frame, "packed", NULL))
+				return -EIO;
+			pr->have = true;
+			pr->idx = idx;
+		}
+		n = mv_zpack_frame_len(z, idx) - within;
+		n = n < len - done ? n : len - done;
+		memcpy((uint8_t *)buf + done, pr->frame + within, n);
+		done += n;
+	}
+	return (ssize_t)done;
+}
+
+/* Size and content format of the packed copy of @r, if there is one. */
+static void packed_info(const char *model, const struct mv_resource *r, struct file_info *fi)
+{
+	char path[PATH_MAX];
+	struct packed_reader pr = {.fd = -1};
+	enum mfs_format fmt;
+	struct stat st;
+
+	if (!r->has_merkle || mv_zpack_path(model, r, path, sizeof(path)))
+		return;
+	pr.fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (pr.fd < 0)
+		return;
+	if (fstat(pr.fd, &st) == 0 && S_ISREG(st.st_mode)) {
+		fi->packed = true;
+		fi->packed_size = (uint64_t)st.st_size;
+	}
+	if (fi->packed && !fi->present) {
+		fi->format = "unreadable (packed copy damaged)";
+		if (!mv_zpack_open(pr.fd, path, r->merkle.params.data_size,
+		                   r->merkle.params.block_size, &pr.z, NULL) &&
+		    (pr.frame = malloc(pr.z->frame_size ? pr.z->frame_size : 1)) &&
+		    !mfs_format_detect(packed_pread, &pr, pr.z->data_size, &fmt))
+			fi->format = mfs_format_name(fmt);
+	}
+	free(pr.frame);
+	mv_zpack_free(pr.z);
+	close(pr.fd);
+}
+
+/* "plain", "packed (ratio x.xx)" or both; "missing" if neither is there. */
+static void stored_as(const struct mv_resource *r, const struct file_info *fi, char *out,
+                      size_t len)
+{
+	uint64_t size = r->has_merkle ? r->merkle.params.data_size : fi->size;
+	double ratio = fi->packed_size ? (double)size / (double)fi->packed_size : 0.0;
+
+	if (fi->packed && fi->present)
+		snprintf(out, len, "plain + packed (ratio %.2f)", ratio);
+	else if (fi->packed)
+		snprintf(out, len, "packed (ratio %.2f)", ratio);
+	else
+		snprintf(out, len, "%s", fi->present ? "plain" : "missing");
+}
+
+static void file_info(const char *model, bool single, const struct mv_resource *r,
+                      struct file_info *fi)
+{
+	const char *name = r->name;
 	enum mfs_format fmt;
 	struct stat st;
 	char *path = NULL;
@@ -81,8 +166,11 @@ static void file_info(const char *model, bool single, const char *name, struct f
 	if (path)
 		fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	free(path);
-	if (fd < 0)
+	if (fd < 0) {
+		if (!single)
+			packed_info(model, r, fi);
 		return;
+	}
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 		fi->present = true;
 		fi->size = (uint64_t)st.st_size;
@@ -93,6 +181,8 @@ static void file_info(const char *model, bool single, const char *name, struct f
 		fi->format = "not a regular file";
 	}
 	close(fd);
+	if (!single)
+		packed_info(model, r, fi);
 }
 
 /* Hex of a resource's fs-verity digest as `fsverity digest` prints it. */
@@ -133,6 +223,7 @@ static void print_text(const char *model, bool single, const char *sig_path,
                        const struct mv_manifest *m, const struct signer_info *si)
 {
 	char hex[65], digest[2 * MV_MAX_DIGEST_SIZE + 16], salt[2 * MV_MAX_SALT_SIZE + 1];
+	char stored[64];
 
 	mv_hex_encode(m->subject_sha256, 32, hex);
 	printf("signature:  %s (not verified; run `modelfs verify` to check it)\n", sig_path);
@@ -152,11 +243,13 @@ static void print_text(const char *model, bool single, const char *sig_path,
 		const struct mv_resource *r = &m->res[i];
 		struct file_info fi;
 
-		file_info(model, single, r->name, &fi);
+		file_info(model, single, r, &fi);
+		stored_as(r, &fi, stored, sizeof(stored));
 		mv_hex_encode(r->sha256, 32, hex);
-		printf("  %s\n    size %llu, format %s\n    sha256:%s\n", r->name,
+		printf("  %s\n    size %llu, format %s\n    stored as: %s\n    sha256:%s\n",
+		       r->name,
 		       (unsigned long long)(r->has_merkle ? r->merkle.params.data_size : fi.size),
-		       fi.format, hex);
+		       fi.format, stored, hex);
 		if (!r->has_merkle)
 			continue;
 		merkle_strings(r, digest, salt);
@@ -198,13 +291,23 @@ static cJSON *file_json(const char *model, bool single, const struct mv_resource
 	cJSON *o = cJSON_CreateObject();
 	struct file_info fi;
 
-	file_info(model, single, r->name, &fi);
+	file_info(model, single, r, &fi);
 	mv_hex_encode(r->sha256, 32, hex);
 	cJSON_AddStringToObject(o, "name", r->name);
 	cJSON_AddNumberToObject(o, "size",
 	                        (double)(r->has_merkle ? r->merkle.params.data_size : fi.size));
 	cJSON_AddBoolToObject(o, "present", fi.present);
 	cJSON_AddStringToObject(o, "format", fi.format);
+	cJSON_AddStringToObject(o, "stored_as",
+	                        fi.packed ? (fi.present ? "plain+packed" : "packed")
+	                                  : (fi.present ? "plain" : "missing"));
+	if (fi.packed) {
+		double size = (double)(r->has_merkle ? r->merkle.params.data_size : fi.size);
+
+		cJSON_AddNumberToObject(o, "packed_size", (double)fi.packed_size);
+		cJSON_AddNumberToObject(o, "ratio",
+		                        fi.packed_size ? size / (double)fi.packed_size : 0.0);
+	}
 	cJSON_AddStringToObject(o, "sha256", hex);
 	if (r->has_merkle) {
 		merkle_strings(r, digest, salt);
@@ -217,7 +320,8 @@ static cJSON *file_json(const char *model, bool single, const struct mv_resource
 }
 
 static int print_json(const char *model, bool single, const char *sig_path,
-                      const struct mv_manifest *m, const struct signer_info *si)
+                      const struct mv_manifest *m, const struct signer_info *si,
+                      const struct mv_attestation_list *atts)
 {
 	cJSON *o = cJSON_CreateObject(), *s, *a;
 	char hex[65], *text;
@@ -241,6 +345,7 @@ static int print_json(const char *model, bool single, const char *sig_path,
 	a = cJSON_AddArrayToObject(o, "files");
 	for (size_t i = 0; i < m->n_res; i++)
 		cJSON_AddItemToArray(a, file_json(model, single, &m->res[i]));
+	cJSON_AddItemToObject(o, "attestations", cli_attestations_json(atts));
 	text = cJSON_Print(o);
 	cJSON_Delete(o);
 	if (!text) {
@@ -263,6 +368,7 @@ int cmd_inspect(int argc, char **argv)
 	const char *sig_opt = NULL, *model;
 	struct mv_manifest *m = NULL;
 	struct signer_info si = {{0}};
+	struct mv_attestation_list atts = {0};
 	struct mv_err err = {0};
 	char *sig_path = NULL;
 	struct stat st;
@@ -301,13 +407,22 @@ int cmd_inspect(int argc, char **argv)
 		goto out;
 	}
 	describe_signer(m, &si);
+	/* Attestations are listed, not verified: inspect takes no trust inputs. */
+	if (!single && mv_attestations_load(model, m, NULL, &atts, &err)) {
+		ret = cli_report(&err);
+		goto out;
+	}
 	if (as_json) {
-		ret = print_json(model, single, sig_path, m, &si);
+		ret = print_json(model, single, sig_path, m, &si, &atts);
 	} else {
 		print_text(model, single, sig_path, m, &si);
+		printf("attestations: %zu%s\n", atts.n,
+		       atts.n ? " (signatures not checked; `modelfs verify` checks them)" : "");
+		cli_print_attestations(stdout, &atts);
 		ret = EXIT_OK;
 	}
 out:
+	mv_attestations_free(&atts);
 	mv_manifest_free(m);
 	free(sig_path);
 	return ret;

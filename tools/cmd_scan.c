@@ -35,6 +35,8 @@ struct scan_run {
 	cJSON *errors;  /* JSON only */
 	unsigned counts[MFS_VERDICT_UNSAFE + 1];
 	unsigned files, nerrors;
+	cJSON *attest; /* --attest: [{name, verdict}] of files below attest_root */
+	const char *attest_root;
 };
 
 struct fd_ctx {
@@ -210,10 +212,56 @@ static void sarif_item(struct scan_run *run, const char *path, const struct mfs_
 	cJSON_AddItemToArray(run->results, r);
 }
 
+/* --attest: records a file's verdict by its name in the model (not .modelfs/). */
+static void attest_item(struct scan_run *run, const char *path, const struct mfs_scan_report *rep)
+{
+	size_t n = strlen(run->attest_root);
+	const char *rel = path + n;
+	cJSON *o;
+
+	if (strncmp(path, run->attest_root, n) != 0)
+		return;
+	while (*rel == '/')
+		rel++;
+	if (strncmp(rel, MV_HIDDEN_DIR "/", sizeof(MV_HIDDEN_DIR)) == 0 || !*rel ||
+	    strcmp(rel, MV_SIG_NAME) == 0)
+		return;
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "name", rel);
+	cJSON_AddStringToObject(o, "verdict", mfs_verdict_name(rep->items[0].verdict));
+	cJSON_AddItemToArray(run->attest, o);
+}
+
+/* --attest: signs the verdicts as an attestation of the model (cmd_attest.c). */
+static int attest_out(struct scan_run *run, const char *key)
+{
+	cJSON *pred = cJSON_CreateObject(), *sc = cJSON_AddObjectToObject(pred, "scanner");
+	char *text;
+	int ret;
+
+	cJSON_AddStringToObject(sc, "name", "modelfs scan");
+	cJSON_AddStringToObject(sc, "version", MV_VERSION);
+	cJSON_AddItemToObject(pred, "files", run->attest);
+	run->attest = NULL;
+	cJSON_AddNumberToObject(pred, "errors", run->nerrors);
+	text = cJSON_PrintUnformatted(pred);
+	cJSON_Delete(pred);
+	if (!text) {
+		cli_error("scan: out of memory");
+		return EXIT_USAGE_IO;
+	}
+	fflush(stdout);
+	ret = cli_attest_scan(run->attest_root, key, text);
+	free(text);
+	return ret;
+}
+
 static void report_out(struct scan_run *run, const char *path, const struct mfs_scan_report *rep)
 {
 	run->files++;
 	run->counts[rep->items[0].verdict]++;
+	if (run->attest)
+		attest_item(run, path, rep);
 	if (run->fmt == OUT_TEXT) {
 		text_report(path, rep);
 		return;
@@ -412,11 +460,15 @@ int cmd_scan(int argc, char **argv)
 	static const struct option opts[] = {
 	    {"format", required_argument, NULL, 'F'},
 	    {"recursive", no_argument, NULL, 'r'},
+	    {"attest", no_argument, NULL, 'A'},
+	    {"key", required_argument, NULL, 'k'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct scan_run run = {.fmt = OUT_TEXT};
-	int c;
+	const char *key = NULL;
+	bool attest = false;
+	int c, ret;
 
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "rh", opts, NULL)) != -1) {
@@ -432,6 +484,8 @@ int cmd_scan(int argc, char **argv)
 				return cli_usage("scan");
 			break;
 		case 'r': run.recurse = true; break;
+		case 'A': attest = true; break;
+		case 'k': key = optarg; break;
 		case 'h':
 			printf("usage: modelfs %s\n"
 			       "Exit status: 0 safe, suspicious or not a pickle; 1 unsafe; "
@@ -443,6 +497,14 @@ int cmd_scan(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return cli_usage("scan");
+	/* --attest --key K MODEL_DIR: one signed model folder, walked whole. */
+	if (attest != !!key || (attest && optind + 1 != argc))
+		return cli_usage("scan");
+	if (attest) {
+		run.recurse = true;
+		run.attest_root = argv[optind];
+		run.attest = cJSON_CreateArray();
+	}
 	run.results = cJSON_CreateArray();
 	run.errors = cJSON_CreateArray();
 	for (int i = optind; i < argc; i++)
@@ -456,6 +518,11 @@ int cmd_scan(int argc, char **argv)
 		cJSON_Delete(run.errors);
 	}
 	fflush(stdout);
+	if (run.attest) {
+		ret = attest_out(&run, key);
+		if (ret)
+			return ret;
+	}
 	if (run.counts[MFS_VERDICT_UNSAFE])
 		return EXIT_VERIFY;
 	if (run.nerrors || run.counts[MFS_VERDICT_UNSCANNABLE])

@@ -21,6 +21,8 @@ struct verify_args {
 	const char **trust_keys, **trust_cas, **ignores;
 	size_t n_trust_keys, n_trust_cas;
 	const char *model;
+	const char *policy;     /* --policy FILE.json, or NULL */
+	const char *model_path; /* --model-path: path matched by policy rules */
 };
 
 static void on_problem(void *ctx, const char *line)
@@ -42,6 +44,8 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 	    {"signature", required_argument, NULL, 's'},
 	    {"ignore-paths", required_argument, NULL, 'i'},
 	    {"ignore-unsigned-files", no_argument, NULL, 'u'},
+	    {"policy", required_argument, NULL, 'P'},
+	    {"model-path", required_argument, NULL, 'M'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -54,6 +58,8 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 		case 's': a->o.signature = optarg; break;
 		case 'i': a->ignores[a->o.n_ignore_paths++] = optarg; break;
 		case 'u': a->o.ignore_unsigned_files = true; break;
+		case 'P': a->policy = optarg; break;
+		case 'M': a->model_path = optarg; break;
 		case 'h': return 1;
 		default: return -1;
 		}
@@ -155,6 +161,50 @@ static int alloc_args(struct verify_args *a, int argc)
 	return a->trust_keys && a->trust_cas && a->ignores ? 0 : -1;
 }
 
+/*
+ * Lists the model's attestations (checked against the same trust inputs)
+ * and, with --policy, applies the policy. A refusal names the rule (exit 1).
+ */
+static int check_provenance(const struct verify_args *a, const struct mv_trust *trust,
+                            const struct mv_manifest *m)
+{
+	struct mv_attestation_list atts = {0};
+	struct mv_policy *pol = NULL;
+	struct mv_err err = {0};
+	const char *path = a->model_path;
+	struct stat st;
+	int ret = EXIT_OK;
+
+	if (a->policy && mv_policy_load(a->policy, &pol, &err)) {
+		cli_error("%s", err.msg);
+		return EXIT_USAGE_IO;
+	}
+	/* A single-file signature has no folder to hold attestations. */
+	if (stat(a->model, &st) == 0 && S_ISDIR(st.st_mode) &&
+	    mv_attestations_load(a->model, m, trust, &atts, &err)) {
+		ret = cli_report(&err);
+		goto out;
+	}
+	cli_print_attestations(stdout, &atts);
+	if (!pol)
+		goto out;
+	if (!path)
+		path = m->prov.name && *m->prov.name ? m->prov.name : m->subject_name;
+	if (mv_policy_check(pol, path, m, &atts, &err)) {
+		fprintf(stderr, "policy refused: %s\n", err.msg);
+		ret = err.code == -EKEYREJECTED ? EXIT_VERIFY : EXIT_USAGE_IO;
+		goto out;
+	}
+	printf("policy: allowed by %s (model path \"%s\"", a->policy, path);
+	if (mv_policy_pickle(pol, path))
+		printf(", pickle policy %s", mv_policy_pickle(pol, path));
+	printf(")\n");
+out:
+	mv_attestations_free(&atts);
+	mv_policy_free(pol);
+	return ret;
+}
+
 /* Exit status of a failed verification: see the file comment. */
 static int failure_status(int ret)
 {
@@ -198,7 +248,7 @@ int cmd_verify(int argc, char **argv)
 	       signer,
 	       m->has_extension ? "SHA-256 and fs-verity digests checked"
 	                        : "no Merkle roots: plain OMS signature");
-	ret = EXIT_OK;
+	ret = check_provenance(&a, trust, m);
 out:
 	mv_manifest_free(m);
 	mv_trust_free(trust);

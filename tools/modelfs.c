@@ -25,7 +25,8 @@ static const struct cli_command commands[] = {
      "sign a model folder: write MODEL_DIR/model.sig and its Merkle trees"},
     {"verify", cmd_verify,
      "verify --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--signature FILE] "
-     "[--ignore-paths PATH ...] [--ignore-unsigned-files] MODEL_DIR",
+     "[--ignore-paths PATH ...] [--ignore-unsigned-files] [--policy FILE.json "
+     "[--model-path PATH]] MODEL_DIR",
      "verify a signed model folder or file"},
     {"inspect", cmd_inspect, "inspect [--json] [--signature FILE] MODEL_DIR",
      "show the signer, provenance and files of a signed model"},
@@ -33,8 +34,23 @@ static const struct cli_command commands[] = {
      "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "
      "[--pickle=hide|show|deny] [--cache-dir DIR] STORE MOUNTPOINT",
      "serve the signed models of STORE read-only, verified block by block"},
-    {"scan", cmd_scan, "scan [--format text|json|sarif] [-r] PATH...",
+    {"scan", cmd_scan,
+     "scan [--format text|json|sarif] [-r] PATH... | scan --attest --key PREFIX.key MODEL_DIR",
      "classify pickle files without executing them"},
+    {"transcode", cmd_transcode, "transcode [-q] IN OUT | INDEX.json OUT_DIR | IN_DIR OUT_DIR",
+     "turn safe torch pickle checkpoints into safetensors, without unpickling"},
+    {"pack", cmd_pack,
+     "pack [--level N] [--frame-size SIZE] [--remove-original] [--signature FILE] "
+     "[--threads N] [-q] MODEL_DIR",
+     "store signed files zstd-packed (seekable format) in MODEL_DIR/.modelfs/packed"},
+    {"bom", cmd_bom,
+     "bom [--spec 1.6|1.7] [--serial-number URN] [--timestamp T] [--trust KEY.pub ...] "
+     "[--trust-ca CA.pem ...] [--signature FILE] MODEL_DIR",
+     "print the CycloneDX ML-BOM of a signed model"},
+    {"attest", cmd_attest,
+     "attest --key PREFIX.key --predicate-type URI --predicate FILE.json [--signature FILE] "
+     "MODEL_DIR",
+     "sign an in-toto attestation about a model's signature into MODEL_DIR/.modelfs"},
 };
 
 const struct cli_command *cli_find(const char *name)

@@ -11,6 +11,11 @@
  * user everything that is wrong. Tree files are not needed (they are
  * derivable), but a tree that is present is compared block by block with the
  * tree being computed, and a damaged one is reported as a warning.
+ *
+ * A file may also be stored packed (MV_PACKED_DIR, zpack.c). If only the
+ * packed copy is there, it is decompressed and both digests are computed
+ * over the plain bytes; if both are there, the packed copy must measure to
+ * the signed fs-verity digest too, or it is reported as damaged.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -162,6 +167,99 @@ static void report_mismatch(struct verify_item *it, const char *what, const uint
 	add_problem(it, "%s: %s mismatch (expected %s, got %s)", it->shown, what, e, g);
 }
 
+/* ---- packed copies (MV_PACKED_DIR, see zpack.c) ---- */
+
+/* Opens the packed copy of @r; @shown gets its path relative to the model. */
+static int open_packed(const struct mv_walk *w, const struct mv_resource *r, char *shown,
+                       size_t shown_len, struct mv_err *err)
+{
+	char name[MV_ZPACK_NAME_MAX];
+	struct stat st;
+
+	mv_zpack_file_name(&r->merkle, name);
+	snprintf(shown, shown_len, "%s/%s", MV_PACKED_DIR, name);
+	return mv_walk_open_file(w, shown, &st, err);
+}
+
+/* Records a failure of the packed copy @shown of @it. */
+static void packed_problem(struct verify_item *it, int ret, const char *shown,
+                           const struct mv_err *err)
+{
+	/* mv_zpack_* and mv_walk_open_file lines start with the packed file's name. */
+	add_problem(it, "%s: packed copy is damaged: %s", it->shown,
+	            err->msg[0] ? err->msg : shown);
+	if (ret != -EBADMSG && ret != -ENOENT && ret != -ELOOP && ret != -EINVAL)
+		it->io_error = true;
+}
+
+/*
+ * The plain file is absent: verify its packed copy in its place, both
+ * digests over the decompressed bytes. Return: false if there is none.
+ */
+static bool verify_packed_only(struct verify_ctx *c, struct verify_item *it)
+{
+	const struct mv_resource *r = it->r;
+	char shown[sizeof(MV_PACKED_DIR) + MV_ZPACK_NAME_MAX];
+	struct tree_check t = {.fd = -1};
+	struct mv_measurement m;
+	struct mv_err err = {0};
+	uint8_t sha[32];
+	int fd, ret;
+
+	fd = open_packed(c->w, r, shown, sizeof(shown), &err);
+	if (fd == -ENOENT)
+		return false;
+	if (fd < 0) {
+		packed_problem(it, fd, shown, &err);
+		return true;
+	}
+	tree_check_open(c->w, it, &t);
+	ret = mv_zpack_measure(fd, shown, &r->merkle.params, sha,
+	                       t.fd >= 0 && !t.bad ? tree_check_sink : NULL, &t, &m, &err);
+	if (ret) {
+		packed_problem(it, ret, shown, &err);
+		t.bad = NULL;
+	} else {
+		if (memcmp(sha, r->sha256, 32) != 0)
+			report_mismatch(it, "sha256 (of the packed copy)", r->sha256, sha, 32);
+		if (memcmp(m.digest, r->merkle.digest, mv_hash_digest_size(r->merkle.params.alg))) {
+			report_mismatch(it, "fs-verity digest (of the packed copy)",
+			                r->merkle.digest, m.digest,
+			                mv_hash_digest_size(r->merkle.params.alg));
+			t.bad = NULL;
+		}
+	}
+	tree_check_close(it, &t);
+	close(fd);
+	return true;
+}
+
+/* The plain file is present: a packed copy, if any, must hold the same bytes. */
+static void check_packed_copy(struct verify_ctx *c, struct verify_item *it)
+{
+	const struct mv_resource *r = it->r;
+	char shown[sizeof(MV_PACKED_DIR) + MV_ZPACK_NAME_MAX];
+	struct mv_measurement m;
+	struct mv_err err = {0};
+	int fd, ret;
+
+	fd = open_packed(c->w, r, shown, sizeof(shown), &err);
+	if (fd == -ENOENT)
+		return;
+	if (fd < 0) {
+		packed_problem(it, fd, shown, &err);
+		return;
+	}
+	/* The fs-verity digest alone pins the bytes: no second SHA-256 pass. */
+	ret = mv_zpack_measure(fd, shown, &r->merkle.params, NULL, NULL, NULL, &m, &err);
+	if (!ret && memcmp(m.digest, r->merkle.digest, mv_hash_digest_size(r->merkle.params.alg)))
+		ret =
+		    mv_err_set(&err, -EBADMSG, "%s: holds other bytes than the signed file", shown);
+	if (ret)
+		packed_problem(it, ret, shown, &err);
+	close(fd);
+}
+
 /* Step 4 for one file: hash it once, compare both digests. */
 static void verify_one(void *arg, size_t i)
 {
@@ -176,6 +274,9 @@ static void verify_one(void *arg, size_t i)
 	struct mv_err err = {0};
 
 	job.fd = mv_walk_open_file(c->w, r->name, &job.st, &err);
+	/* A file stored only packed (modelfs pack --remove-original). */
+	if (job.fd == -ENOENT && r->has_merkle && !c->w->single_file && verify_packed_only(c, it))
+		return;
 	if (job.fd < 0) {
 		it->io_error = job.fd != -ENOENT && job.fd != -ELOOP && job.fd != -EINVAL;
 		/* mv_walk_open_file names the relative path; a single file shows its path. */
@@ -211,6 +312,8 @@ static void verify_one(void *arg, size_t i)
 		/* The tree was compared with a tree of other data: say nothing of it. */
 		t.bad = NULL;
 	}
+	if (r->has_merkle && !c->w->single_file)
+		check_packed_copy(c, it);
 out:
 	if (r->has_merkle && !c->w->single_file)
 		tree_check_close(it, &t);

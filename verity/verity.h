@@ -805,6 +805,106 @@ struct mv_pack_stats {
 int mv_model_pack(const char *model_dir, const struct mv_pack_opts *o, mv_problem_fn info,
 		  void *ictx, mv_problem_fn problem, void *pctx, struct mv_pack_stats *stats);
 
+/* ---- provenance: BOM, attestations, policy ---- */
+
+/* CycloneDX ML-BOM (bom.c); see docs/provenance.md. */
+struct mv_bom_opts {
+	const char *spec;          /* "1.6" (default) or "1.7" */
+	const char *serial_number; /* "urn:uuid:..."; NULL: a random v4 UUID */
+	const char *timestamp;     /* RFC 3339; NULL: now */
+	const char *model_dir;     /* for config.json (used only if its SHA-256 is signed); may be NULL */
+};
+
+/**
+ * mv_bom_build() - the CycloneDX JSON ML-BOM of a signed model
+ * @m: in: the manifest (verified, or inspected: the BOM says which in no way)
+ * @o: in: options (may be NULL)
+ * @out, @out_len: out: malloc'd JSON text ending in a newline
+ * @err: out: error line
+ *
+ * Deterministic apart from serialNumber and timestamp.
+ */
+int mv_bom_build(const struct mv_manifest *m, const struct mv_bom_opts *o, char **out,
+		 size_t *out_len, struct mv_err *err);
+
+/* Attestations (attest.c): DSSE-signed in-toto statements about a model.sig. */
+#define MV_ATTEST_DIR ".modelfs/attestations" /* <sha256 of bundle>.json */
+#define MV_ATTEST_MAX_FILES 1024u
+#define MV_ATTEST_MAX_SIZE (16u << 20)
+
+struct mv_attestation {
+	char *file;            /* file name in MV_ATTEST_DIR */
+	char *predicate_type;  /* NULL if the statement could not be read */
+	char *predicate;       /* compact predicate JSON, or NULL */
+	char *subject_name;
+	char subject_sha256[65]; /* hex, "" if unknown */
+	char key_id[65];       /* signer key id ("" if the key is unknown) */
+	char hint[65];         /* OMS hint the bundle names */
+	bool verified;         /* signature good, key trusted, subject = this model.sig */
+	char *reason;          /* why not verified (one line), NULL if verified */
+};
+
+struct mv_attestation_list {
+	struct mv_attestation *a;
+	size_t n;
+};
+
+void mv_attestations_free(struct mv_attestation_list *l);
+
+/**
+ * mv_attest_build() - sign an attestation about the model.sig of @m
+ * @m: in: the manifest; the subject is {name, sha256 of its statement}
+ * @predicate_type: in: URI
+ * @predicate_json, @len: in: the predicate (a JSON object)
+ * @key: in: private key (need not be the publisher's)
+ * @out, @out_len: out: malloc'd bundle JSON
+ */
+int mv_attest_build(const struct mv_manifest *m, const char *predicate_type,
+		    const char *predicate_json, size_t len, const struct mv_key *key, char **out,
+		    size_t *out_len, struct mv_err *err);
+
+/* Writes @bundle to MODEL/.modelfs/attestations/<sha256>.json atomically; @name out (may be NULL). */
+int mv_attest_write(const char *model_dir, const char *bundle, size_t len, char name[70],
+		    struct mv_err *err);
+
+/**
+ * mv_attestations_load() - read and check every attestation of a model
+ * @model_dir: in: the model folder
+ * @m: in: its manifest (the subject every attestation must name)
+ * @trust: in: trusted keys; NULL: nothing is verified (inspect)
+ * @out: out: one entry per file, sorted by file name; unverifiable ones
+ *       have verified=false and a reason
+ * @err: out: error line (I/O errors only; bad attestations are entries)
+ */
+int mv_attestations_load(const char *model_dir, const struct mv_manifest *m,
+			 const struct mv_trust *trust, struct mv_attestation_list *out,
+			 struct mv_err *err);
+
+/* Trust policy (policy.c); format in docs/policy.md. Immutable once loaded. */
+struct mv_policy;
+
+/* Loads a policy file; key files it names are relative to its folder. */
+int mv_policy_load(const char *path, struct mv_policy **out, struct mv_err *err);
+void mv_policy_free(struct mv_policy *p);
+
+/**
+ * mv_policy_check() - apply a policy to a verified model
+ * @p: in: the policy
+ * @model_path: in: the model's path in the store (matched against rule globs)
+ * @m: in: the VERIFIED manifest
+ * @atts: in: its attestations (only verified ones count; may be NULL)
+ * @err: out: on refusal, one line naming the rule that failed
+ *
+ * Return: 0 allowed, -EKEYREJECTED refused, -ENOMEM.
+ */
+int mv_policy_check(const struct mv_policy *p, const char *model_path, const struct mv_manifest *m,
+		    const struct mv_attestation_list *atts, struct mv_err *err);
+
+/* The pickle policy ("hide", "show", "deny") of the first rule matching @model_path that sets one; NULL if none. */
+const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path);
+
+/* ---- end of provenance ---- */
+
 #ifdef __cplusplus
 }
 #endif

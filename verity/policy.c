@@ -1,0 +1,769 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * policy.c - trust policies (docs/policy.md): which signers may sign which
+ * model paths, required countersignatures and attestations, revoked keys, a
+ * denylist of statement and file digests, and rollback protection by a
+ * minimum signed_at per model name.
+ *
+ * The policy is applied after normal verification, to a manifest whose
+ * signature already checked out against the trust inputs: it can only
+ * refuse more, never accept what verification refused. Parsing is strict
+ * (unknown members are errors) because a typo in a policy must not silently
+ * allow what the operator meant to forbid. Every refusal names its rule.
+ */
+#include <errno.h>
+#include <fnmatch.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sig_internal.h"
+
+#define POLICY_MAX       (4u << 20)
+#define POLICY_MAX_ITEMS 100000
+
+/* A signer the policy can name: a key id, or a certificate subject. */
+struct pkey {
+	char *name;
+	char id[65];   /* hex key id, "" for subject-only entries */
+	char *subject; /* certificate subject (RFC 2253), or NULL */
+};
+
+struct pattest {
+	char *type;
+	size_t *keys; /* indices into keys[]; none: any trusted key */
+	size_t n_keys;
+};
+
+struct prule {
+	char *path; /* fnmatch glob, '*' also matches '/' */
+	size_t *signers;
+	size_t n_signers;
+	long min_signers;
+	struct pattest *att;
+	size_t n_att;
+	char *pickle;
+};
+
+struct pmin {
+	char *name;
+	char *text;
+	time_t t;
+};
+
+struct mv_policy {
+	char *label;
+	bool default_allow;
+	struct pkey *keys;
+	size_t n_keys;
+	struct prule *rules;
+	size_t n_rules;
+	size_t *revoked;
+	size_t n_revoked;
+	char (*deny_stmt)[65];
+	size_t n_deny_stmt;
+	char (*deny_file)[65];
+	size_t n_deny_file;
+	struct pmin *min;
+	size_t n_min;
+};
+
+void mv_policy_free(struct mv_policy *p)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < p->n_keys; i++) {
+		free(p->keys[i].name);
+		free(p->keys[i].subject);
+	}
+	for (size_t i = 0; i < p->n_rules; i++) {
+		struct prule *r = &p->rules[i];
+
+		for (size_t j = 0; j < r->n_att; j++) {
+			free(r->att[j].type);
+			free(r->att[j].keys);
+		}
+		free(r->att);
+		free(r->path);
+		free(r->signers);
+		free(r->pickle);
+	}
+	for (size_t i = 0; i < p->n_min; i++) {
+		free(p->min[i].name);
+		free(p->min[i].text);
+	}
+	free(p->keys);
+	free(p->rules);
+	free(p->revoked);
+	free(p->deny_stmt);
+	free(p->deny_file);
+	free(p->min);
+	free(p->label);
+	free(p);
+}
+
+/* Only the listed member names are allowed in @obj. */
+static int only_members(const struct mv_policy *p, const cJSON *obj, const char *path,
+                        const char *const *allowed, struct mv_err *err)
+{
+	const cJSON *it;
+
+	cJSON_ArrayForEach(it, obj)
+	{
+		bool ok = false;
+
+		for (size_t i = 0; allowed[i]; i++)
+			ok = ok || strcmp(it->string, allowed[i]) == 0;
+		if (!ok)
+			return mv_err_set(err, -EINVAL, "%s: %s: unknown member \"%s\"", p->label,
+			                  path, MV_P(it->string));
+	}
+	return 0;
+}
+
+static bool is_hex64(const char *s)
+{
+	if (strlen(s) != 64)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'f')))
+			return false;
+	return true;
+}
+
+/* "sha256:<hex>" or "<hex>" -> hex; NULL if neither. */
+static const char *digest_hex(const char *s)
+{
+	if (strncmp(s, "sha256:", 7) == 0)
+		s += 7;
+	return is_hex64(s) ? s : NULL;
+}
+
+/* Key id of a public key file, relative to the policy's folder. */
+static int key_file_id(const char *base, const char *file, char id[65], struct mv_err *err)
+{
+	struct mv_key *k = NULL;
+	char *path = NULL;
+	int ret;
+
+	if (file[0] == '/')
+		path = strdup(file);
+	else if (asprintf(&path, "%s/%s", base, file) < 0)
+		path = NULL;
+	if (!path)
+		return mv_err_set(err, -ENOMEM, "policy: out of memory");
+	ret = mv_key_load_public(path, &k, err);
+	if (!ret)
+		mv_key_id(k, id);
+	mv_key_free(k);
+	free(path);
+	return ret;
+}
+
+/* keys.NAME: {"id": hex} | {"file": path} | {"subject": "CN=..."}. */
+static int parse_key(struct mv_policy *p, const char *base, const cJSON *o, struct pkey *k,
+                     struct mv_err *err)
+{
+	static const char *const allowed[] = {"id", "file", "subject", NULL};
+	const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+	const cJSON *file = cJSON_GetObjectItemCaseSensitive(o, "file");
+	const cJSON *subj = cJSON_GetObjectItemCaseSensitive(o, "subject");
+	int ret;
+
+	if (!cJSON_IsObject(o) || (!!id + !!file + !!subj) != 1)
+		return mv_err_set(err, -EINVAL,
+		                  "%s: keys.%s: expected an object with one of id, file, subject",
+		                  p->label, MV_P(k->name));
+	ret = only_members(p, o, "keys entry", allowed, err);
+	if (ret)
+		return ret;
+	if (id) {
+		const char *hex = cJSON_IsString(id) ? digest_hex(id->valuestring) : NULL;
+
+		if (!hex)
+			return mv_err_set(err, -EINVAL, "%s: keys.%s.id: expected 64 hex digits",
+			                  p->label, MV_P(k->name));
+		memcpy(k->id, hex, 65);
+		return 0;
+	}
+	if (file) {
+		if (!cJSON_IsString(file))
+			return mv_err_set(err, -EINVAL, "%s: keys.%s.file: expected a string",
+			                  p->label, MV_P(k->name));
+		struct mv_err kerr = {0};
+		int kret = key_file_id(base, file->valuestring, k->id, &kerr);
+
+		return kret ? mv_err_set(err, kret, "%s: keys.%s.file: %s", p->label, MV_P(k->name),
+		                         kerr.msg)
+		            : 0;
+	}
+	if (!cJSON_IsString(subj) || !*subj->valuestring)
+		return mv_err_set(err, -EINVAL, "%s: keys.%s.subject: expected a string", p->label,
+		                  MV_P(k->name));
+	k->subject = strdup(subj->valuestring);
+	return k->subject ? 0 : -ENOMEM;
+}
+
+static int parse_keys(struct mv_policy *p, const char *base, const cJSON *keys, struct mv_err *err)
+{
+	int n = cJSON_GetArraySize(keys), ret = 0;
+	const cJSON *it;
+
+	if (!keys)
+		return 0;
+	if (!cJSON_IsObject(keys) || n > POLICY_MAX_ITEMS)
+		return mv_err_set(err, -EINVAL, "%s: keys: expected an object", p->label);
+	p->keys = calloc((size_t)n + 1, sizeof(*p->keys));
+	if (!p->keys)
+		return mv_err_set(err, -ENOMEM, "%s: out of memory", p->label);
+	cJSON_ArrayForEach(it, keys)
+	{
+		struct pkey *k = &p->keys[p->n_keys++];
+
+		k->name = strdup(it->string);
+		ret = k->name ? parse_key(p, base, it, k, err) : -ENOMEM;
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* Index of key NAME, or -1. */
+static long key_index(const struct mv_policy *p, const char *name)
+{
+	for (size_t i = 0; i < p->n_keys; i++)
+		if (p->keys[i].name && strcmp(p->keys[i].name, name) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* An array of key names -> indices. */
+static int parse_key_refs(struct mv_policy *p, const cJSON *arr, const char *path, size_t **out,
+                          size_t *n, struct mv_err *err)
+{
+	const cJSON *it;
+	int cnt = cJSON_GetArraySize(arr);
+
+	*out = NULL;
+	*n = 0;
+	if (!arr)
+		return 0;
+	if (!cJSON_IsArray(arr) || cnt > POLICY_MAX_ITEMS)
+		return mv_err_set(err, -EINVAL, "%s: %s: expected an array of key names", p->label,
+		                  path);
+	*out = calloc((size_t)cnt + 1, sizeof(size_t));
+	if (!*out)
+		return mv_err_set(err, -ENOMEM, "%s: out of memory", p->label);
+	cJSON_ArrayForEach(it, arr)
+	{
+		long idx = cJSON_IsString(it) ? key_index(p, it->valuestring) : -1;
+
+		if (idx < 0)
+			return mv_err_set(err, -EINVAL, "%s: %s: \"%s\" is not a key named in keys",
+			                  p->label, path,
+			                  cJSON_IsString(it) ? MV_P(it->valuestring) : "?");
+		(*out)[(*n)++] = (size_t)idx;
+	}
+	return 0;
+}
+
+static int parse_attest_req(struct mv_policy *p, const cJSON *o, const char *path,
+                            struct pattest *a, struct mv_err *err)
+{
+	static const char *const allowed[] = {"type", "signers", NULL};
+	const cJSON *t = cJSON_GetObjectItemCaseSensitive(o, "type");
+	char sub[256];
+	int ret;
+
+	if (!cJSON_IsObject(o) || !cJSON_IsString(t) || !*t->valuestring)
+		return mv_err_set(err, -EINVAL,
+		                  "%s: %s: expected {\"type\": URI, \"signers\": [...]}", p->label,
+		                  path);
+	ret = only_members(p, o, path, allowed, err);
+	if (ret)
+		return ret;
+	a->type = strdup(t->valuestring);
+	if (!a->type)
+		return -ENOMEM;
+	snprintf(sub, sizeof(sub), "%s.signers", path);
+	return parse_key_refs(p, cJSON_GetObjectItemCaseSensitive(o, "signers"), sub, &a->keys,
+	                      &a->n_keys, err);
+}
+
+static int parse_rule_atts(struct mv_policy *p, const cJSON *arr, const char *path, struct prule *r,
+                           struct mv_err *err)
+{
+	int n = cJSON_GetArraySize(arr), ret;
+	char sub[180];
+
+	if (!arr)
+		return 0;
+	if (!cJSON_IsArray(arr) || n > POLICY_MAX_ITEMS)
+		return mv_err_set(err, -EINVAL, "%s: %s.attestations: expected an array", p->label,
+		                  path);
+	r->att = calloc((size_t)n + 1, sizeof(*r->att));
+	if (!r->att)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		snprintf(sub, sizeof(sub), "%s.attestations[%d]", path, i);
+		ret =
+		    parse_attest_req(p, cJSON_GetArrayItem(arr, i), sub, &r->att[r->n_att++], err);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int parse_rule(struct mv_policy *p, const cJSON *o, size_t idx, struct prule *r,
+                      struct mv_err *err)
+{
+	static const char *const allowed[] = {"path",         "signers", "min_signers",
+	                                      "attestations", "pickle",  NULL};
+	const cJSON *path = cJSON_GetObjectItemCaseSensitive(o, "path");
+	const cJSON *min = cJSON_GetObjectItemCaseSensitive(o, "min_signers");
+	const cJSON *pk = cJSON_GetObjectItemCaseSensitive(o, "pickle");
+	char where[64], sub[96];
+	int ret;
+
+	snprintf(where, sizeof(where), "rules[%zu]", idx);
+	if (!cJSON_IsObject(o) || !cJSON_IsString(path) || !*path->valuestring)
+		return mv_err_set(err, -EINVAL, "%s: %s: expected an object with a \"path\" glob",
+		                  p->label, where);
+	ret = only_members(p, o, where, allowed, err);
+	if (ret)
+		return ret;
+	r->path = strdup(path->valuestring);
+	if (min && (!cJSON_IsNumber(min) || min->valuedouble < 1 || min->valuedouble > 1000 ||
+	            min->valuedouble != (double)(long)min->valuedouble))
+		return mv_err_set(err, -EINVAL, "%s: %s.min_signers: expected an integer 1..1000",
+		                  p->label, where);
+	r->min_signers = min ? (long)min->valuedouble : 0;
+	if (pk && (!cJSON_IsString(pk) ||
+	           (strcmp(pk->valuestring, "hide") != 0 && strcmp(pk->valuestring, "show") != 0 &&
+	            strcmp(pk->valuestring, "deny") != 0)))
+		return mv_err_set(err, -EINVAL, "%s: %s.pickle: expected hide, show or deny",
+		                  p->label, where);
+	r->pickle = pk ? strdup(pk->valuestring) : NULL;
+	snprintf(sub, sizeof(sub), "%s.signers", where);
+	ret = parse_key_refs(p, cJSON_GetObjectItemCaseSensitive(o, "signers"), sub, &r->signers,
+	                     &r->n_signers, err);
+	if (!ret)
+		ret = parse_rule_atts(p, cJSON_GetObjectItemCaseSensitive(o, "attestations"), where,
+		                      r, err);
+	return ret;
+}
+
+static int parse_rules(struct mv_policy *p, const cJSON *arr, struct mv_err *err)
+{
+	int n = cJSON_GetArraySize(arr), ret;
+
+	if (!arr)
+		return 0;
+	if (!cJSON_IsArray(arr) || n > POLICY_MAX_ITEMS)
+		return mv_err_set(err, -EINVAL, "%s: rules: expected an array", p->label);
+	p->rules = calloc((size_t)n + 1, sizeof(*p->rules));
+	if (!p->rules)
+		return -ENOMEM;
+	for (int i = 0; i < n; i++) {
+		ret = parse_rule(p, cJSON_GetArrayItem(arr, i), (size_t)i, &p->rules[p->n_rules++],
+		                 err);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+/* revoked_keys: key names, or raw key ids (which become anonymous keys). */
+static int parse_revoked(struct mv_policy *p, const cJSON *arr, struct mv_err *err)
+{
+	int n = cJSON_GetArraySize(arr);
+	struct pkey *grown;
+	const cJSON *it;
+
+	if (!arr)
+		return 0;
+	if (!cJSON_IsArray(arr) || n > POLICY_MAX_ITEMS)
+		return mv_err_set(err, -EINVAL, "%s: revoked_keys: expected an array", p->label);
+
+	/* Room for the anonymous entries that raw key ids become. */
+	grown = realloc(p->keys, (p->n_keys + (size_t)n + 1) * sizeof(*p->keys));
+	if (!grown)
+		return -ENOMEM;
+	p->keys = grown;
+	memset(p->keys + p->n_keys, 0, ((size_t)n + 1) * sizeof(*p->keys));
+	p->revoked = calloc((size_t)n + 1, sizeof(size_t));
+	if (!p->revoked)
+		return -ENOMEM;
+	cJSON_ArrayForEach(it, arr)
+	{
+		const char *hex = cJSON_IsString(it) ? digest_hex(it->valuestring) : NULL;
+		long idx = cJSON_IsString(it) ? key_index(p, it->valuestring) : -1;
+
+		if (idx < 0 && hex) {
+			idx = (long)p->n_keys++;
+			memcpy(p->keys[idx].id, hex, 65);
+		}
+		if (idx < 0)
+			return mv_err_set(
+			    err, -EINVAL,
+			    "%s: revoked_keys: \"%s\" is neither a key name nor a key id", p->label,
+			    cJSON_IsString(it) ? MV_P(it->valuestring) : "?");
+		p->revoked[p->n_revoked++] = (size_t)idx;
+	}
+	return 0;
+}
+
+static int parse_digests(struct mv_policy *p, const cJSON *arr, const char *path, char (**out)[65],
+                         size_t *n, struct mv_err *err)
+{
+	int cnt = cJSON_GetArraySize(arr);
+	const cJSON *it;
+
+	if (!arr)
+		return 0;
+	if (!cJSON_IsArray(arr) || cnt > POLICY_MAX_ITEMS)
+		return mv_err_set(err, -EINVAL, "%s: %s: expected an array", p->label, path);
+	*out = calloc((size_t)cnt + 1, 65);
+	if (!*out)
+		return -ENOMEM;
+	cJSON_ArrayForEach(it, arr)
+	{
+		const char *hex = cJSON_IsString(it) ? digest_hex(it->valuestring) : NULL;
+
+		if (!hex)
+			return mv_err_set(err, -EINVAL, "%s: %s: expected sha256 hex digests",
+			                  p->label, path);
+		memcpy((*out)[(*n)++], hex, 65);
+	}
+	return 0;
+}
+
+static int parse_deny(struct mv_policy *p, const cJSON *o, struct mv_err *err)
+{
+	static const char *const allowed[] = {"statement_sha256", "file_sha256", NULL};
+	int ret;
+
+	if (!o)
+		return 0;
+	if (!cJSON_IsObject(o))
+		return mv_err_set(err, -EINVAL, "%s: deny: expected an object", p->label);
+	ret = only_members(p, o, "deny", allowed, err);
+	if (!ret)
+		ret = parse_digests(p, cJSON_GetObjectItemCaseSensitive(o, "statement_sha256"),
+		                    "deny.statement_sha256", &p->deny_stmt, &p->n_deny_stmt, err);
+	if (!ret)
+		ret = parse_digests(p, cJSON_GetObjectItemCaseSensitive(o, "file_sha256"),
+		                    "deny.file_sha256", &p->deny_file, &p->n_deny_file, err);
+	return ret;
+}
+
+/* "YYYY-MM-DDTHH:MM:SSZ" (what seal writes) -> seconds; -1 if malformed. */
+static time_t parse_utc(const char *s)
+{
+	struct tm tm = {0};
+	const char *e = s ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
+
+	if (!e || strcmp(e, "Z") != 0)
+		return (time_t)-1;
+	return timegm(&tm);
+}
+
+static int parse_min(struct mv_policy *p, const cJSON *o, struct mv_err *err)
+{
+	int n = cJSON_GetArraySize(o);
+	const cJSON *it;
+
+	if (!o)
+		return 0;
+	if (!cJSON_IsObject(o) || n > POLICY_MAX_ITEMS)
+		return mv_err_set(err, -EINVAL, "%s: min_signed_at: expected an object", p->label);
+	p->min = calloc((size_t)n + 1, sizeof(*p->min));
+	if (!p->min)
+		return -ENOMEM;
+	cJSON_ArrayForEach(it, o)
+	{
+		struct pmin *mn = &p->min[p->n_min++];
+
+		mn->t = cJSON_IsString(it) ? parse_utc(it->valuestring) : (time_t)-1;
+		if (mn->t == (time_t)-1)
+			return mv_err_set(err, -EINVAL,
+			                  "%s: min_signed_at.%s: expected YYYY-MM-DDTHH:MM:SSZ",
+			                  p->label, MV_P(it->string));
+		mn->name = strdup(it->string);
+		mn->text = strdup(it->valuestring);
+		if (!mn->name || !mn->text)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static int parse_top(struct mv_policy *p, const char *base, const cJSON *root, struct mv_err *err)
+{
+	static const char *const allowed[] = {"version",      "default", "keys",          "rules",
+	                                      "revoked_keys", "deny",    "min_signed_at", NULL};
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "version");
+	const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "default");
+	int ret;
+
+	if (!cJSON_IsObject(root))
+		return mv_err_set(err, -EINVAL, "%s: expected a JSON object", p->label);
+	ret = only_members(p, root, "policy", allowed, err);
+	if (ret)
+		return ret;
+	if (!cJSON_IsNumber(v) || v->valuedouble != 1)
+		return mv_err_set(err, -EINVAL, "%s: version: must be 1", p->label);
+	if (d && (!cJSON_IsString(d) ||
+	          (strcmp(d->valuestring, "deny") != 0 && strcmp(d->valuestring, "allow") != 0)))
+		return mv_err_set(err, -EINVAL, "%s: default: expected \"deny\" or \"allow\"",
+		                  p->label);
+	p->default_allow = d && strcmp(d->valuestring, "allow") == 0;
+	ret = parse_keys(p, base, cJSON_GetObjectItemCaseSensitive(root, "keys"), err);
+	if (!ret)
+		ret = parse_rules(p, cJSON_GetObjectItemCaseSensitive(root, "rules"), err);
+	if (!ret)
+		ret = parse_revoked(p, cJSON_GetObjectItemCaseSensitive(root, "revoked_keys"), err);
+	if (!ret)
+		ret = parse_deny(p, cJSON_GetObjectItemCaseSensitive(root, "deny"), err);
+	if (!ret)
+		ret = parse_min(p, cJSON_GetObjectItemCaseSensitive(root, "min_signed_at"), err);
+	return ret;
+}
+
+/**
+ * mv_policy_load() - read and parse a policy file
+ * @path: in: the policy JSON; key files are relative to its folder
+ * @out: out: the policy
+ * @err: out: error line naming @path and the JSON path
+ */
+int mv_policy_load(const char *path, struct mv_policy **out, struct mv_err *err)
+{
+	struct mv_policy *p = calloc(1, sizeof(*p));
+	char *buf = NULL, *copy = strdup(path);
+	cJSON *root = NULL;
+	size_t len = 0;
+	int ret;
+
+	*out = NULL;
+	if (!p || !copy || !(p->label = strdup(path))) {
+		ret = mv_err_set(err, -ENOMEM, "%s: out of memory", path);
+		goto out;
+	}
+	ret = mv_read_file(path, POLICY_MAX, &buf, &len, err);
+	if (!ret)
+		ret = mv_json_parse_strict(path, "policy", buf, len, &root, err);
+	if (!ret)
+		ret = parse_top(p, dirname(copy), root, err);
+	if (ret == -ENOMEM)
+		mv_err_set(err, ret, "%s: out of memory", path);
+	if (!ret) {
+		*out = p;
+		p = NULL;
+	}
+out:
+	mv_policy_free(p);
+	cJSON_Delete(root);
+	free(buf);
+	free(copy);
+	return ret;
+}
+
+/* Does key entry @k name the model's signer? */
+static bool key_is_signer(const struct pkey *k, const struct mv_signer *s)
+{
+	if (k->subject)
+		return s->is_certificate && s->subject && strcmp(k->subject, s->subject) == 0;
+	return k->id[0] && strcmp(k->id, s->key_id) == 0;
+}
+
+/* Does key entry @k have id @id (attestation signers are keys)? */
+static bool key_has_id(const struct pkey *k, const char *id)
+{
+	return !k->subject && k->id[0] && strcmp(k->id, id) == 0;
+}
+
+static bool id_revoked(const struct mv_policy *p, const char *id)
+{
+	for (size_t i = 0; i < p->n_revoked; i++)
+		if (key_has_id(&p->keys[p->revoked[i]], id))
+			return true;
+	return false;
+}
+
+static bool in_refs(const struct mv_policy *p, const size_t *refs, size_t n, const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (key_has_id(&p->keys[refs[i]], id))
+			return true;
+	return false;
+}
+
+/* Model name for min_signed_at: provenance name, else the subject name. */
+static const char *model_name(const struct mv_manifest *m)
+{
+	return m->prov.name && *m->prov.name ? m->prov.name : m->subject_name;
+}
+
+/* Revoked signer, denylisted digests, rollback: rules for every model. */
+static int check_global(const struct mv_policy *p, const struct mv_manifest *m, struct mv_err *err)
+{
+	char hex[65];
+	time_t t;
+
+	for (size_t i = 0; i < p->n_revoked; i++)
+		if (key_is_signer(&p->keys[p->revoked[i]], &m->signer))
+			return mv_err_set(err, -EKEYREJECTED,
+			                  "%s: revoked_keys: the signer (key id %s) is revoked",
+			                  p->label, m->signer.key_id);
+	mv_hex_encode(m->statement_sha256, 32, hex);
+	for (size_t i = 0; i < p->n_deny_stmt; i++)
+		if (strcmp(p->deny_stmt[i], hex) == 0)
+			return mv_err_set(
+			    err, -EKEYREJECTED,
+			    "%s: deny.statement_sha256: statement sha256:%s is denied", p->label,
+			    hex);
+	for (size_t r = 0; r < m->n_res; r++) {
+		mv_hex_encode(m->res[r].sha256, 32, hex);
+		for (size_t i = 0; i < p->n_deny_file; i++)
+			if (strcmp(p->deny_file[i], hex) == 0)
+				return mv_err_set(
+				    err, -EKEYREJECTED,
+				    "%s: deny.file_sha256: file %s (sha256:%s) is denied", p->label,
+				    MV_P(m->res[r].name), hex);
+	}
+	for (size_t i = 0; i < p->n_min; i++) {
+		if (strcmp(p->min[i].name, model_name(m)) != 0)
+			continue;
+		t = parse_utc(m->prov.signed_at);
+		if (t == (time_t)-1 || t < p->min[i].t)
+			return mv_err_set(err, -EKEYREJECTED,
+			                  "%s: min_signed_at.%s: signed at %s, older than %s "
+			                  "(rollback refused)",
+			                  p->label, MV_P(p->min[i].name),
+			                  m->prov.signed_at ? MV_P(m->prov.signed_at) : "(unknown)",
+			                  p->min[i].text);
+	}
+	return 0;
+}
+
+/* Is verified attestation @a usable: trusted, not revoked, about this model? */
+static bool att_counts(const struct mv_policy *p, const struct mv_attestation *a)
+{
+	return a->verified && a->key_id[0] && !id_revoked(p, a->key_id);
+}
+
+static bool signer_listed(const struct mv_policy *p, const struct prule *r,
+                          const struct mv_signer *s)
+{
+	for (size_t i = 0; i < r->n_signers; i++)
+		if (key_is_signer(&p->keys[r->signers[i]], s))
+			return true;
+	return false;
+}
+
+/* Distinct signers: the model's and those of usable attestations (in @r's list if any). */
+static long count_signers(const struct mv_policy *p, const struct prule *r,
+                          const struct mv_manifest *m, const struct mv_attestation_list *atts)
+{
+	const char *seen[MV_ATTEST_MAX_FILES + 1];
+	size_t n = 0;
+
+	if (!r->n_signers || signer_listed(p, r, &m->signer))
+		seen[n++] = m->signer.key_id;
+	for (size_t i = 0; atts && i < atts->n && n < MV_ATTEST_MAX_FILES; i++) {
+		const struct mv_attestation *a = &atts->a[i];
+		bool dup = false;
+
+		if (!att_counts(p, a) ||
+		    (r->n_signers && !in_refs(p, r->signers, r->n_signers, a->key_id)))
+			continue;
+		for (size_t j = 0; j < n; j++)
+			dup = dup || strcmp(seen[j], a->key_id) == 0;
+		if (!dup)
+			seen[n++] = a->key_id;
+	}
+	return (long)n;
+}
+
+/* Is there a usable attestation of @req's type from one of its keys? */
+static bool has_attestation(const struct mv_policy *p, const struct pattest *req,
+                            const struct mv_attestation_list *atts)
+{
+	for (size_t i = 0; atts && i < atts->n; i++) {
+		const struct mv_attestation *a = &atts->a[i];
+
+		if (att_counts(p, a) && a->predicate_type &&
+		    strcmp(a->predicate_type, req->type) == 0 &&
+		    (!req->n_keys || in_refs(p, req->keys, req->n_keys, a->key_id)))
+			return true;
+	}
+	return false;
+}
+
+static int check_rule(const struct mv_policy *p, size_t idx, const struct mv_manifest *m,
+                      const struct mv_attestation_list *atts, struct mv_err *err)
+{
+	const struct prule *r = &p->rules[idx];
+	long n;
+
+	if (r->n_signers && !signer_listed(p, r, &m->signer))
+		return mv_err_set(
+		    err, -EKEYREJECTED,
+		    "%s: rules[%zu] (path \"%s\").signers: signer %s%s is not allowed "
+		    "to sign this path",
+		    p->label, idx, MV_P(r->path),
+		    m->signer.is_certificate ? "certificate " : "key id ",
+		    m->signer.is_certificate && m->signer.subject ? MV_P(m->signer.subject)
+								  : m->signer.key_id);
+	n = count_signers(p, r, m, atts);
+	if (r->min_signers && n < r->min_signers)
+		return mv_err_set(err, -EKEYREJECTED,
+		                  "%s: rules[%zu] (path \"%s\").min_signers: %ld distinct trusted "
+		                  "signer(s), %ld required",
+		                  p->label, idx, MV_P(r->path), n, r->min_signers);
+	for (size_t i = 0; i < r->n_att; i++)
+		if (!has_attestation(p, &r->att[i], atts))
+			return mv_err_set(
+			    err, -EKEYREJECTED,
+			    "%s: rules[%zu] (path \"%s\").attestations[%zu]: no verified "
+			    "attestation of type %s from an allowed key",
+			    p->label, idx, MV_P(r->path), i, MV_P(r->att[i].type));
+	return 0;
+}
+
+/**
+ * mv_policy_check() - apply @p to a verified model
+ * @p: in: the policy
+ * @model_path: in: the model's path in the store (matched against rule globs)
+ * @m: in: the verified manifest
+ * @atts: in: its attestations (may be NULL)
+ * @err: out: one line naming the failed rule
+ */
+int mv_policy_check(const struct mv_policy *p, const char *model_path, const struct mv_manifest *m,
+                    const struct mv_attestation_list *atts, struct mv_err *err)
+{
+	bool matched = false;
+	int ret = check_global(p, m, err);
+
+	for (size_t i = 0; !ret && i < p->n_rules; i++) {
+		if (fnmatch(p->rules[i].path, model_path, 0) != 0)
+			continue;
+		matched = true;
+		ret = check_rule(p, i, m, atts, err);
+	}
+	if (!ret && !matched && !p->default_allow)
+		ret = mv_err_set(err, -EKEYREJECTED,
+		                 "%s: default: no rule matches model path \"%s\" (default deny)",
+		                 p->label, MV_P(model_path));
+	return ret;
+}
+
+/* The pickle policy of the first matching rule that sets one; NULL if none. */
+const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path)
+{
+	for (size_t i = 0; i < p->n_rules; i++)
+		if (p->rules[i].pickle && fnmatch(p->rules[i].path, model_path, 0) == 0)
+			return p->rules[i].pickle;
+	return NULL;
+}
