@@ -65,7 +65,7 @@ static void print_help(FILE *f)
 {
 	fprintf(f, "usage: modelfs COMMAND [OPTIONS] ...\n\ncommands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f,
 	        "\n'modelfs COMMAND --help' shows a command's options.\n"
 	        "Exit status: 0 success, 1 verification failed or unsafe, 2 usage or I/O error.\n");
