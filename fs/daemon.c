@@ -59,6 +59,8 @@ int mfs_pickle_policy_parse(const char *s, enum mfs_pickle_policy *out)
 		*out = MFS_PICKLE_SHOW;
 	else if (strcmp(s, "deny") == 0)
 		*out = MFS_PICKLE_DENY;
+	else if (strcmp(s, "transcode") == 0)
+		*out = MFS_PICKLE_TRANSCODE;
 	else
 		return -EINVAL;
 	return 0;

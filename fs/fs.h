@@ -224,9 +224,10 @@ int mfs_safetensors_check(mfs_pread_fn rd, void *ctx, uint64_t size, size_t *nte
 
 /* What the mount does with pickle-family files (see docs/mount.md). */
 enum mfs_pickle_policy {
-	MFS_PICKLE_HIDE = 0, /* absent from listings and lookups (default) */
-	MFS_PICKLE_SHOW,     /* present, user.modelfs.format=pickle */
-	MFS_PICKLE_DENY,     /* a model holding one is refused as a whole */
+	MFS_PICKLE_HIDE = 0,  /* absent from listings and lookups */
+	MFS_PICKLE_SHOW,      /* present, user.modelfs.format=pickle */
+	MFS_PICKLE_DENY,      /* a model holding one is refused as a whole */
+	MFS_PICKLE_TRANSCODE, /* default: safe checkpoints appear as safetensors, others hidden */
 };
 
 /* Options of `modelfs mount`; cmd_mount.c fills them, mfs_mount_main obeys. */
@@ -247,7 +248,7 @@ struct mfs_mount_opts {
 	const char *fuse_opts;  /* extra comma-separated FUSE mount options, or NULL */
 };
 
-/* Parses "hide" / "show" / "deny"; -EINVAL otherwise. */
+/* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise. */
 int mfs_pickle_policy_parse(const char *s, enum mfs_pickle_policy *out);
 
 /**

@@ -7,8 +7,9 @@
  * The namespace is built once at mount time and never changes afterwards:
  * nodes are never freed or moved while mounted, so a node pointer (and its
  * inode number, its index + 1) is valid for the whole mount without locks.
- * Only three things are decided lazily, each guarded as noted: a file's
- * format, a file's loaded tree, and (--pickle=deny) a model's verdict.
+ * Only four things are decided lazily, each guarded as noted: a file's
+ * format, a file's loaded tree, (--pickle=deny) a model's verdict, and
+ * (--pickle=transcode) whether a view node shows and its cached output.
  */
 #ifndef MODELFS_MOUNT_INT_H
 #define MODELFS_MOUNT_INT_H
@@ -38,6 +39,32 @@ enum mfs_node_kind {
 	MFS_N_FILE,   /* a signed file */
 	MFS_N_CTL,    /* the control folder */
 	MFS_N_STATUS, /* the status file */
+	MFS_N_TX,     /* --pickle=transcode: the safetensors view of a file (txview.c) */
+};
+
+/* What a MFS_N_TX node turned out to be; decided lazily, once. */
+enum mfs_tx_state {
+	MFS_TX_UNDECIDED = 0,
+	MFS_TX_SHOWN,  /* a transcodable checkpoint or a rewritable index */
+	MFS_TX_HIDDEN, /* the source is not one; the view does not exist */
+};
+
+/* The view side of a MFS_N_TX node; guarded by the node's load_lock. */
+struct mfs_txview {
+	struct mfs_node *src;     /* the signed file it is made from */
+	bool is_index;            /* a *.index.json rewritten in memory */
+	int state;                /* enum mfs_tx_state, atomic; fields below valid once set */
+	uint64_t size;            /* the output's exact size */
+	uint64_t data_size;       /* checkpoints: its tensor bytes (an index's total_size) */
+	int verdict;              /* enum mfs_verdict of the source, -1 if not scanned */
+	char *reason;             /* why it is hidden (status), or NULL */
+	struct mfs_tx_plan *plan; /* checkpoints: the layout, kept for the first open */
+	char *text;               /* indexes: the rewritten JSON */
+	int fd;                   /* checkpoints: the checked cached output, or -1 */
+	struct mv_tree tree;      /* checkpoints: its Merkle tree, computed by us */
+	struct mv_mem_tree *mt;   /* ... held in memory; every read is verified against it */
+	bool have_sha256;         /* sha256 below is known */
+	uint8_t sha256[32];       /* of the output */
 };
 
 /* Verdict of the --pickle=deny check of a model. */
@@ -80,7 +107,9 @@ struct mfs_node {
 	pthread_mutex_t lock;      /* guards ft and its refs */
 	pthread_mutex_t load_lock; /* serializes tree loads and rebuilds */
 	struct mfs_ftree *ft;
-	bool rebuilt; /* the one allowed rebuild was used */
+	bool rebuilt;           /* the one allowed rebuild was used */
+	struct mfs_node *tx;    /* files: their MFS_N_TX view, or NULL */
+	struct mfs_txview *txv; /* MFS_N_TX nodes */
 };
 
 /* A loaded tree file of one file node. */
@@ -99,6 +128,9 @@ struct mfs_counters {
 	uint64_t open_failures;
 	uint64_t trees_built;
 	uint64_t tree_rebuilds;
+	uint64_t transcodes;         /* outputs written into the cache */
+	uint64_t transcode_reuses;   /* cached outputs checked and reused */
+	uint64_t transcode_rejected; /* cached outputs that failed their check */
 };
 
 struct mfs_mount {
@@ -145,6 +177,11 @@ void mfs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)
 int mfs_store_scan(struct mfs_mount *m, struct mv_err *err);
 /* Frees models and nodes (after unmount). */
 void mfs_store_free(struct mfs_mount *m);
+/* Appends a new node; its inode number is its position + 1. NULL on ENOMEM. */
+struct mfs_node *mfs_node_new(struct mfs_mount *m, enum mfs_node_kind kind, const char *name,
+                              struct mfs_model *model);
+/* Links @kid under @dir (unsorted until the scan sorts). 0 or -ENOMEM. */
+int mfs_node_add_kid(struct mfs_node *dir, struct mfs_node *kid);
 /* The node of an inode number, or NULL. */
 struct mfs_node *mfs_node_get(struct mfs_mount *m, uint64_t ino);
 /* A child by name (binary search), or NULL. Ignores visibility. */
@@ -207,6 +244,30 @@ int mfs_xattr_get(struct mfs_mount *m, struct mfs_node *n, const char *name, cha
 
 /* A snapshot of the status JSON, malloc'd, NUL-terminated. NULL on ENOMEM. */
 char *mfs_status_json(struct mfs_mount *m, size_t *len);
+
+/* ---- txview.c: --pickle=transcode ---- */
+
+/**
+ * mfs_tx_nodes_add() - add the safetensors views of a model's files
+ * @m: in/out: the mount; new MFS_N_TX nodes are appended
+ * @model: in: a model whose files are built but whose folders are unsorted
+ * Every file whose safetensors name (mfs_tx_rename) differs from its own and
+ * is free in its folder gets a view node; whether it shows is decided later.
+ * Return: 0 or -ENOMEM.
+ */
+int mfs_tx_nodes_add(struct mfs_mount *m, struct mfs_model *model);
+/**
+ * mfs_tx_decide() - decide once whether a view node shows
+ * @t: in: a MFS_N_TX node
+ * Return: 0 shown, -ENOENT hidden, -EIO undecidable now (a verified read failed).
+ */
+int mfs_tx_decide(struct mfs_mount *m, struct mfs_node *t);
+/* Opens a shown view: the cached output is checked or (re)made. 0 or -errno. */
+int mfs_tx_open(struct mfs_mount *m, struct mfs_node *t);
+/* Reads from a view opened with mfs_tx_open(). Bytes read, or -errno. */
+ssize_t mfs_tx_read(struct mfs_mount *m, struct mfs_node *t, void *buf, size_t len, uint64_t off);
+/* Frees view state (after unmount). */
+void mfs_tx_free(struct mfs_node *t);
 
 /* ---- ops.c ---- */
 

@@ -93,6 +93,10 @@ static void node_stat(struct mfs_mount *m, const struct mfs_node *n, struct stat
 	st->st_nlink = 1;
 	if (n->kind == MFS_N_FILE) {
 		st->st_size = (off_t)n->res->merkle.params.data_size;
+	} else if (n->kind == MFS_N_TX) {
+		/* Decided at lookup, before any stat: the exact size of the output. */
+		if (__atomic_load_n(&n->txv->state, __ATOMIC_ACQUIRE) == MFS_TX_SHOWN)
+			st->st_size = (off_t)n->txv->size;
 	} else {
 		size_t len = 0;
 		char *s = mfs_status_json(m, &len);
@@ -324,38 +328,51 @@ static void open_status(fuse_req_t req, struct mfs_mount *m, struct fuse_file_in
 }
 
 /*
- * Opens a signed file: policy check, the backing file (type and size), and
- * the file's tree, so that reads fail only on bad bytes.
+ * Opens a signed file's backing file and loads its tree, so that reads fail
+ * only on bad bytes. @fd is -1 for an empty file. 0 or -errno.
  */
-static int open_file(struct mfs_mount *m, struct mfs_node *n, struct mfs_fh **out)
+static int open_signed(struct mfs_mount *m, struct mfs_node *n, int *fd)
 {
-	struct mfs_fh *fh;
 	enum mfs_format f;
-	int fd, ret;
+	int ret;
 
-	ret = mfs_node_check(m, n);
-	if (ret)
-		return ret;
+	*fd = -1;
 	/* Hidden pickles must stay hidden even when format detection failed earlier. */
-	if (m->pickle == MFS_PICKLE_HIDE) {
+	if (m->pickle == MFS_PICKLE_HIDE || m->pickle == MFS_PICKLE_TRANSCODE) {
 		ret = mfs_file_format(m, n, &f);
 		if (ret)
 			return -EIO;
 		if (f == MFS_FMT_PICKLE)
 			return -ENOENT;
 	}
-	if (!n->res->merkle.params.data_size) {
-		fd = -1;
-	} else {
-		ret = mfs_open_backing(m, n, &fd);
-		if (ret)
-			return ret;
-		ret = mfs_file_prepare(m, n, fd);
-		if (ret) {
-			close(fd);
-			return ret;
-		}
+	if (!n->res->merkle.params.data_size)
+		return 0;
+	ret = mfs_open_backing(m, n, fd);
+	if (ret)
+		return ret;
+	ret = mfs_file_prepare(m, n, *fd);
+	if (ret) {
+		close(*fd);
+		*fd = -1;
 	}
+	return ret;
+}
+
+/*
+ * Opens a file node: policy check, then a signed file (open_signed) or a
+ * transcoded view (its cached output checked or made, txview.c).
+ */
+static int open_file(struct mfs_mount *m, struct mfs_node *n, struct mfs_fh **out)
+{
+	struct mfs_fh *fh;
+	int fd = -1, ret;
+
+	ret = mfs_node_check(m, n);
+	if (ret)
+		return ret;
+	ret = n->kind == MFS_N_TX ? mfs_tx_open(m, n) : open_signed(m, n, &fd);
+	if (ret)
+		return ret;
 	fh = calloc(1, sizeof(*fh));
 	if (!fh) {
 		if (fd >= 0)
@@ -428,6 +445,30 @@ static void read_status(fuse_req_t req, struct mfs_fh *fh, size_t size, off_t of
 	free(copy);
 }
 
+/* Serves a transcoded view from its checked cached output (txview.c). */
+static void read_view(fuse_req_t req, struct mfs_mount *m, struct mfs_node *n, size_t size,
+                      off_t off)
+{
+	char *buf;
+	ssize_t got;
+
+	if (size > MFS_MAX_READ)
+		size = MFS_MAX_READ;
+	buf = malloc(size ? size : 1);
+	if (!buf) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	got = mfs_tx_read(m, n, buf, size, (uint64_t)off);
+	if (got < 0) {
+		fuse_reply_err(req, EIO);
+	} else {
+		mfs_count(&m->ctr.bytes_served, (uint64_t)got);
+		fuse_reply_buf(req, buf, (size_t)got);
+	}
+	free(buf);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -447,6 +488,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	mfs_count(&m->ctr.reads, 1);
+	if (n->kind == MFS_N_TX) {
+		read_view(req, m, n, size, off);
+		return;
+	}
 	ret = mfs_file_read(m, n, fh->fd, (uint64_t)off, size, &p, &len);
 	if (ret) {
 		fuse_reply_err(req, ret == -ENOMEM ? ENOMEM : EIO);

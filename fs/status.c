@@ -19,6 +19,7 @@ static const char *policy_name(enum mfs_pickle_policy p)
 	switch (p) {
 	case MFS_PICKLE_SHOW: return "show";
 	case MFS_PICKLE_DENY: return "deny";
+	case MFS_PICKLE_TRANSCODE: return "transcode";
 	default: return "hide";
 	}
 }
@@ -54,12 +55,66 @@ static cJSON *counters(struct mfs_mount *m)
 	add_u64(c, "open_failures", &m->ctr.open_failures);
 	add_u64(c, "trees_built", &m->ctr.trees_built);
 	add_u64(c, "tree_rebuilds", &m->ctr.tree_rebuilds);
+	add_u64(c, "transcodes", &m->ctr.transcodes);
+	add_u64(c, "transcode_reuses", &m->ctr.transcode_reuses);
+	add_u64(c, "transcode_rejected", &m->ctr.transcode_rejected);
 	cJSON_AddNumberToObject(c, "hblock_cache_hits", (double)st.hits);
 	cJSON_AddNumberToObject(c, "hblock_cache_misses", (double)st.misses);
 	cJSON_AddNumberToObject(c, "hblock_cache_evictions", (double)st.evictions);
 	cJSON_AddNumberToObject(c, "hblock_cache_bytes", (double)st.bytes);
 	cJSON_AddNumberToObject(c, "hblock_cache_max_bytes", (double)st.max_bytes);
 	return c;
+}
+
+/*
+ * One pickle of a model under --pickle=transcode: shown as which view, or
+ * hidden and why. Views not yet decided are reported as such, never decided
+ * here: a status read must stay cheap.
+ */
+static cJSON *pickle_entry(const struct mfs_node *f)
+{
+	const struct mfs_node *t = f->tx;
+	const struct mfs_txview *v = t ? t->txv : NULL;
+	int st = v ? __atomic_load_n(&v->state, __ATOMIC_ACQUIRE) : MFS_TX_HIDDEN;
+	cJSON *o = cJSON_CreateObject();
+
+	if (!o)
+		return NULL;
+	cJSON_AddStringToObject(o, "file", f->res->name);
+	if (st == MFS_TX_UNDECIDED) {
+		cJSON_AddStringToObject(o, "check", "not yet run");
+		return o;
+	}
+	if (v && v->verdict >= 0)
+		cJSON_AddStringToObject(o, "verdict",
+		                        mfs_verdict_name((enum mfs_verdict)v->verdict));
+	if (st == MFS_TX_SHOWN) {
+		cJSON_AddStringToObject(o, "shown_as", t->name);
+		return o;
+	}
+	cJSON_AddBoolToObject(o, "hidden", 1);
+	cJSON_AddStringToObject(o, "reason",
+	                        !v          ? "its safetensors name is taken in the model"
+	                        : v->reason ? v->reason
+	                                    : "not transcodable");
+	return o;
+}
+
+/* The pickles of @model whose format is known: detection is lazy. */
+static void add_pickles(struct mfs_model *model, cJSON *o)
+{
+	cJSON *arr = cJSON_AddArrayToObject(o, "pickles");
+
+	for (size_t i = 0; arr && i < model->n_files; i++) {
+		const struct mfs_node *f = model->files[i];
+		cJSON *e;
+
+		if (!__atomic_load_n(&f->fmt_known, __ATOMIC_ACQUIRE) || f->fmt != MFS_FMT_PICKLE)
+			continue;
+		e = pickle_entry(f);
+		if (e)
+			cJSON_AddItemToArray(arr, e);
+	}
 }
 
 /* One model, into the exposed or the refused list. */
@@ -95,6 +150,8 @@ static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *expos
 		                                MFS_DENY_OK
 		                            ? "passed"
 		                            : "not yet run");
+	if (m->pickle == MFS_PICKLE_TRANSCODE)
+		add_pickles(model, o);
 	cJSON_AddItemToArray(exposed, o);
 }
 

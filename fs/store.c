@@ -23,9 +23,9 @@
 
 #define MAX_SCAN_DEPTH 64
 
-/* Appends a new node; its inode number is its position + 1. */
-static struct mfs_node *node_new(struct mfs_mount *m, enum mfs_node_kind kind, const char *name,
-                                 struct mfs_model *model)
+/* Appends a new node; its inode number is its position + 1 (see mount_int.h). */
+struct mfs_node *mfs_node_new(struct mfs_mount *m, enum mfs_node_kind kind, const char *name,
+                              struct mfs_model *model)
 {
 	struct mfs_node *n;
 
@@ -55,8 +55,8 @@ static struct mfs_node *node_new(struct mfs_mount *m, enum mfs_node_kind kind, c
 	return n;
 }
 
-/* Links @kid under @dir (unsorted until sort_kids). */
-static int node_add_kid(struct mfs_node *dir, struct mfs_node *kid)
+/* Links @kid under @dir (unsorted until sort_kids). 0 or -ENOMEM. */
+int mfs_node_add_kid(struct mfs_node *dir, struct mfs_node *kid)
 {
 	if (dir->n_kids == dir->cap_kids) {
 		size_t cap = dir->cap_kids ? dir->cap_kids * 2 : 8;
@@ -90,10 +90,10 @@ static int dir_get(struct mfs_mount *m, struct mfs_node *dir, const char *name,
 		*out = k;
 		return 0;
 	}
-	*out = node_new(m, MFS_N_DIR, name, model);
+	*out = mfs_node_new(m, MFS_N_DIR, name, model);
 	if (!*out)
 		return -ENOMEM;
-	return node_add_kid(dir, *out);
+	return mfs_node_add_kid(dir, *out);
 }
 
 static int kid_cmp(const void *a, const void *b)
@@ -307,12 +307,12 @@ static int build_files(struct mfs_mount *m, struct mfs_model *model, char *why, 
 			if (ret)
 				return ret;
 		}
-		f = node_new(m, MFS_N_FILE, comp, model);
+		f = mfs_node_new(m, MFS_N_FILE, comp, model);
 		if (!f)
 			return -ENOMEM;
 		f->res = r;
 		f->tree = r->merkle.params.data_size ? &model->trees[i] : NULL;
-		ret = node_add_kid(dir, f);
+		ret = mfs_node_add_kid(dir, f);
 		if (ret)
 			return ret;
 		model->files[model->n_files++] = f;
@@ -352,7 +352,7 @@ static int link_model(struct mfs_mount *m, struct mfs_model *model, char *why, s
 			return -EEXIST;
 		}
 	}
-	return node_add_kid(dir, model->node);
+	return mfs_node_add_kid(dir, model->node);
 }
 
 /* Signature check and namespace of one model; refusals are not errors. */
@@ -375,12 +375,14 @@ static int model_load(struct mfs_mount *m, struct mfs_model *model)
 	ret = check_resources(model, why, sizeof(why));
 	if (ret)
 		goto refuse;
-	model->node = node_new(
+	model->node = mfs_node_new(
 	    m, MFS_N_MODEL, strrchr(model->path, '/') ? strrchr(model->path, '/') + 1 : model->path,
 	    model);
 	if (!model->node)
 		return -ENOMEM;
 	ret = build_files(m, model, why, sizeof(why));
+	if (!ret && m->pickle == MFS_PICKLE_TRANSCODE)
+		ret = mfs_tx_nodes_add(m, model);
 	if (ret == -ENOMEM)
 		return ret;
 	if (!ret && sort_kids(model->node, &dup)) {
@@ -516,14 +518,14 @@ int mfs_store_scan(struct mfs_mount *m, struct mv_err *err)
 	const char *dup = NULL;
 	int ret;
 
-	root = node_new(m, MFS_N_DIR, "", NULL);
-	ctl = node_new(m, MFS_N_CTL, MFS_CTL_NAME, NULL);
-	status = node_new(m, MFS_N_STATUS, MFS_STATUS_NAME, NULL);
+	root = mfs_node_new(m, MFS_N_DIR, "", NULL);
+	ctl = mfs_node_new(m, MFS_N_CTL, MFS_CTL_NAME, NULL);
+	status = mfs_node_new(m, MFS_N_STATUS, MFS_STATUS_NAME, NULL);
 	if (!root || !ctl || !status)
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", m->store);
 	/* The control folder is reached by name only (see docs/mount.md). */
 	ctl->parent = root;
-	ret = node_add_kid(ctl, status);
+	ret = mfs_node_add_kid(ctl, status);
 	if (ret)
 		return mv_err_set(err, ret, "%s: out of memory", m->store);
 
@@ -544,6 +546,8 @@ void mfs_store_free(struct mfs_mount *m)
 	for (size_t i = 0; i < m->n_nodes; i++) {
 		struct mfs_node *n = m->nodes[i];
 
+		if (n->txv)
+			mfs_tx_free(n);
 		pthread_mutex_destroy(&n->lock);
 		pthread_mutex_destroy(&n->load_lock);
 		free(n->kids);
@@ -690,10 +694,17 @@ int mfs_node_check(struct mfs_mount *m, struct mfs_node *n)
 		return 0;
 	if (m->pickle == MFS_PICKLE_DENY)
 		return model_deny_check(m, n->model);
-	if (n->kind != MFS_N_FILE || m->pickle != MFS_PICKLE_HIDE)
+	if (n->kind == MFS_N_TX)
+		return mfs_tx_decide(m, n);
+	if (n->kind != MFS_N_FILE || m->pickle == MFS_PICKLE_SHOW)
 		return 0;
 	ret = mfs_file_format(m, n, &f);
 	if (ret)
 		return 0; /* shown; open and read re-check and fail with EIO */
-	return f == MFS_FMT_PICKLE ? -ENOENT : 0;
+	if (f == MFS_FMT_PICKLE)
+		return -ENOENT;
+	/* A checkpoint index is replaced by its rewritten view when that exists. */
+	if (n->tx && n->tx->txv->is_index && mfs_tx_decide(m, n->tx) == 0)
+		return -ENOENT;
+	return 0;
 }

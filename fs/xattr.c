@@ -3,8 +3,8 @@
  * xattr.c - provenance as read-only extended attributes (docs/xattrs.md).
  *
  * Every value comes from the verified signature, except user.modelfs.format,
- * which is detected from verified bytes. Absent values are neither listed
- * nor readable (ENODATA).
+ * which is detected from verified bytes, and the attributes of transcoded
+ * views (txview.c). Absent values are neither listed nor readable (ENODATA).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,7 +18,7 @@
 
 #define XPREFIX "user.modelfs."
 
-enum { ON_FILE = 1, ON_MODEL = 2, ON_ROOT = 4 };
+enum { ON_FILE = 1, ON_MODEL = 2, ON_ROOT = 4, ON_TX = 8 };
 
 typedef int (*xval_fn)(struct mfs_mount *m, struct mfs_node *n, char **out);
 
@@ -161,6 +161,70 @@ static int x_statement(struct mfs_mount *m, struct mfs_node *n, char **out)
 	return 0;
 }
 
+/* The view of a MFS_N_TX node, decided (shown) before any attribute is given. */
+static struct mfs_txview *txv(struct mfs_mount *m, struct mfs_node *n)
+{
+	return mfs_tx_decide(m, n) == 0 ? n->txv : NULL;
+}
+
+static int x_tx_format(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	struct mfs_txview *v = txv(m, n);
+
+	if (!v)
+		return -ENODATA;
+	return xstr(mfs_format_name(v->is_index ? MFS_FMT_JSON : MFS_FMT_SAFETENSORS), out);
+}
+
+static int x_tx_from(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	struct mfs_txview *v = txv(m, n);
+
+	return v ? xstr(v->src->res->name, out) : -ENODATA;
+}
+
+static int x_tx_source_digest(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	struct mfs_txview *v = txv(m, n);
+
+	return v ? x_digest(m, v->src, out) : -ENODATA;
+}
+
+/* Only checkpoints were scanned; an index is JSON and has no verdict. */
+static int x_tx_verdict(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	struct mfs_txview *v = txv(m, n);
+
+	if (!v || v->verdict < 0)
+		return -ENODATA;
+	return xstr(mfs_verdict_name((enum mfs_verdict)v->verdict), out);
+}
+
+static int x_tx_size(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	struct mfs_txview *v = txv(m, n);
+
+	if (!v)
+		return -ENODATA;
+	return asprintf(out, "%" PRIu64, v->size) < 0 ? -ENOMEM : 0;
+}
+
+/* Known once the output was made or checked (first open), under the node lock. */
+static int x_tx_sha256(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	struct mfs_txview *v = txv(m, n);
+	uint8_t sha[32];
+	bool have;
+
+	if (!v)
+		return -ENODATA;
+	pthread_mutex_lock(&n->load_lock);
+	have = v->have_sha256;
+	memcpy(sha, v->sha256, sizeof(sha));
+	pthread_mutex_unlock(&n->load_lock);
+	return have ? xhex(sha, 32, "", out) : -ENODATA;
+}
+
 static int x_version(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
 	return xstr(MV_VERSION, out);
@@ -175,6 +239,12 @@ static const struct xattr_def {
     {XPREFIX "sha256", ON_FILE, x_sha256},
     {XPREFIX "format", ON_FILE, x_format},
     {XPREFIX "size", ON_FILE, x_size},
+    {XPREFIX "format", ON_TX, x_tx_format},
+    {XPREFIX "transcoded_from", ON_TX, x_tx_from},
+    {XPREFIX "source_digest", ON_TX, x_tx_source_digest},
+    {XPREFIX "verdict", ON_TX, x_tx_verdict},
+    {XPREFIX "size", ON_TX, x_tx_size},
+    {XPREFIX "sha256", ON_TX, x_tx_sha256},
     {XPREFIX "name", ON_MODEL, x_name},
     {XPREFIX "revision", ON_MODEL, x_revision},
     {XPREFIX "source", ON_MODEL, x_source},
@@ -192,6 +262,7 @@ static unsigned node_class(const struct mfs_node *n)
 {
 	switch (n->kind) {
 	case MFS_N_FILE: return ON_FILE;
+	case MFS_N_TX: return ON_TX;
 	case MFS_N_MODEL: return ON_MODEL;
 	case MFS_N_DIR: return n->ino == MFS_ROOT_INO ? ON_ROOT : 0;
 	default: return 0;

@@ -126,7 +126,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_PICKLE:
 			ret = mfs_pickle_policy_parse(optarg, &a->o.pickle);
 			if (ret)
-				cli_error("mount: --pickle must be hide, show or deny");
+				cli_error("mount: --pickle must be transcode, hide, show or deny");
 			break;
 		case OPT_HCACHE:
 			ret = cli_parse_size(optarg, &size);
@@ -167,8 +167,9 @@ static void print_help(void)
 	      "                       trust_ca=CA, pickle=POLICY, cache_dir=DIR\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
-	      "  --pickle POLICY      hide (default), show or deny pickle-family files\n"
-	      "  --cache-dir DIR      where trees built at mount time go\n"
+	      "  --pickle POLICY      transcode (default: safe checkpoints appear as\n"
+	      "                       safetensors), hide, show or deny pickle files\n"
+	      "  --cache-dir DIR      where built trees and transcoded files go\n"
 	      "                       (default /var/cache/modelfs as root)\n"
 	      "  --hblock-cache SIZE  memory for verified hash blocks (default 32M)\n"
 	      "  --threads N          FUSE worker threads (default: number of CPUs)\n",
@@ -182,7 +183,7 @@ int cmd_mount(int argc, char **argv)
 	int ret;
 
 	memset(&a, 0, sizeof(a));
-	a.o.pickle = MFS_PICKLE_HIDE;
+	a.o.pickle = MFS_PICKLE_TRANSCODE;
 	a.o.trust_keys = a.keys;
 	a.o.trust_cas = a.cas;
 	ret = parse_args(argc, argv, &a);

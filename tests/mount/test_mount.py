@@ -546,7 +546,8 @@ def pickle_store(tmp_path_factory, keys):
 
 
 def test_pickle_hide(tmp_path, keys, pickle_store):
-    with Mount(pickle_store, tmp_path / "mnt", f"{keys['trusted']}.pub") as m:
+    with Mount(pickle_store, tmp_path / "mnt", f"{keys['trusted']}.pub",
+               "--pickle=hide") as m:
         assert sorted(os.listdir(m.mnt / "pk")) == ["config.json"]
         for name in ["data.bin", "ckpt.pt"]:
             assert not (m.mnt / "pk" / name).exists()
@@ -562,6 +563,16 @@ def test_pickle_show(tmp_path, keys, pickle_store):
         for name in ["data.bin", "ckpt.pt"]:
             assert os.getxattr(m.mnt / "pk" / name, "user.modelfs.format") == b"pickle"
             assert (m.mnt / "pk" / name).read_bytes() == (pickle_store / "pk" / name).read_bytes()
+
+
+def test_pickle_default_transcode(tmp_path, keys, pickle_store):
+    """Default policy: the safe checkpoint appears as safetensors, other pickles are hidden."""
+    with Mount(pickle_store, tmp_path / "mnt", f"{keys['trusted']}.pub") as m:
+        assert sorted(os.listdir(m.mnt / "pk")) == ["ckpt.safetensors", "config.json"]
+        entries = {e["file"]: e for e in m.status()["models"][1]["pickles"]}
+        assert entries["ckpt.pt"]["shown_as"] == "ckpt.safetensors"
+        for name in ["data.bin", "old.bin"]:
+            assert entries[name]["hidden"] and entries[name]["verdict"] == "safe"
 
 
 def test_pickle_deny(tmp_path, keys, pickle_store):
