@@ -342,8 +342,10 @@ static int parse_rule(struct mv_policy *p, const cJSON *o, size_t idx, struct pr
 	r->min_signers = min ? (long)min->valuedouble : 0;
 	if (pk && (!cJSON_IsString(pk) ||
 	           (strcmp(pk->valuestring, "hide") != 0 && strcmp(pk->valuestring, "show") != 0 &&
-	            strcmp(pk->valuestring, "deny") != 0)))
-		return mv_err_set(err, -EINVAL, "%s: %s.pickle: expected hide, show or deny",
+	            strcmp(pk->valuestring, "deny") != 0 &&
+	            strcmp(pk->valuestring, "transcode") != 0)))
+		return mv_err_set(err, -EINVAL,
+		                  "%s: %s.pickle: expected transcode, hide, show or deny",
 		                  p->label, where);
 	r->pickle = pk ? strdup(pk->valuestring) : NULL;
 	snprintf(sub, sizeof(sub), "%s.signers", where);
