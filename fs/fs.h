@@ -171,12 +171,14 @@ int mfs_tx_plan_write(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, i
 /**
  * mfs_tx_write_path() - write a plan's output to @path atomically
  * @p, @rd, @ctx, @src_fd: in: as for mfs_tx_plan_write()
- * @path: in: the output file; a temp file in its folder is written, fsync'd
- *   and renamed, so @path never holds a partial file
+ * @path: in: the output file; a temp file in its folder is written and
+ *   renamed, so @path never holds a partial file
+ * @durable: in: fsync the file before the rename and the folder after, so
+ *   the output also survives a crash (false: faster, for scratch outputs)
  * @err: out: one line naming the file and the reason
  */
 int mfs_tx_write_path(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, int src_fd,
-                      const char *path, struct mv_err *err);
+                      const char *path, bool durable, struct mv_err *err);
 
 /**
  * mfs_tx_rename() - the safetensors name of a checkpoint file

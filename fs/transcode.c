@@ -1195,6 +1195,7 @@ struct txw {
 	void *ctx;
 	int src_fd, out_fd;
 	bool cfr;        /* copy_file_range still worth trying */
+	bool kick;       /* start writeback as output accumulates (durable output) */
 	uint64_t pos;    /* next output offset */
 	uint64_t kicked; /* output bytes handed to writeback so far */
 	uint8_t *buf;    /* CHUNK bytes */
@@ -1266,7 +1267,7 @@ static void swap_elems(uint8_t *buf, size_t len, unsigned es)
  */
 static void kick_writeback(struct txw *w, bool last)
 {
-	if (w->pos - w->kicked < KICK && !last)
+	if (!w->kick || (w->pos - w->kicked < KICK && !last))
 		return;
 	(void)sync_file_range(w->out_fd, (off64_t)w->kicked, (off64_t)(w->pos - w->kicked),
 	                      SYNC_FILE_RANGE_WRITE);
@@ -1445,10 +1446,12 @@ static int copy_view(struct txw *w, const struct mfs_tx_tensor *t)
 	return rc;
 }
 
-int mfs_tx_plan_write(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, int src_fd,
-                      int out_fd, struct mv_err *err)
+/* Writes the output; @kick starts writeback as it goes (for a later fsync). */
+static int plan_write(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, int src_fd,
+                      int out_fd, bool kick, struct mv_err *err)
 {
 	struct txw w = {.p = p,
+	                .kick = kick,
 	                .rd = rd,
 	                .ctx = ctx,
 	                .src_fd = src_fd,
@@ -1475,6 +1478,12 @@ int mfs_tx_plan_write(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, i
 		                w.pos, mfs_tx_plan_size(p));
 	free(w.buf);
 	return rc;
+}
+
+int mfs_tx_plan_write(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, int src_fd,
+                      int out_fd, struct mv_err *err)
+{
+	return plan_write(p, rd, ctx, src_fd, out_fd, true, err);
 }
 
 /* ------------------------------------------------------------ atomic output */
@@ -1558,7 +1567,7 @@ static void fsync_dir(const char *dir)
 }
 
 int mfs_tx_write_path(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, int src_fd,
-                      const char *path, struct mv_err *err)
+                      const char *path, bool durable, struct mv_err *err)
 {
 	char *dir = NULL, *tmp = NULL;
 	const char *base;
@@ -1574,9 +1583,9 @@ int mfs_tx_write_path(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, i
 		goto out;
 	}
 	unnamed = !tmp;
-	if ((rc = mfs_tx_plan_write(p, rd, ctx, src_fd, fd, err)))
+	if ((rc = plan_write(p, rd, ctx, src_fd, fd, durable, err)))
 		goto out;
-	if (fsync(fd) < 0) {
+	if (durable && fsync(fd) < 0) {
 		rc = mv_err_set(err, -errno, "%s: fsync: %s", path, strerror(errno));
 		goto out;
 	}
@@ -1590,7 +1599,8 @@ int mfs_tx_write_path(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, i
 	}
 	free(tmp);
 	tmp = NULL;
-	fsync_dir(dir);
+	if (durable)
+		fsync_dir(dir);
 out:
 	if (tmp) {
 		unlink(tmp);

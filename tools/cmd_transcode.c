@@ -48,6 +48,7 @@ static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
 
 struct tx_opts {
 	bool quiet;
+	bool no_sync; /* skip fsync: atomic but not crash-durable */
 };
 
 /* What one transcoded file contributed (for a sharded index). */
@@ -119,7 +120,7 @@ static int transcode_one(const char *in, const char *out, const struct tx_opts *
 	if ((rc = check_verdict(in, fd, (uint64_t)st.st_size)))
 		goto out;
 	if (mfs_tx_plan_new(fd_pread, &ctx, (uint64_t)st.st_size, in, &plan, &err) ||
-	    mfs_tx_write_path(plan, fd_pread, &ctx, fd, out, &err)) {
+	    mfs_tx_write_path(plan, fd_pread, &ctx, fd, out, !o->no_sync, &err)) {
 		rc = cli_report(&err);
 		goto out;
 	}
@@ -345,6 +346,7 @@ int cmd_transcode(int argc, char **argv)
 {
 	static const struct option lopts[] = {
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"no-sync", no_argument, NULL, 'S'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -356,6 +358,7 @@ int cmd_transcode(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "qh", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'q': o.quiet = true; break;
+		case 'S': o.no_sync = true; break;
 		case 'h':
 			printf("usage: modelfs %s\n", cli_find("transcode")->usage);
 			return EXIT_OK;

@@ -37,7 +37,7 @@ static const struct cli_command commands[] = {
     {"scan", cmd_scan,
      "scan [--format text|json|sarif] [-r] PATH... | scan --attest --key PREFIX.key MODEL_DIR",
      "classify pickle files without executing them"},
-    {"transcode", cmd_transcode, "transcode [-q] IN OUT | INDEX.json OUT_DIR | IN_DIR OUT_DIR",
+    {"transcode", cmd_transcode, "transcode [-q] [--no-sync] IN OUT | INDEX.json OUT_DIR | IN_DIR OUT_DIR",
      "turn safe torch pickle checkpoints into safetensors, without unpickling"},
     {"pack", cmd_pack,
      "pack [--level N] [--frame-size SIZE] [--remove-original] [--signature FILE] "
