@@ -267,6 +267,19 @@ def test_zip_and_legacy_give_identical_bytes(tmp_path):
     assert outs[0] == outs[1] == (tmp_path / "again.safetensors").read_bytes()
 
 
+def test_no_sync_gives_the_same_bytes(tmp_path):
+    sd = dtype_dict()
+    src = tmp_path / "s.pt"
+    torch.save(sd, src)
+    transcode(src, tmp_path / "durable.safetensors")
+    run_modelfs("transcode", "--no-sync", src, tmp_path / "scratch.safetensors", check=0)
+    assert ((tmp_path / "durable.safetensors").read_bytes()
+            == (tmp_path / "scratch.safetensors").read_bytes())
+    check_equal(src, tmp_path / "scratch.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "durable.safetensors", "s.pt", "scratch.safetensors"]
+
+
 def test_output_into_folder_renames(tmp_path):
     src = tmp_path / "pytorch_model.bin"
     torch.save({"x": torch.ones(2)}, src)
