@@ -216,6 +216,16 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 	ret = load_trust(m, o, err);
 	if (ret)
 		return ret;
+	if (o->policy) {
+		/* Loaded before the scan: every model is checked against it. */
+		ret = mv_policy_load(o->policy, &m->policy, err);
+		if (ret)
+			return ret;
+		/* Absolute in the status file: the daemon's working folder is "/". */
+		m->policy_path = realpath(o->policy, NULL);
+		if (!m->policy_path)
+			return mv_err_set(err, -ENOMEM, "mount: out of memory");
+	}
 	m->store_fd = open(o->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (m->store_fd < 0)
 		return mv_err_set(err, -errno, "%s: store: %s", o->store,
@@ -337,6 +347,8 @@ static void mount_free(struct mfs_mount *m)
 	mfs_store_free(m);
 	mc_hblock_cache_free(m->hcache);
 	mv_trust_free(m->trust);
+	mv_policy_free(m->policy);
+	free(m->policy_path);
 	if (m->store_fd > 0)
 		close(m->store_fd);
 	if (m->cache_fd > 0)

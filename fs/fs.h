@@ -248,6 +248,7 @@ struct mfs_mount_opts {
 	bool nonempty;          /* allow a non-empty mountpoint */
 	bool debug;             /* FUSE debug output (implies foreground) */
 	const char *fuse_opts;  /* extra comma-separated FUSE mount options, or NULL */
+	const char *policy;     /* trust policy file (docs/policy.md), or NULL */
 };
 
 /* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise. */

@@ -7,9 +7,10 @@
  * The namespace is built once at mount time and never changes afterwards:
  * nodes are never freed or moved while mounted, so a node pointer (and its
  * inode number, its index + 1) is valid for the whole mount without locks.
- * Only four things are decided lazily, each guarded as noted: a file's
- * format, a file's loaded tree, (--pickle=deny) a model's verdict, and
- * (--pickle=transcode) whether a view node shows and its cached output.
+ * Only five things are decided lazily, each guarded as noted: a file's
+ * format, a file's loaded tree, (--pickle=deny) a model's verdict,
+ * (--pickle=transcode) whether a view node shows and its cached output, and
+ * a model's BOM (prov.c).
  */
 #ifndef MODELFS_MOUNT_INT_H
 #define MODELFS_MOUNT_INT_H
@@ -32,6 +33,9 @@
 #define MFS_MAX_READ            (1u << 20)
 #define MFS_TIMEOUT             86400.0 /* the store is immutable for the mount */
 #define MFS_STATEMENT_XATTR_MAX (64u << 10)
+#define MFS_BOM_DIR             "bom" /* MOUNT/.modelfs/bom/<model path>.cdx.json */
+#define MFS_BOM_EXT             ".cdx.json"
+#define MFS_BOM_XATTR_MAX       (64u << 10) /* user.modelfs.bom only below this */
 
 enum mfs_node_kind {
 	MFS_N_DIR,    /* the root, or a folder synthesized from paths */
@@ -40,6 +44,7 @@ enum mfs_node_kind {
 	MFS_N_CTL,    /* the control folder */
 	MFS_N_STATUS, /* the status file */
 	MFS_N_TX,     /* --pickle=transcode: the safetensors view of a file (txview.c) */
+	MFS_N_BOM,    /* MOUNT/.modelfs/bom/<model path>.cdx.json (prov.c) */
 };
 
 /* What a MFS_N_TX node turned out to be; decided lazily, once. */
@@ -85,10 +90,15 @@ struct mfs_model {
 	struct mfs_node *node;   /* its folder node; NULL if refused at scan */
 	struct mfs_node **files; /* file nodes, for the deny check */
 	size_t n_files;
-	char *refused;         /* reason, NULL while exposed */
-	struct timespec mtime; /* of model.sig: the time of every node inside */
-	int deny_state;        /* enum mfs_deny_state, atomic */
-	pthread_mutex_t lock;  /* serializes the deny check, guards refused */
+	char *refused;                   /* reason, NULL while exposed */
+	struct timespec mtime;           /* of model.sig: the time of every node inside */
+	int deny_state;                  /* enum mfs_deny_state, atomic */
+	pthread_mutex_t lock;            /* serializes the deny check, guards refused */
+	enum mfs_pickle_policy pickle;   /* the mount's, or the policy's for this path */
+	struct mv_attestation_list atts; /* read and checked at scan (prov.c) */
+	pthread_mutex_t prov_lock;       /* guards bom, bom_len */
+	char *bom;                       /* the CycloneDX BOM, built on first request */
+	size_t bom_len;
 };
 
 struct mfs_node {
@@ -141,6 +151,8 @@ struct mfs_mount {
 	int store_fd;
 	enum mfs_pickle_policy pickle;
 	struct mv_trust *trust;
+	struct mv_policy *policy; /* --policy, or NULL */
+	char *policy_path;        /* for messages */
 	struct mc_hblock_cache *hcache;
 	struct mfs_model **models; /* exposed and refused */
 	size_t n_models;
@@ -268,6 +280,27 @@ int mfs_tx_open(struct mfs_mount *m, struct mfs_node *t);
 ssize_t mfs_tx_read(struct mfs_mount *m, struct mfs_node *t, void *buf, size_t len, uint64_t off);
 /* Frees view state (after unmount). */
 void mfs_tx_free(struct mfs_node *t);
+
+/* ---- prov.c: BOM, attestations, policy ---- */
+
+/**
+ * mfs_prov_scan() - attestations and policy of a model whose signature verified
+ * @m: in: the mount (trust, policy)
+ * @model: in/out: gets atts and pickle
+ * @why, @why_len: out: on refusal, the reason naming the policy rule
+ * Return: 0 admitted, -EKEYREJECTED refused by the policy, -ENOMEM.
+ */
+int mfs_prov_scan(struct mfs_mount *m, struct mfs_model *model, char *why, size_t why_len);
+/**
+ * mfs_prov_bom() - the model's BOM, built once and cached
+ * @bom, @len: out: the cached text (valid for the mount's life)
+ * Return: 0, -EIO (could not be built), -ENOMEM.
+ */
+int mfs_prov_bom(struct mfs_model *model, const char **bom, size_t *len);
+/* The attestations as a JSON list, malloc'd in *@out. 0, -E2BIG or -ENOMEM. */
+int mfs_prov_atts_json(const struct mfs_model *model, char **out);
+/* Frees what prov.c holds for @model (after unmount). */
+void mfs_prov_free(struct mfs_model *model);
 
 /* ---- ops.c ---- */
 

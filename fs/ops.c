@@ -97,6 +97,13 @@ static void node_stat(struct mfs_mount *m, const struct mfs_node *n, struct stat
 		/* Decided at lookup, before any stat: the exact size of the output. */
 		if (__atomic_load_n(&n->txv->state, __ATOMIC_ACQUIRE) == MFS_TX_SHOWN)
 			st->st_size = (off_t)n->txv->size;
+	} else if (n->kind == MFS_N_BOM) {
+		const char *bom;
+		size_t len = 0;
+
+		/* Built on the first stat, then cached: the size is exact. */
+		if (mfs_prov_bom(n->model, &bom, &len) == 0)
+			st->st_size = (off_t)len;
 	} else {
 		size_t len = 0;
 		char *s = mfs_status_json(m, &len);
@@ -328,6 +335,38 @@ static void open_status(fuse_req_t req, struct mfs_mount *m, struct fuse_file_in
 }
 
 /*
+ * Opens a model's BOM file: a copy of the cached BOM, served like the status
+ * snapshot. The BOM never changes while mounted, so pages may be cached.
+ */
+static int open_bom(struct mfs_mount *m, struct mfs_node *n, struct mfs_fh **out)
+{
+	struct mfs_fh *fh;
+	const char *bom;
+	size_t len;
+	int ret;
+
+	ret = mfs_node_check(m, n);
+	if (ret)
+		return ret;
+	ret = mfs_prov_bom(n->model, &bom, &len);
+	if (ret)
+		return ret;
+	fh = calloc(1, sizeof(*fh));
+	if (fh)
+		fh->status = malloc(len ? len : 1);
+	if (!fh || !fh->status) {
+		free(fh);
+		return -ENOMEM;
+	}
+	memcpy(fh->status, bom, len);
+	fh->status_len = len;
+	fh->is_status = true;
+	fh->fd = -1;
+	*out = fh;
+	return 0;
+}
+
+/*
  * Opens a signed file's backing file and loads its tree, so that reads fail
  * only on bad bytes. @fd is -1 for an empty file. 0 or -errno.
  */
@@ -338,7 +377,7 @@ static int open_signed(struct mfs_mount *m, struct mfs_node *n, int *fd)
 
 	*fd = -1;
 	/* Hidden pickles must stay hidden even when format detection failed earlier. */
-	if (m->pickle == MFS_PICKLE_HIDE || m->pickle == MFS_PICKLE_TRANSCODE) {
+	if (n->model->pickle == MFS_PICKLE_HIDE || n->model->pickle == MFS_PICKLE_TRANSCODE) {
 		ret = mfs_file_format(m, n, &f);
 		if (ret)
 			return -EIO;
@@ -407,7 +446,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		open_status(req, m, fi);
 		return;
 	}
-	ret = open_file(m, n, &fh);
+	ret = n->kind == MFS_N_BOM ? open_bom(m, n, &fh) : open_file(m, n, &fh);
 	if (ret) {
 		fuse_reply_err(req, -ret);
 		return;

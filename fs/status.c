@@ -117,6 +117,15 @@ static void add_pickles(struct mfs_model *model, cJSON *o)
 	}
 }
 
+static size_t verified_atts(const struct mfs_model *model)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < model->atts.n; i++)
+		n += model->atts.a[i].verified;
+	return n;
+}
+
 /* One model, into the exposed or the refused list. */
 static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *exposed, cJSON *refused)
 {
@@ -144,13 +153,17 @@ static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *expos
 	                            : model->man->signer.key_id);
 	if (model->man->prov.signed_at)
 		cJSON_AddStringToObject(o, "signed_at", model->man->prov.signed_at);
-	if (m->pickle == MFS_PICKLE_DENY)
+	if (model->pickle != m->pickle)
+		cJSON_AddStringToObject(o, "pickle_policy", policy_name(model->pickle));
+	cJSON_AddNumberToObject(o, "attestations", (double)model->atts.n);
+	cJSON_AddNumberToObject(o, "attestations_verified", (double)verified_atts(model));
+	if (model->pickle == MFS_PICKLE_DENY)
 		cJSON_AddStringToObject(o, "pickle_check",
 		                        __atomic_load_n(&model->deny_state, __ATOMIC_ACQUIRE) ==
 		                                MFS_DENY_OK
 		                            ? "passed"
 		                            : "not yet run");
-	if (m->pickle == MFS_PICKLE_TRANSCODE)
+	if (model->pickle == MFS_PICKLE_TRANSCODE)
 		add_pickles(model, o);
 	cJSON_AddItemToArray(exposed, o);
 }
@@ -167,6 +180,8 @@ char *mfs_status_json(struct mfs_mount *m, size_t *len)
 	cJSON_AddStringToObject(root, "mountpoint", m->mountpoint);
 	cJSON_AddStringToObject(root, "cache_dir", m->cache_dir);
 	cJSON_AddStringToObject(root, "pickle_policy", policy_name(m->pickle));
+	if (m->policy_path)
+		cJSON_AddStringToObject(root, "policy", m->policy_path);
 	add_time(root, "started", &m->started);
 	exposed = cJSON_AddArrayToObject(root, "models");
 	refused = cJSON_AddArrayToObject(root, "refused");

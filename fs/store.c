@@ -375,13 +375,19 @@ static int model_load(struct mfs_mount *m, struct mfs_model *model)
 	ret = check_resources(model, why, sizeof(why));
 	if (ret)
 		goto refuse;
+	/* Attestations, then the policy: a refused model gets no nodes at all. */
+	ret = mfs_prov_scan(m, model, why, sizeof(why));
+	if (ret == -ENOMEM)
+		return ret;
+	if (ret)
+		goto refuse;
 	model->node = mfs_node_new(
 	    m, MFS_N_MODEL, strrchr(model->path, '/') ? strrchr(model->path, '/') + 1 : model->path,
 	    model);
 	if (!model->node)
 		return -ENOMEM;
 	ret = build_files(m, model, why, sizeof(why));
-	if (!ret && m->pickle == MFS_PICKLE_TRANSCODE)
+	if (!ret && model->pickle == MFS_PICKLE_TRANSCODE)
 		ret = mfs_tx_nodes_add(m, model);
 	if (ret == -ENOMEM)
 		return ret;
@@ -423,6 +429,7 @@ static int model_add(struct mfs_mount *m, int dirfd, const char *rel, const stru
 		return -ENOMEM;
 	m->models[m->n_models++] = model;
 	pthread_mutex_init(&model->lock, NULL);
+	pthread_mutex_init(&model->prov_lock, NULL);
 	model->mtime = sig_st->st_mtim;
 	model->path = strdup(rel[0] ? rel : ".");
 	model->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
@@ -512,6 +519,72 @@ static int model_cmp(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
+/* Finds @name among @dir's (unsorted) children, or NULL. */
+static struct mfs_node *kid_find(struct mfs_node *dir, const char *name)
+{
+	for (size_t i = 0; i < dir->n_kids; i++)
+		if (strcmp(dir->kids[i]->name, name) == 0)
+			return dir->kids[i];
+	return NULL;
+}
+
+/*
+ * Adds MOUNT/.modelfs/bom/<model path>.cdx.json for one exposed model. A
+ * name that does not fit, or collides (model "x" and model "x.cdx.json/y"),
+ * gets no file: logged, never a mount failure. 0 or -ENOMEM.
+ */
+static int bom_node_add(struct mfs_mount *m, struct mfs_node *dir, struct mfs_model *model)
+{
+	const char *p = model->path;
+	char comp[NAME_MAX + 1];
+	struct mfs_node *f;
+	int ret;
+
+	for (;;) {
+		size_t l = strcspn(p, "/");
+
+		if (l > NAME_MAX - (p[l] ? 0 : sizeof(MFS_BOM_EXT) - 1))
+			goto skip;
+		memcpy(comp, p, l);
+		comp[l] = '\0';
+		p += l;
+		if (*p != '/')
+			break;
+		p++;
+		ret = dir_get(m, dir, comp, NULL, &dir);
+		if (ret == -EEXIST)
+			goto skip;
+		if (ret)
+			return ret;
+	}
+	strcat(comp, MFS_BOM_EXT); /* fits: checked above */
+	if (kid_find(dir, comp))
+		goto skip;
+	f = mfs_node_new(m, MFS_N_BOM, comp, model);
+	if (!f)
+		return -ENOMEM;
+	return mfs_node_add_kid(dir, f);
+skip:
+	mfs_log(LOG_WARNING, "model=%s bom-file-skipped reason=\"name too long or taken\"",
+	        model->path);
+	return 0;
+}
+
+/* The control folder's bom/ tree: one file per exposed model. */
+static int bom_nodes_add(struct mfs_mount *m, struct mfs_node *ctl)
+{
+	struct mfs_node *dir = mfs_node_new(m, MFS_N_DIR, MFS_BOM_DIR, NULL);
+	int ret;
+
+	if (!dir)
+		return -ENOMEM;
+	ret = mfs_node_add_kid(ctl, dir);
+	for (size_t i = 0; !ret && i < m->n_models; i++)
+		if (m->models[i]->node)
+			ret = bom_node_add(m, dir, m->models[i]);
+	return ret;
+}
+
 int mfs_store_scan(struct mfs_mount *m, struct mv_err *err)
 {
 	struct mfs_node *root, *ctl, *status;
@@ -534,6 +607,12 @@ int mfs_store_scan(struct mfs_mount *m, struct mv_err *err)
 		return mv_err_set(err, ret, "%s: cannot scan the store: %s", m->store,
 		                  strerror(-ret));
 	ret = sort_kids(root, &dup);
+	if (ret)
+		return mv_err_set(err, ret, "%s: duplicate name %s", m->store, dup);
+	ret = bom_nodes_add(m, ctl);
+	if (ret)
+		return mv_err_set(err, ret, "%s: out of memory", m->store);
+	ret = sort_kids(ctl, &dup);
 	if (ret)
 		return mv_err_set(err, ret, "%s: duplicate name %s", m->store, dup);
 	if (m->n_models > 1)
@@ -562,6 +641,7 @@ void mfs_store_free(struct mfs_mount *m)
 
 		if (model->dirfd > 0)
 			close(model->dirfd);
+		mfs_prov_free(model);
 		mv_manifest_free(model->man);
 		pthread_mutex_destroy(&model->lock);
 		free(model->trees);
@@ -692,11 +772,11 @@ int mfs_node_check(struct mfs_mount *m, struct mfs_node *n)
 
 	if (!n->model)
 		return 0;
-	if (m->pickle == MFS_PICKLE_DENY)
+	if (n->model->pickle == MFS_PICKLE_DENY)
 		return model_deny_check(m, n->model);
 	if (n->kind == MFS_N_TX)
 		return mfs_tx_decide(m, n);
-	if (n->kind != MFS_N_FILE || m->pickle == MFS_PICKLE_SHOW)
+	if (n->kind != MFS_N_FILE || n->model->pickle == MFS_PICKLE_SHOW)
 		return 0;
 	ret = mfs_file_format(m, n, &f);
 	if (ret)

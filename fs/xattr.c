@@ -225,6 +225,26 @@ static int x_tx_sha256(struct mfs_mount *m, struct mfs_node *n, char **out)
 	return have ? xhex(sha, 32, "", out) : -ENODATA;
 }
 
+/* The BOM, only when it fits an attribute value; always in .modelfs/bom/. */
+static int x_bom(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	const char *bom;
+	size_t len;
+	int ret = mfs_prov_bom(n->model, &bom, &len);
+
+	if (ret)
+		return ret;
+	if (len >= MFS_BOM_XATTR_MAX)
+		return -ENODATA;
+	*out = strndup(bom, len);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int x_attestations(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	return mfs_prov_atts_json(n->model, out);
+}
+
 static int x_version(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
 	return xstr(MV_VERSION, out);
@@ -255,6 +275,8 @@ static const struct xattr_def {
     {XPREFIX "signer", ON_MODEL, x_signer},
     {XPREFIX "statement_sha256", ON_MODEL, x_statement_sha256},
     {XPREFIX "statement", ON_MODEL, x_statement},
+    {XPREFIX "bom", ON_MODEL, x_bom},
+    {XPREFIX "attestations", ON_MODEL, x_attestations},
     {XPREFIX "version", ON_ROOT, x_version},
 };
 

@@ -68,6 +68,8 @@ static int parse_o(struct mount_args *a, char *s)
 			a->o.cache_dir = opt + 10;
 		else if (strncmp(opt, "pickle=", 7) == 0)
 			ret = mfs_pickle_policy_parse(opt + 7, &a->o.pickle);
+		else if (strncmp(opt, "policy=", 7) == 0 && opt[7])
+			a->o.policy = opt + 7;
 		else
 			ret = add_fuse_opt(a, opt);
 		if (ret) {
@@ -91,12 +93,21 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 	return 0;
 }
 
-enum { OPT_TRUST = 256, OPT_TRUST_CA, OPT_PICKLE, OPT_CACHE_DIR, OPT_HCACHE, OPT_THREADS };
+enum {
+	OPT_TRUST = 256,
+	OPT_TRUST_CA,
+	OPT_PICKLE,
+	OPT_CACHE_DIR,
+	OPT_HCACHE,
+	OPT_THREADS,
+	OPT_POLICY
+};
 
 static const struct option long_opts[] = {
     {"trust", required_argument, NULL, OPT_TRUST},
     {"trust-ca", required_argument, NULL, OPT_TRUST_CA},
     {"pickle", required_argument, NULL, OPT_PICKLE},
+    {"policy", required_argument, NULL, OPT_POLICY},
     {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
     {"hblock-cache", required_argument, NULL, OPT_HCACHE},
     {"threads", required_argument, NULL, OPT_THREADS},
@@ -123,6 +134,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_TRUST: ret = add_trust(a->keys, &a->o.n_trust_keys, optarg); break;
 		case OPT_TRUST_CA: ret = add_trust(a->cas, &a->o.n_trust_cas, optarg); break;
 		case OPT_CACHE_DIR: a->o.cache_dir = optarg; break;
+		case OPT_POLICY: a->o.policy = optarg; break;
 		case OPT_PICKLE:
 			ret = mfs_pickle_policy_parse(optarg, &a->o.pickle);
 			if (ret)
@@ -164,11 +176,13 @@ static void print_help(void)
 	      "  -f, --foreground     stay in the foreground, log to stderr\n"
 	      "  -d                   FUSE debug output (implies -f)\n"
 	      "  -o OPT[,OPT...]      FUSE mount options; also nonempty, trust=KEY,\n"
-	      "                       trust_ca=CA, pickle=POLICY, cache_dir=DIR\n"
+	      "                       trust_ca=CA, pickle=POLICY, policy=FILE, cache_dir=DIR\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
 	      "  --pickle POLICY      transcode (default: safe checkpoints appear as\n"
 	      "                       safetensors), hide, show or deny pickle files\n"
+	      "  --policy FILE.json   trust policy: models it refuses are absent, and\n"
+	      "                       its per-path pickle policy wins (docs/policy.md)\n"
 	      "  --cache-dir DIR      where built trees and transcoded files go\n"
 	      "                       (default /var/cache/modelfs as root)\n"
 	      "  --hblock-cache SIZE  memory for verified hash blocks (default 32M)\n"

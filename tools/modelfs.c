@@ -32,7 +32,7 @@ static const struct cli_command commands[] = {
      "show the signer, provenance and files of a signed model"},
     {"mount", cmd_mount,
      "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "
-     "[--pickle=transcode|hide|show|deny] [--cache-dir DIR] STORE MOUNTPOINT",
+     "[--pickle=transcode|hide|show|deny] [--policy FILE.json] [--cache-dir DIR] STORE MOUNTPOINT",
      "serve the signed models of STORE read-only, verified block by block"},
     {"scan", cmd_scan,
      "scan [--format text|json|sarif] [-r] PATH... | scan --attest --key PREFIX.key MODEL_DIR",

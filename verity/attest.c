@@ -394,14 +394,35 @@ int mv_attestations_load(const char *model_dir, const struct mv_manifest *m,
                          const struct mv_trust *trust, struct mv_attestation_list *out,
                          struct mv_err *err)
 {
-	char *dir = NULL, **names = NULL;
-	size_t n = 0;
+	char *dir = NULL;
 	int ret;
 
 	out->a = NULL;
 	out->n = 0;
 	if (asprintf(&dir, "%s/%s", model_dir, MV_ATTEST_DIR) < 0)
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", model_dir);
+	ret = mv_attestations_load_dir(dir, m, trust, out, err);
+	free(dir);
+	return ret;
+}
+
+/**
+ * mv_attestations_load_dir() - mv_attestations_load() on the attestation
+ *                              folder itself
+ * @dir: in: the folder holding the attestation files (the mount passes
+ *       /proc/self/fd/N of a folder it opened without following links)
+ * @m, @trust, @out, @err: as for mv_attestations_load()
+ */
+int mv_attestations_load_dir(const char *dir, const struct mv_manifest *m,
+                             const struct mv_trust *trust, struct mv_attestation_list *out,
+                             struct mv_err *err)
+{
+	char **names = NULL;
+	size_t n = 0;
+	int ret;
+
+	out->a = NULL;
+	out->n = 0;
 	ret = list_dir(dir, &names, &n, err);
 	if (ret || !n)
 		goto out;
@@ -416,6 +437,5 @@ int mv_attestations_load(const char *model_dir, const struct mv_manifest *m,
 		load_one(dir, names[i], m, trust, &out->a[out->n++]);
 out:
 	free(names);
-	free(dir);
 	return ret;
 }

@@ -130,7 +130,7 @@ int mv_read_file(const char *path, size_t max, char **out, size_t *out_len, stru
 
 	*out = NULL;
 	*out_len = 0;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC); /* a FIFO never blocks */
 	if (fd < 0)
 		return mv_err_set(err, -errno, "%s: cannot open: %s", path, strerror(errno));
 	if (fstat(fd, &st) < 0) {

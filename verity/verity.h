@@ -879,6 +879,10 @@ int mv_attest_write(const char *model_dir, const char *bundle, size_t len, char 
 int mv_attestations_load(const char *model_dir, const struct mv_manifest *m,
 			 const struct mv_trust *trust, struct mv_attestation_list *out,
 			 struct mv_err *err);
+/* The same on the attestation folder itself (the mount: a /proc/self/fd path). */
+int mv_attestations_load_dir(const char *dir, const struct mv_manifest *m,
+			     const struct mv_trust *trust, struct mv_attestation_list *out,
+			     struct mv_err *err);
 
 /* Trust policy (policy.c); format in docs/policy.md. Immutable once loaded. */
 struct mv_policy;
