@@ -1065,34 +1065,6 @@ static int op_stack_global(struct mfs_pickle *p, uint64_t off)
 	return pk_global(p, m, strlen(m), n, strlen(n), off, true);
 }
 
-/* True when every byte of @s is valid UTF-8 (Python decodes names so). */
-static bool utf8_ok(const unsigned char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		unsigned c = s[i], k;
-
-		if (c < 0x80) {
-			if (!c)
-				return false;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 2;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 3;
-		else
-			return false;
-		for (unsigned j = 1; j <= k; j++)
-			if (i + j >= n || (s[i + j] & 0xc0) != 0x80)
-				return false;
-		i += k + 1;
-	}
-	return true;
-}
-
 /* GLOBAL and INST arguments: "module\nname\n". */
 static int read_global_lines(struct mfs_pickle *p, char *m, size_t *mlen, char *n, size_t *nlen)
 {
@@ -1108,8 +1080,8 @@ static int read_global_lines(struct mfs_pickle *p, char *m, size_t *mlen, char *
 		return rc;
 	memcpy(n, l, len);
 	*nlen = len;
-	if (!*mlen || !*nlen || !utf8_ok((unsigned char *)m, *mlen) ||
-	    !utf8_ok((unsigned char *)n, *nlen))
+	if (!*mlen || !*nlen || memchr(m, 0, *mlen) || memchr(n, 0, *nlen) ||
+	    !mv_utf8_valid(m, *mlen) || !mv_utf8_valid(n, *nlen))
 		return pk_fail(p, MFS_PK_MALFORMED, "GLOBAL argument is not a UTF-8 name");
 	return 0;
 }

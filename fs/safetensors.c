@@ -264,40 +264,6 @@ static bool json_u64(const cJSON *j, uint64_t *v)
 	return true;
 }
 
-/* Decodes and checks the UTF-8 of @s (the reference reads the header as str). */
-static bool utf8_valid(const unsigned char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		unsigned c = s[i], k;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 3, cp = c & 0x07;
-		else
-			return false;
-		if (n - i <= k)
-			return false;
-		for (unsigned j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + j] & 0x3f);
-		}
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
-
 struct st_entry {
 	const char *name;
 	uint64_t begin, end;
@@ -467,7 +433,7 @@ int mfs_safetensors_check(mfs_pread_fn rd, void *ctx, uint64_t size, size_t *nte
 		goto out;
 	}
 	h[hl] = 0;
-	if (h[0] != '{' || memchr(h, 0, (size_t)hl) || !utf8_valid((unsigned char *)h, hl)) {
+	if (h[0] != '{' || memchr(h, 0, (size_t)hl) || !mv_utf8_valid(h, hl)) {
 		rc = mv_err_set(err, -EBADMSG, "header is not UTF-8 JSON starting with '{'");
 		goto out;
 	}

@@ -128,47 +128,13 @@ static bool is_global(const struct walk *w, uint32_t id, const char *module, con
 	return g && strcmp(g->module, module) == 0 && strcmp(g->name, name) == 0;
 }
 
-/* True when @s (@n bytes) is valid UTF-8, as Python requires of str. */
-static bool utf8_ok(const unsigned char *s, size_t n)
-{
-	for (size_t i = 0; i < n;) {
-		unsigned c = s[i], k;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			k = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			k = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			k = 3, cp = c & 0x07;
-		else
-			return false;
-		if (n - i <= k)
-			return false;
-		for (unsigned j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + j] & 0x3f);
-		}
-		if ((k == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (k == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
-
 /* A kept str without NUL bytes, or NULL. */
 static const char *str_of(const struct walk *w, uint32_t id)
 {
 	const struct mfs_pnode *n = node(w, id);
 
 	if (!n || n->kind != MFS_PK_STR || n->big || !n->s || strlen(n->s) != n->len ||
-	    !utf8_ok((const unsigned char *)n->s, n->len))
+	    !mv_utf8_valid(n->s, n->len))
 		return NULL;
 	return n->s;
 }

@@ -79,52 +79,6 @@ static bool json_has_nul_escape(const char *s, size_t len)
 	return false;
 }
 
-/*
- * Checks that @s is well-formed UTF-8 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), as JSON requires. Other verifiers
- * decode the payload as UTF-8 before parsing; accepting bytes they refuse
- * would let one signature mean different things to different verifiers.
- */
-static bool utf8_valid(const uint8_t *s, size_t len)
-{
-	size_t i = 0;
-
-	while (i < len) {
-		uint8_t c = s[i];
-		size_t n;
-		uint32_t cp;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			n = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			n = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			n = 3;
-			cp = c & 0x07;
-		} else {
-			return false;
-		}
-		if (len - i - 1 < n)
-			return false;
-		for (size_t k = 1; k <= n; k++) {
-			if ((s[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += n + 1;
-	}
-	return true;
-}
-
 /* Compares member names for qsort. */
 static int cmp_names(const void *a, const void *b)
 {
@@ -201,7 +155,12 @@ int mv_json_parse_strict(const char *label, const char *what, const char *json, 
 		return mv_err_set(err, -EINVAL, "%s: %s too large (%zu bytes)", label, what, len);
 	if (memchr(json, 0, len))
 		return mv_err_set(err, -EINVAL, "%s: %s contains a NUL byte", label, what);
-	if (!utf8_valid((const uint8_t *)json, len))
+	/*
+	 * Other verifiers decode the payload as UTF-8 before parsing; accepting
+	 * bytes they refuse would let one signature mean different things to
+	 * different verifiers.
+	 */
+	if (!mv_utf8_valid(json, len))
 		return mv_err_set(err, -EINVAL, "%s: %s is not valid UTF-8", label, what);
 	if (json_has_nul_escape(json, len))
 		return mv_err_set(err, -EINVAL, "%s: %s contains a \\u0000 escape", label, what);

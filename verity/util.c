@@ -66,6 +66,41 @@ int mv_hex_decode(const char *hex, uint8_t *out, size_t out_max)
 	return (int)(len / 2);
 }
 
+bool mv_utf8_valid(const void *buf, size_t len)
+{
+	const uint8_t *s = buf;
+
+	for (size_t i = 0; i < len;) {
+		unsigned c = s[i], n;
+		uint32_t cp;
+
+		if (c < 0x80) {
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			n = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			n = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			n = 3, cp = c & 0x07;
+		else
+			return false;
+		if (len - i - 1 < n)
+			return false;
+		for (unsigned k = 1; k <= n; k++) {
+			if ((s[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
+			return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 char *mv_base64_encode(const uint8_t *in, size_t len)
 {
 	size_t out_len;

@@ -62,6 +62,12 @@ int mv_err_set(struct mv_err *err, int code, const char *fmt, ...)
 void mv_hex_encode(const uint8_t *in, size_t len, char *out);
 /* Returns the number of bytes decoded, or -EINVAL on bad hex or overflow. */
 int mv_hex_decode(const char *hex, uint8_t *out, size_t out_max);
+/*
+ * Strict UTF-8, as Python's decoder: no overlong forms, no surrogates,
+ * nothing above U+10FFFF. NUL bytes are valid UTF-8; callers that must
+ * refuse them check separately.
+ */
+bool mv_utf8_valid(const void *s, size_t len);
 /* Base64 (standard alphabet, padded). Returned buffers are malloc'd. */
 char *mv_base64_encode(const uint8_t *in, size_t len);
 int mv_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len);

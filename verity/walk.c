@@ -213,37 +213,6 @@ static int add_error(struct mv_walk *w, char *name, int error, const char *what)
 	return add_entry(w, name, 0, error, why);
 }
 
-/* Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF. */
-static bool utf8_valid(const unsigned char *s)
-{
-	while (*s) {
-		unsigned c = *s, n, cp;
-
-		if (c < 0x80) {
-			s++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			n = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			n = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			n = 3, cp = c & 0x07;
-		else
-			return false;
-		for (unsigned i = 1; i <= n; i++) {
-			if ((s[i] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i] & 0x3f);
-		}
-		if ((n == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (n == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return false;
-		s += n + 1;
-	}
-	return true;
-}
-
 /* Copies @in, writing bytes that could break a line (or all non-ASCII) as \xNN. */
 static void escape_name(const char *in, char *out, size_t out_len, bool escape_high)
 {
@@ -261,7 +230,7 @@ static void escape_name(const char *in, char *out, size_t out_len, bool escape_h
 void mv_name_printable(const char *in, char *out, size_t out_len)
 {
 	escape_name(in, out, out_len, false);
-	if (!utf8_valid((const unsigned char *)out))
+	if (!mv_utf8_valid(out, strlen(out)))
 		escape_name(in, out, out_len, true);
 }
 
@@ -285,7 +254,7 @@ static int walk_one(struct mv_walk *w, int dfd, const char *d_name, char *rel, u
 	int sub, ret;
 
 	/* A signature is JSON text, and names must not forge lines in listings. */
-	if (!utf8_valid((const unsigned char *)rel) || !mv_resource_name_valid(rel, false))
+	if (!mv_utf8_valid(rel, strlen(rel)) || !mv_resource_name_valid(rel, false))
 		return add_error(w, rel, -EILSEQ,
 		                 "file name is not valid UTF-8 or has control characters, refused");
 	if (fstatat(dfd, d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)

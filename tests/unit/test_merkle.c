@@ -369,6 +369,20 @@ static void test_verify_concurrent(void)
 	fixture_teardown(&f);
 }
 
+/* mv_utf8_valid (util.c) decides like Python's strict decoder. */
+static void test_utf8_strict(void)
+{
+	CHECK(mv_utf8_valid("plain ascii", 11));
+	CHECK(mv_utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9)); /* é € 😀 */
+	CHECK(!mv_utf8_valid("\xc0\xaf", 2));                            /* overlong '/' */
+	CHECK(!mv_utf8_valid("\xe0\x80\xaf", 3));                        /* overlong, 3 bytes */
+	CHECK(!mv_utf8_valid("\xed\xa0\x80", 3));                        /* surrogate U+D800 */
+	CHECK(!mv_utf8_valid("\xf4\x90\x80\x80", 4));                    /* above U+10FFFF */
+	CHECK(!mv_utf8_valid("\xe2\x82", 2));                            /* truncated */
+	CHECK(!mv_utf8_valid("\x80", 1));                                /* lone continuation */
+	CHECK(!mv_utf8_valid("\xff", 1));
+}
+
 int main(void)
 {
 	if (!mkdtemp(tmpdir))
@@ -383,6 +397,7 @@ int main(void)
 	TAP_RUN(test_tree_file_errors);
 	TAP_RUN(test_range_to_blocks);
 	TAP_RUN(test_verify_concurrent);
+	TAP_RUN(test_utf8_strict);
 	char cmd[300];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
 	if (system(cmd) != 0)
