@@ -246,6 +246,8 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 	if (ret)
 		return ret;
 	ret = mc_hblock_cache_new(o->hblock_cache_bytes, &m->hcache);
+	if (!ret)
+		ret = mc_frame_cache_new(o->frame_cache_bytes, &m->fcache);
 	if (ret)
 		return mv_err_set(err, ret, "mount: out of memory");
 	raise_nofile();
@@ -343,8 +345,9 @@ static void mount_free(struct mfs_mount *m)
 {
 	mfs_ops_cleanup(m);
 	pthread_mutex_destroy(&m->fh_lock);
-	mfs_file_trees_free(m);
+	mfs_file_trees_free(m); /* packed copies first: they drop their frames */
 	mfs_store_free(m);
+	mc_frame_cache_free(m->fcache);
 	mc_hblock_cache_free(m->hcache);
 	mv_trust_free(m->trust);
 	mv_policy_free(m->policy);

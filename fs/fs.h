@@ -243,6 +243,7 @@ struct mfs_mount_opts {
 	enum mfs_pickle_policy pickle;
 	const char *cache_dir;  /* where built trees go; NULL: default */
 	size_t hblock_cache_bytes; /* hash-block cache bound; 0: default */
+	size_t frame_cache_bytes;  /* packed files' frame cache bound; 0: default */
 	unsigned threads;       /* FUSE workers; 0: number of CPUs */
 	bool foreground;        /* -f: no daemon, log to stderr */
 	bool nonempty;          /* allow a non-empty mountpoint */

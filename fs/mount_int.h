@@ -82,6 +82,20 @@ enum mfs_deny_state {
 struct mfs_node;
 struct mfs_ftree;
 
+/* Which copy of a signed file serves it; decided at its first open (atomic). */
+enum mfs_stored {
+	MFS_STORED_UNKNOWN = 0,
+	MFS_STORED_PLAIN,  /* MODEL/<name> */
+	MFS_STORED_PACKED, /* MODEL/.modelfs/packed/<digest>.zst (vread.c) */
+};
+
+/* The packed copy of a file node: opened once, kept for the mount. */
+struct mfs_zfile {
+	int fd;                  /* the packed file (owned) */
+	struct mv_zpack *z;      /* its checked seek table */
+	struct mc_zpack_file zf; /* template; each read sets hctx to the tree it borrows */
+};
+
 struct mfs_model {
 	char *path;              /* relative path in the store, "org/name" */
 	int dirfd;               /* the model folder, opened without following links */
@@ -118,6 +132,8 @@ struct mfs_node {
 	pthread_mutex_t load_lock; /* serializes tree loads and rebuilds */
 	struct mfs_ftree *ft;
 	bool rebuilt;           /* the one allowed rebuild was used */
+	int stored;             /* enum mfs_stored, atomic */
+	struct mfs_zfile *zf;   /* packed copy, set once under load_lock (atomic pointer) */
 	struct mfs_node *tx;    /* files: their MFS_N_TX view, or NULL */
 	struct mfs_txview *txv; /* MFS_N_TX nodes */
 };
@@ -154,7 +170,8 @@ struct mfs_mount {
 	struct mv_policy *policy; /* --policy, or NULL */
 	char *policy_path;        /* for messages */
 	struct mc_hblock_cache *hcache;
-	struct mfs_model **models; /* exposed and refused */
+	struct mc_frame_cache *fcache; /* decompressed, verified frames of packed files */
+	struct mfs_model **models;     /* exposed and refused */
 	size_t n_models;
 	struct mfs_node **nodes; /* nodes[ino - 1] */
 	size_t n_nodes, cap_nodes;
@@ -210,8 +227,11 @@ int mfs_node_check(struct mfs_mount *m, struct mfs_node *n);
  * mfs_open_backing() - open a file node's backing file safely
  * @fd: out: O_RDONLY descriptor, after checking it is a regular file of
  *      the signed size. Every path component is opened with O_NOFOLLOW
- *      relative to the model folder.
- * Return: 0, -EIO (wrong type or size, symlink), or -errno.
+ *      relative to the model folder. When the plain file is absent, the
+ *      packed copy (MODEL/.modelfs/packed/<digest>.zst) is opened instead,
+ *      its seek table checked, and the node marked MFS_STORED_PACKED: reads
+ *      then come from the node's packed copy whatever fd they are given.
+ * Return: 0, -EIO (wrong type or size, symlink, bad seek table), or -errno.
  */
 int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd);
 /* openat() walking @relpath's components from @dirfd, never following links. */
@@ -241,8 +261,17 @@ struct mfs_vctx {
 };
 /* A verified mfs_pread_fn; ctx is a struct mfs_vctx *. */
 ssize_t mfs_vpread(void *ctx, void *buf, size_t len, uint64_t off);
-/* Closes every loaded tree (after unmount). */
+/* Closes every loaded tree and packed copy (after unmount). */
 void mfs_file_trees_free(struct mfs_mount *m);
+/**
+ * mfs_zfile_open() - attach the packed copy @fd to @n (once per mount)
+ * @fd: in: the packed file, a regular file (not taken over: it is duplicated)
+ * Checks the seek table against the signed size and block size.
+ * Return: 0 (the node is now MFS_STORED_PACKED), -EIO (bad table), -ENOMEM.
+ */
+int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd);
+/* "plain" or "packed" for a file node, deciding (opening) if needed; NULL on error. */
+const char *mfs_file_stored_as(struct mfs_mount *m, struct mfs_node *n);
 
 /* ---- xattr.c ---- */
 

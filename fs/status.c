@@ -43,11 +43,13 @@ static void add_u64(cJSON *o, const char *key, uint64_t *v)
 static cJSON *counters(struct mfs_mount *m)
 {
 	struct mc_hblock_stats st;
+	struct mc_frame_stats fst;
 	cJSON *c = cJSON_CreateObject();
 
 	if (!c)
 		return NULL;
 	mc_hblock_cache_stats(m->hcache, &st);
+	mc_frame_cache_stats(m->fcache, &fst);
 	add_u64(c, "reads", &m->ctr.reads);
 	add_u64(c, "bytes_served", &m->ctr.bytes_served);
 	add_u64(c, "bytes_verified", &m->ctr.bytes_verified);
@@ -63,6 +65,14 @@ static cJSON *counters(struct mfs_mount *m)
 	cJSON_AddNumberToObject(c, "hblock_cache_evictions", (double)st.evictions);
 	cJSON_AddNumberToObject(c, "hblock_cache_bytes", (double)st.bytes);
 	cJSON_AddNumberToObject(c, "hblock_cache_max_bytes", (double)st.max_bytes);
+	cJSON_AddNumberToObject(c, "frame_cache_hits", (double)fst.hits);
+	cJSON_AddNumberToObject(c, "frame_cache_waits", (double)fst.waits);
+	cJSON_AddNumberToObject(c, "frame_cache_misses", (double)fst.misses);
+	cJSON_AddNumberToObject(c, "frame_cache_errors", (double)fst.errors);
+	cJSON_AddNumberToObject(c, "frame_cache_evictions", (double)fst.evictions);
+	cJSON_AddNumberToObject(c, "frame_cache_entries", (double)fst.entries);
+	cJSON_AddNumberToObject(c, "frame_cache_bytes", (double)fst.bytes);
+	cJSON_AddNumberToObject(c, "frame_cache_max_bytes", (double)fst.max_bytes);
 	return c;
 }
 

@@ -692,6 +692,55 @@ int mfs_openat_nofollow(int dirfd, const char *relpath, int flags)
 	return fd;
 }
 
+/* Counts and logs a failed open of @n's backing file. Return: -EIO. */
+static int open_failed(struct mfs_mount *m, struct mfs_node *n, const char *why)
+{
+	mfs_count(&m->ctr.open_failures, 1);
+	mfs_log(LOG_ERR, "open-failure model=%s file=%s reason=\"%s\"", n->model->path,
+	        n->res->name, why);
+	return -EIO;
+}
+
+/* Is @f a regular file? Fills @st. */
+static bool regular_file(int f, struct stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	return fstat(f, st) == 0 && S_ISREG(st->st_mode);
+}
+
+/*
+ * Opens MODEL/.modelfs/packed/<digest>.zst of @n and attaches it to the
+ * node (first time only). @plain_err: why the plain file could not be used.
+ */
+static int open_packed(struct mfs_mount *m, struct mfs_node *n, int plain_err, int *fd)
+{
+	char name[MV_ZPACK_NAME_MAX], rel[sizeof(MV_PACKED_DIR) + MV_ZPACK_NAME_MAX + 1];
+	struct stat st;
+	int f, ret;
+
+	if (!n->res->has_merkle || !n->tree)
+		return open_failed(m, n, strerror(-plain_err));
+	mv_zpack_file_name(&n->res->merkle, name);
+	snprintf(rel, sizeof(rel), "%s/%s", MV_PACKED_DIR, name);
+	f = mfs_openat_nofollow(n->model->dirfd, rel, O_RDONLY);
+	if (f == -ENOENT)
+		return open_failed(m, n, "missing (no plain file and no packed copy)");
+	if (f < 0)
+		return open_failed(m, n, f == -ELOOP ? "packed copy: symlink" : strerror(-f));
+	if (!regular_file(f, &st)) {
+		close(f);
+		return open_failed(m, n, "packed copy: not a regular file");
+	}
+	ret = mfs_zfile_open(m, n, f);
+	if (ret) {
+		close(f);
+		mfs_count(&m->ctr.open_failures, 1);
+		return -EIO; /* logged with the seek table's problem */
+	}
+	*fd = f;
+	return 0;
+}
+
 int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 {
 	uint64_t want = n->res->merkle.params.data_size;
@@ -699,14 +748,15 @@ int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 	int f;
 
 	*fd = -1;
+	/* Once a node is served packed it stays so: the store is immutable while mounted. */
+	if (__atomic_load_n(&n->stored, __ATOMIC_ACQUIRE) == MFS_STORED_PACKED)
+		return open_packed(m, n, -ENOENT, fd);
 	f = mfs_openat_nofollow(n->model->dirfd, n->res->name, O_RDONLY);
-	if (f < 0) {
-		mfs_count(&m->ctr.open_failures, 1);
-		mfs_log(LOG_ERR, "open-failure model=%s file=%s reason=\"%s\"", n->model->path,
-		        n->res->name, f == -ELOOP ? "symlink" : strerror(-f));
-		return -EIO;
-	}
-	if (fstat(f, &st) || !S_ISREG(st.st_mode) || (uint64_t)st.st_size != want) {
+	if (f == -ENOENT && want)
+		return open_packed(m, n, f, fd);
+	if (f < 0)
+		return open_failed(m, n, f == -ELOOP ? "symlink" : strerror(-f));
+	if (!regular_file(f, &st) || (uint64_t)st.st_size != want) {
 		mfs_count(&m->ctr.open_failures, 1);
 		mfs_log(LOG_ERR,
 		        "open-failure model=%s file=%s reason=\"not a regular file of the signed "
@@ -716,6 +766,9 @@ int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 		close(f);
 		return -EIO;
 	}
+	/* Only a first decision: a concurrent open may have found the copy packed. */
+	__atomic_compare_exchange_n(&n->stored, &(int){MFS_STORED_UNKNOWN}, MFS_STORED_PLAIN, false,
+	                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 	*fd = f;
 	return 0;
 }

@@ -12,6 +12,12 @@
  * Trees are loaded on first use: from the cache folder (trees this mount
  * built), else from MODEL/.modelfs/trees. A missing or damaged tree is
  * rebuilt from the data, and kept only if the data matches the signature.
+ *
+ * A file stored packed (MODEL/.modelfs/packed/<digest>.zst, docs/packing.md)
+ * is read through the mount's frame cache: each frame is decompressed under
+ * its declared size and its blocks verified against the same tree before
+ * any byte of it is served (mc_zpack_pread). Its tree, when missing, is
+ * rebuilt from the decompressed frames.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -194,6 +200,66 @@ out:
 	return ret;
 }
 
+/* Does the node's data come from its packed copy? */
+static struct mfs_zfile *packed_of(struct mfs_node *n)
+{
+	if (__atomic_load_n(&n->stored, __ATOMIC_ACQUIRE) != MFS_STORED_PACKED)
+		return NULL;
+	return __atomic_load_n(&n->zf, __ATOMIC_ACQUIRE);
+}
+
+/*
+ * Builds the tree of a packed node into the cache folder from its
+ * decompressed frames (bounded, see mv_zpack_measure). The file is given
+ * its final name only if the plain bytes match the signed root and digest.
+ */
+static int tree_build_packed(struct mfs_mount *m, struct mfs_node *n, struct mfs_zfile *zf,
+                             const char *why)
+{
+	size_t ds = mv_hash_digest_size(n->tree->params.alg);
+	struct mv_tree_writer w = {.dirfd = m->cache_fd, .fd = -1};
+	char name[2 * MV_MAX_DIGEST_SIZE + 8];
+	struct mv_measurement meas;
+	struct mv_err err = {0};
+	int ret;
+
+	cache_name(n, name, sizeof(name));
+	mfs_log(LOG_NOTICE,
+	        "tree-build model=%s file=%s stored_as=packed reason=\"%s\" bytes=%" PRIu64
+	        " note=\"decompresses the whole file once\"",
+	        n->model->path, n->res->name, why, n->tree->params.data_size);
+	ret = mv_tree_writer_open(&w, m->cache_fd, &n->tree->params);
+	if (ret) {
+		mv_err_set(&err, ret, "cache folder: %s", strerror(-ret));
+		goto out;
+	}
+	ret = mv_zpack_measure(zf->fd, n->res->name, &n->tree->params, NULL, mv_tree_writer_sink,
+	                       &w, &meas, &err);
+	if (ret)
+		goto out;
+	if (memcmp(meas.root, n->tree->root, ds) != 0 ||
+	    memcmp(meas.digest, n->res->merkle.digest, ds) != 0) {
+		ret = mv_err_set(&err, -EBADMSG,
+		                 "packed data does not match the signed root; tree not built");
+		goto out;
+	}
+	ret = mv_tree_writer_commit(&w, &meas, name, true, NULL);
+	if (ret)
+		mv_err_set(&err, ret, "cache folder: %s", strerror(-ret));
+	else
+		mfs_count(&m->ctr.trees_built, 1);
+out:
+	mv_tree_writer_abort(&w);
+	if (ret) {
+		if (ret == -EBADMSG)
+			mfs_count(&m->ctr.verify_failures, 1);
+		mfs_log(LOG_ERR, "%s model=%s file=%s reason=\"%s\"",
+		        ret == -EBADMSG ? "verify-failure" : "tree-build-failed", n->model->path,
+		        n->res->name, err.msg[0] ? err.msg : strerror(-ret));
+	}
+	return ret;
+}
+
 static void ftree_free(struct mfs_ftree *ft)
 {
 	if (!ft)
@@ -266,7 +332,9 @@ static int ftree_load(struct mfs_mount *m, struct mfs_node *n, int data_fd, stru
 		mfs_count(&m->ctr.tree_rebuilds, 1);
 	}
 	if (fd < 0) {
-		ret = tree_build(m, n, data_fd, why);
+		struct mfs_zfile *zf = packed_of(n);
+
+		ret = zf ? tree_build_packed(m, n, zf, why) : tree_build(m, n, data_fd, why);
 		if (ret)
 			goto out;
 		fd = tree_open(m, n, m->cache_fd, name, &off);
@@ -392,9 +460,64 @@ static int verify(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t firs
 	return 0;
 }
 
+/* Logs a failed read of a packed node; @err names the frame. */
+static void log_packed_failure(struct mfs_mount *m, struct mfs_node *n, ssize_t ret,
+                               const struct mv_err *err)
+{
+	mfs_count(&m->ctr.verify_failures, 1);
+	mfs_log(LOG_ERR, "verify-failure model=%s file=%s stored_as=packed reason=\"%s\"",
+	        n->model->path, n->res->name, err->msg[0] ? err->msg : strerror((int)-ret));
+}
+
+/*
+ * Reads @len verified plain bytes at @off of a packed node into @buf, through
+ * the frame cache. As for plain files, a failure may be the tree's fault, so
+ * the tree is rebuilt (from the frames) once per node before giving up.
+ */
+static int packed_read(struct mfs_mount *m, struct mfs_node *n, struct mfs_zfile *zf, uint64_t off,
+                       size_t len, uint8_t *buf)
+{
+	struct mc_zpack_file f;
+	struct mfs_ftree *ft;
+	struct mv_err err;
+	ssize_t got;
+	int ret;
+
+	for (int attempt = 0;; attempt++) {
+		ret = ftree_get(m, n, zf->fd, &ft);
+		if (ret)
+			return -EIO;
+		/* The template with the hash-block source of the tree borrowed now. */
+		f = zf->zf;
+		f.hctx = &ft->src;
+		memset(&err, 0, sizeof(err));
+		got = mc_zpack_pread(&f, buf, len, off, &err);
+		if (got >= 0 || got == -ENOMEM || attempt > 0 ||
+		    __atomic_load_n(&n->rebuilt, __ATOMIC_ACQUIRE)) {
+			ftree_put(n, ft);
+			break;
+		}
+		log_packed_failure(m, n, got, &err);
+		ret = ftree_load(m, n, zf->fd, ft);
+		ftree_put(n, ft);
+		if (ret)
+			return -EIO;
+	}
+	if (got == -ENOMEM)
+		return -ENOMEM;
+	if (got < 0 || (size_t)got != len) {
+		if (got >= 0)
+			mv_err_set(&err, -EIO, "%s: short read at %" PRIu64, n->res->name, off);
+		log_packed_failure(m, n, got, &err);
+		return -EIO;
+	}
+	return 0;
+}
+
 int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
                   const uint8_t **out, size_t *out_len)
 {
+	struct mfs_zfile *zf;
 	uint64_t size = n->res->merkle.params.data_size, aoff, alen;
 	uint8_t *buf;
 	int ret;
@@ -407,6 +530,19 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 		len = (size_t)(size - off);
 	if (len > MFS_MAX_READ)
 		len = MFS_MAX_READ;
+	zf = packed_of(n);
+	if (zf) {
+		buf = thread_buf(len);
+		if (!buf)
+			return -ENOMEM;
+		ret = packed_read(m, n, zf, off, len, buf);
+		if (ret)
+			return ret;
+		mfs_count(&m->ctr.bytes_verified, len);
+		*out = buf;
+		*out_len = len;
+		return 0;
+	}
 	ret = mv_range_to_blocks(n->tree, off, len, &aoff, &alen);
 	if (ret || alen < len || off - aoff > alen - len)
 		return -EIO;
@@ -481,6 +617,80 @@ out:
 	return ret;
 }
 
+/* Frees a packed copy @zf (may be NULL or half set up) and drops its frames. */
+static void zfile_free(struct mfs_mount *m, struct mfs_zfile *zf)
+{
+	if (!zf)
+		return;
+	if (zf->z)
+		mc_frame_cache_drop_file(m->fcache, zf->zf.file_id);
+	mv_zpack_free(zf->z);
+	if (zf->fd >= 0)
+		close(zf->fd);
+	free(zf);
+}
+
+int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd)
+{
+	uint64_t size = n->res->merkle.params.data_size;
+	struct mfs_zfile *zf = NULL;
+	struct mv_err err = {0};
+	int ret = 0;
+
+	if (__atomic_load_n(&n->zf, __ATOMIC_ACQUIRE))
+		goto mark;
+	pthread_mutex_lock(&n->load_lock);
+	if (n->zf)
+		goto out;
+	zf = calloc(1, sizeof(*zf));
+	if (!zf) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	/* Our own descriptor: the caller's is closed when its file handle goes. */
+	zf->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (zf->fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ret = mv_zpack_open(zf->fd, n->res->name, size, n->tree->params.block_size, &zf->z, &err);
+	if (!ret)
+		ret = mc_zpack_file_init(&zf->zf, m->fcache, zf->fd, zf->z, n->tree, &mc_hblock_ops,
+		                         NULL, n->res->name);
+	if (ret) {
+		if (ret != -ENOMEM)
+			mfs_count(&m->ctr.verify_failures, 1);
+		mfs_log(LOG_ERR, "packed-damaged model=%s file=%s reason=\"%s\"", n->model->path,
+		        n->res->name, err.msg[0] ? err.msg : "seek table does not fit the tree");
+		goto out;
+	}
+	__atomic_store_n(&n->zf, zf, __ATOMIC_RELEASE);
+	zf = NULL;
+out:
+	pthread_mutex_unlock(&n->load_lock);
+	zfile_free(m, zf);
+	if (ret)
+		return ret == -ENOMEM ? -ENOMEM : -EIO;
+mark:
+	__atomic_store_n(&n->stored, MFS_STORED_PACKED, __ATOMIC_RELEASE);
+	return 0;
+}
+
+const char *mfs_file_stored_as(struct mfs_mount *m, struct mfs_node *n)
+{
+	int st = __atomic_load_n(&n->stored, __ATOMIC_ACQUIRE), fd;
+
+	if (st == MFS_STORED_UNKNOWN) {
+		if (!n->res->merkle.params.data_size)
+			return "plain"; /* empty files are never packed nor opened */
+		if (mfs_open_backing(m, n, &fd))
+			return NULL;
+		close(fd);
+		st = __atomic_load_n(&n->stored, __ATOMIC_ACQUIRE);
+	}
+	return st == MFS_STORED_PACKED ? "packed" : "plain";
+}
+
 void mfs_file_trees_free(struct mfs_mount *m)
 {
 	for (size_t i = 0; i < m->n_nodes; i++) {
@@ -488,5 +698,7 @@ void mfs_file_trees_free(struct mfs_mount *m)
 
 		ftree_free(n->ft);
 		n->ft = NULL;
+		zfile_free(m, n->zf);
+		n->zf = NULL;
 	}
 }

@@ -3,8 +3,9 @@
  * xattr.c - provenance as read-only extended attributes (docs/xattrs.md).
  *
  * Every value comes from the verified signature, except user.modelfs.format,
- * which is detected from verified bytes, and the attributes of transcoded
- * views (txview.c). Absent values are neither listed nor readable (ENODATA).
+ * which is detected from verified bytes, user.modelfs.stored_as (which copy
+ * serves the file) and the attributes of transcoded views (txview.c). Absent values are neither
+ * listed nor readable (ENODATA).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -69,6 +70,14 @@ static int x_format(struct mfs_mount *m, struct mfs_node *n, char **out)
 	if (mfs_file_format(m, n, &f))
 		return -EIO;
 	return xstr(mfs_format_name(f), out);
+}
+
+/* "plain" or "packed": which copy serves the file (decided at its first open). */
+static int x_stored_as(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	const char *s = mfs_file_stored_as(m, n);
+
+	return s ? xstr(s, out) : -EIO;
 }
 
 static int x_size(struct mfs_mount *m, struct mfs_node *n, char **out)
@@ -259,6 +268,7 @@ static const struct xattr_def {
     {XPREFIX "sha256", ON_FILE, x_sha256},
     {XPREFIX "format", ON_FILE, x_format},
     {XPREFIX "size", ON_FILE, x_size},
+    {XPREFIX "stored_as", ON_FILE, x_stored_as},
     {XPREFIX "format", ON_TX, x_tx_format},
     {XPREFIX "transcoded_from", ON_TX, x_tx_from},
     {XPREFIX "source_digest", ON_TX, x_tx_source_digest},
@@ -297,7 +307,7 @@ static bool present(struct mfs_mount *m, struct mfs_node *n, const struct xattr_
 	char *v = NULL;
 	int ret;
 
-	if (x->fn == x_format)
+	if (x->fn == x_format || x->fn == x_stored_as)
 		return true; /* always defined; detected when read */
 	ret = x->fn(m, n, &v);
 	free(v);

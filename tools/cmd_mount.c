@@ -47,6 +47,19 @@ static int add_fuse_opt(struct mount_args *a, const char *opt)
 	return 0;
 }
 
+/* --cache-size / cache_size=: the frame cache bound, 1 MiB to 1 TiB. */
+static int parse_cache_size(struct mount_args *a, const char *s)
+{
+	unsigned long long size;
+
+	if (cli_parse_size(s, &size) || size < (1u << 20) || size > (1ull << 40)) {
+		cli_error("mount: bad --cache-size '%s' (1M to 1T)", s);
+		return -EINVAL;
+	}
+	a->o.frame_cache_bytes = (size_t)size;
+	return 0;
+}
+
 /*
  * Splits one -o argument: modelfs's own options are taken, the rest goes to
  * FUSE. The pieces point into @s, which must outlive the mount.
@@ -70,6 +83,8 @@ static int parse_o(struct mount_args *a, char *s)
 			ret = mfs_pickle_policy_parse(opt + 7, &a->o.pickle);
 		else if (strncmp(opt, "policy=", 7) == 0 && opt[7])
 			a->o.policy = opt + 7;
+		else if (strncmp(opt, "cache_size=", 11) == 0)
+			ret = parse_cache_size(a, opt + 11);
 		else
 			ret = add_fuse_opt(a, opt);
 		if (ret) {
@@ -100,7 +115,8 @@ enum {
 	OPT_CACHE_DIR,
 	OPT_HCACHE,
 	OPT_THREADS,
-	OPT_POLICY
+	OPT_POLICY,
+	OPT_CACHE_SIZE
 };
 
 static const struct option long_opts[] = {
@@ -110,6 +126,7 @@ static const struct option long_opts[] = {
     {"policy", required_argument, NULL, OPT_POLICY},
     {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
     {"hblock-cache", required_argument, NULL, OPT_HCACHE},
+    {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
     {"threads", required_argument, NULL, OPT_THREADS},
     {"foreground", no_argument, NULL, 'f'},
     {"help", no_argument, NULL, 'h'},
@@ -148,6 +165,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 			}
 			a->o.hblock_cache_bytes = (size_t)size;
 			break;
+		case OPT_CACHE_SIZE: ret = parse_cache_size(a, optarg); break;
 		case OPT_THREADS:
 			ret = parse_uint(optarg, 1024, &a->o.threads);
 			if (ret || a->o.threads == 0) {
@@ -176,7 +194,8 @@ static void print_help(void)
 	      "  -f, --foreground     stay in the foreground, log to stderr\n"
 	      "  -d                   FUSE debug output (implies -f)\n"
 	      "  -o OPT[,OPT...]      FUSE mount options; also nonempty, trust=KEY,\n"
-	      "                       trust_ca=CA, pickle=POLICY, policy=FILE, cache_dir=DIR\n"
+	      "                       trust_ca=CA, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
+	      "                       cache_size=SIZE\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
 	      "  --pickle POLICY      transcode (default: safe checkpoints appear as\n"
@@ -186,6 +205,8 @@ static void print_help(void)
 	      "  --cache-dir DIR      where built trees and transcoded files go\n"
 	      "                       (default /var/cache/modelfs as root)\n"
 	      "  --hblock-cache SIZE  memory for verified hash blocks (default 32M)\n"
+	      "  --cache-size SIZE    memory for decompressed, verified frames of packed\n"
+	      "                       files (default 64M)\n"
 	      "  --threads N          FUSE worker threads (default: number of CPUs)\n",
 	      stderr);
 }

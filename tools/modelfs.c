@@ -32,12 +32,14 @@ static const struct cli_command commands[] = {
      "show the signer, provenance and files of a signed model"},
     {"mount", cmd_mount,
      "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "
-     "[--pickle=transcode|hide|show|deny] [--policy FILE.json] [--cache-dir DIR] STORE MOUNTPOINT",
+     "[--pickle=transcode|hide|show|deny] [--policy FILE.json] [--cache-dir DIR] [--cache-size "
+     "SIZE] STORE MOUNTPOINT",
      "serve the signed models of STORE read-only, verified block by block"},
     {"scan", cmd_scan,
      "scan [--format text|json|sarif] [-r] PATH... | scan --attest --key PREFIX.key MODEL_DIR",
      "classify pickle files without executing them"},
-    {"transcode", cmd_transcode, "transcode [-q] [--no-sync] IN OUT | INDEX.json OUT_DIR | IN_DIR OUT_DIR",
+    {"transcode", cmd_transcode,
+     "transcode [-q] [--no-sync] IN OUT | INDEX.json OUT_DIR | IN_DIR OUT_DIR",
      "turn safe torch pickle checkpoints into safetensors, without unpickling"},
     {"pack", cmd_pack,
      "pack [--level N] [--frame-size SIZE] [--remove-original] [--signature FILE] "

@@ -402,7 +402,8 @@ def test_xattrs(tmp_path, keys):
         d = m.mnt / "org" / "x"
         names = set(os.listxattr(f))
         assert names == {"user.modelfs.digest", "user.modelfs.sha256", "user.modelfs.format",
-                         "user.modelfs.size"}
+                         "user.modelfs.size", "user.modelfs.stored_as"}
+        assert os.getxattr(f, "user.modelfs.stored_as") == b"plain"
         assert os.getxattr(f, "user.modelfs.sha256").decode() == hashlib.sha256(data).hexdigest()
         assert os.getxattr(f, "user.modelfs.size") == b"300000"
         dg = os.getxattr(f, "user.modelfs.digest").decode()
