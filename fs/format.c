@@ -9,6 +9,7 @@
  * pickles by default, so doubt must err on the side of hiding.
  */
 #include <errno.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,6 +37,16 @@ const char *mfs_format_name(enum mfs_format f)
 	case MFS_FMT_PICKLE: return "pickle";
 	}
 	return "unknown";
+}
+
+ssize_t mfs_fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	ssize_t r;
+
+	do
+		r = pread(*(const int *)ctx, buf, len, (off_t)off);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
 }
 
 /* Reads up to @len bytes at @off; returns the count or a negative errno. */

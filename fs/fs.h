@@ -44,6 +44,9 @@ enum mfs_format {
  */
 typedef ssize_t (*mfs_pread_fn)(void *ctx, void *buf, size_t len, uint64_t off);
 
+/* An mfs_pread_fn over a plain file descriptor; @ctx points to the int fd. */
+ssize_t mfs_fd_pread(void *ctx, void *buf, size_t len, uint64_t off);
+
 /* Name used in user.modelfs.format: "safetensors", "pickle", ... */
 const char *mfs_format_name(enum mfs_format f);
 

@@ -677,17 +677,6 @@ static int pk_payload(struct mfs_pickle *p, uint8_t kind, uint64_t n, uint64_t o
 	return pk_push(p, id);
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Appends code point @cp as UTF-8 to @out at *@o (room for 4 bytes assumed). */
 static void put_utf8(char *out, size_t *o, uint32_t cp)
 {
@@ -738,9 +727,10 @@ static ssize_t escape_decode(const char *in, size_t len, char *out)
 		case 't': out[o++] = '\t'; break;
 		case 'v': out[o++] = '\v'; break;
 		case 'x':
-			if (i + 2 >= len || hexval(in[i + 1]) < 0 || hexval(in[i + 2]) < 0)
+			if (i + 2 >= len || mv_hex_digit(in[i + 1]) < 0 ||
+			    mv_hex_digit(in[i + 2]) < 0)
 				return -1;
-			out[o++] = (char)(hexval(in[i + 1]) * 16 + hexval(in[i + 2]));
+			out[o++] = (char)(mv_hex_digit(in[i + 1]) * 16 + mv_hex_digit(in[i + 2]));
 			i += 2;
 			break;
 		default:
@@ -777,7 +767,7 @@ static ssize_t rawuni_decode(const unsigned char *in, size_t len, char *out)
 			if (i + 1 + nd >= len)
 				return -1;
 			for (unsigned k = 0; k < nd; k++) {
-				int h = hexval(in[i + 2 + k]);
+				int h = mv_hex_digit(in[i + 2 + k]);
 
 				if (h < 0)
 					return -1;

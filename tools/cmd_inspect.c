@@ -69,14 +69,6 @@ static void describe_signer(const struct mv_manifest *m, struct signer_info *si)
 	}
 }
 
-/* mfs_pread_fn over a plain fd (inspect reads the files as they are now). */
-static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	ssize_t n = pread(*(int *)ctx, buf, len, (off_t)off);
-
-	return n < 0 ? -errno : n;
-}
-
 /* mfs_pread_fn over the frames of a packed copy, one frame kept. */
 static ssize_t packed_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
@@ -174,7 +166,7 @@ static void file_info(const char *model, bool single, const struct mv_resource *
 	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
 		fi->present = true;
 		fi->size = (uint64_t)st.st_size;
-		fi->format = mfs_format_detect(fd_pread, &fd, fi->size, &fmt)
+		fi->format = mfs_format_detect(mfs_fd_pread, &fd, fi->size, &fmt)
 		                 ? "unreadable"
 		                 : mfs_format_name(fmt);
 	} else {

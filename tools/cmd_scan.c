@@ -39,21 +39,6 @@ struct scan_run {
 	const char *attest_root;
 };
 
-struct fd_ctx {
-	int fd;
-};
-
-static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	const struct fd_ctx *f = ctx;
-	ssize_t r;
-
-	do
-		r = pread(f->fd, buf, len, (off_t)off);
-	while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : r;
-}
-
 /* ------------------------------------------------------------------ output */
 
 static void error_out(struct scan_run *run, const char *path, const char *why)
@@ -351,9 +336,8 @@ static void scan_path(struct scan_run *run, int dirfd, const char *name, const c
 /* Scans the regular file open as @fd. */
 static void scan_fd(struct scan_run *run, int fd, const struct stat *st, const char *path)
 {
-	struct fd_ctx ctx = {fd};
 	struct mfs_scan_report rep;
-	int rc = mfs_scan(fd_pread, &ctx, (uint64_t)st->st_size, &rep);
+	int rc = mfs_scan(mfs_fd_pread, &fd, (uint64_t)st->st_size, &rep);
 
 	if (rc) {
 		error_out(run, path, strerror(-rc));
@@ -458,12 +442,9 @@ static void scan_path(struct scan_run *run, int dirfd, const char *name, const c
 int cmd_scan(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"format", required_argument, NULL, 'F'},
-	    {"recursive", no_argument, NULL, 'r'},
-	    {"attest", no_argument, NULL, 'A'},
-	    {"key", required_argument, NULL, 'k'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	    {"format", required_argument, NULL, 'F'}, {"recursive", no_argument, NULL, 'r'},
+	    {"attest", no_argument, NULL, 'A'},       {"key", required_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 	};
 	struct scan_run run = {.fmt = OUT_TEXT};
 	const char *key = NULL;

@@ -31,21 +31,6 @@
 
 #define INDEX_MAX (64u << 20)
 
-struct fd_ctx {
-	int fd;
-};
-
-static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
-{
-	const struct fd_ctx *f = ctx;
-	ssize_t r;
-
-	do
-		r = pread(f->fd, buf, len, (off_t)off);
-	while (r < 0 && errno == EINTR);
-	return r < 0 ? -errno : r;
-}
-
 struct tx_opts {
 	bool quiet;
 	bool no_sync; /* skip fsync: atomic but not crash-durable */
@@ -69,10 +54,9 @@ static int verdict_status(enum mfs_verdict v)
  */
 static int check_verdict(const char *in, int fd, uint64_t size)
 {
-	struct fd_ctx ctx = {fd};
 	struct mfs_scan_report rep;
 	enum mfs_verdict v;
-	int rc = mfs_scan(fd_pread, &ctx, size, &rep);
+	int rc = mfs_scan(mfs_fd_pread, &fd, size, &rep);
 
 	if (rc) {
 		cli_error("%s: scan failed: %s", in, strerror(-rc));
@@ -102,7 +86,6 @@ static int transcode_one(const char *in, const char *out, const struct tx_opts *
 {
 	struct mfs_tx_plan *plan = NULL;
 	struct mv_err err = {0};
-	struct fd_ctx ctx;
 	struct stat st;
 	int fd, rc;
 
@@ -111,7 +94,6 @@ static int transcode_one(const char *in, const char *out, const struct tx_opts *
 		cli_error("%s: %s", in, strerror(errno));
 		return EXIT_USAGE_IO;
 	}
-	ctx.fd = fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		cli_error("%s: not a regular file", in);
 		rc = EXIT_USAGE_IO;
@@ -119,8 +101,8 @@ static int transcode_one(const char *in, const char *out, const struct tx_opts *
 	}
 	if ((rc = check_verdict(in, fd, (uint64_t)st.st_size)))
 		goto out;
-	if (mfs_tx_plan_new(fd_pread, &ctx, (uint64_t)st.st_size, in, &plan, &err) ||
-	    mfs_tx_write_path(plan, fd_pread, &ctx, fd, out, !o->no_sync, &err)) {
+	if (mfs_tx_plan_new(mfs_fd_pread, &fd, (uint64_t)st.st_size, in, &plan, &err) ||
+	    mfs_tx_write_path(plan, mfs_fd_pread, &fd, fd, out, !o->no_sync, &err)) {
 		rc = cli_report(&err);
 		goto out;
 	}

@@ -206,13 +206,12 @@ static int key_file_bio(const char *path, BIO **bio, char **buf, size_t *len, st
 	return 0;
 }
 
-/**
- * mv_key_load_private() - load a private key (PKCS#8 or SEC1 EC PEM)
- * @path: in: PEM file; text around the PEM block is ignored
- * @out: out: the key
- * @err: out: error line naming @path
+/*
+ * Reads the first PEM key of @path: a private key (PKCS#8 or SEC1 EC) when
+ * @private, else a public key (SPKI). Text around the PEM block is ignored,
+ * and a private key's file buffer is wiped before it is freed.
  */
-int mv_key_load_private(const char *path, struct mv_key **out, struct mv_err *err)
+static int load_pem_key(const char *path, bool private, struct mv_key **out, struct mv_err *err)
 {
 	EVP_PKEY *pkey = NULL;
 	BIO *bio = NULL;
@@ -224,13 +223,15 @@ int mv_key_load_private(const char *path, struct mv_key **out, struct mv_err *er
 	ret = key_file_bio(path, &bio, &buf, &len, err);
 	if (ret)
 		return ret;
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
+	pkey = private ? PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL)
+	               : PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
 	if (!pkey) {
-		ret = mv_err_set(err, -EINVAL,
-		                 "%s: no usable private key (PEM, unencrypted PKCS#8 or EC)", path);
+		ret = mv_err_set(err, -EINVAL, "%s: %s", path,
+		                 private ? "no usable private key (PEM, unencrypted PKCS#8 or EC)"
+		                         : "no PEM public key (-----BEGIN PUBLIC KEY-----)");
 		goto out;
 	}
-	ret = mv_key_wrap(pkey, true, path, out, err);
+	ret = mv_key_wrap(pkey, private, path, out, err);
 	if (!ret)
 		pkey = NULL;
 out:
@@ -245,6 +246,17 @@ out:
 }
 
 /**
+ * mv_key_load_private() - load a private key (PKCS#8 or SEC1 EC PEM)
+ * @path: in: PEM file; text around the PEM block is ignored
+ * @out: out: the key
+ * @err: out: error line naming @path
+ */
+int mv_key_load_private(const char *path, struct mv_key **out, struct mv_err *err)
+{
+	return load_pem_key(path, true, out, err);
+}
+
+/**
  * mv_key_load_public() - load a public key (SPKI PEM)
  * @path: in: PEM file; text before or after the PEM block is ignored
  * @out: out: the key
@@ -252,31 +264,7 @@ out:
  */
 int mv_key_load_public(const char *path, struct mv_key **out, struct mv_err *err)
 {
-	EVP_PKEY *pkey = NULL;
-	BIO *bio = NULL;
-	char *buf = NULL;
-	size_t len = 0;
-	int ret;
-
-	*out = NULL;
-	ret = key_file_bio(path, &bio, &buf, &len, err);
-	if (ret)
-		return ret;
-	pkey = PEM_read_bio_PUBKEY(bio, NULL, no_passphrase, NULL);
-	if (!pkey) {
-		ret = mv_err_set(err, -EINVAL, "%s: no PEM public key (-----BEGIN PUBLIC KEY-----)",
-		                 path);
-		goto out;
-	}
-	ret = mv_key_wrap(pkey, false, path, out, err);
-	if (!ret)
-		pkey = NULL;
-out:
-	EVP_PKEY_free(pkey);
-	BIO_free(bio);
-	free(buf);
-	ERR_clear_error();
-	return ret;
+	return load_pem_key(path, false, out, err);
 }
 
 /* True if @buf holds a PEM armor line (the rawBytes of pre-1.1 bundles). */

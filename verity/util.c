@@ -39,7 +39,7 @@ void mv_hex_encode(const uint8_t *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
-static int hex_nibble(char c)
+int mv_hex_digit(int c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -57,7 +57,7 @@ int mv_hex_decode(const char *hex, uint8_t *out, size_t out_max)
 	if (len % 2 || len / 2 > out_max || len / 2 > INT_MAX)
 		return -EINVAL;
 	for (size_t i = 0; i < len / 2; i++) {
-		int hi = hex_nibble(hex[2 * i]), lo = hex_nibble(hex[2 * i + 1]);
+		int hi = mv_hex_digit(hex[2 * i]), lo = mv_hex_digit(hex[2 * i + 1]);
 
 		if (hi < 0 || lo < 0)
 			return -EINVAL;

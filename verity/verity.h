@@ -60,6 +60,8 @@ int mv_err_set(struct mv_err *err, int code, const char *fmt, ...)
 
 /* Writes 2*len lowercase hex characters and a NUL to @out. */
 void mv_hex_encode(const uint8_t *in, size_t len, char *out);
+/* Value of one hex digit (either case), or -1. */
+int mv_hex_digit(int c);
 /* Returns the number of bytes decoded, or -EINVAL on bad hex or overflow. */
 int mv_hex_decode(const char *hex, uint8_t *out, size_t out_max);
 /*
