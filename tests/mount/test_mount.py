@@ -481,42 +481,54 @@ def test_numpy_memmap_safetensors_and_mmap(tmp_path, keys):
         assert os.getxattr(path, "user.modelfs.format") == b"safetensors"
 
 
+def concurrent_random_reads(path, data, threads, seconds, drop_every, pick):
+    """Reads @path from @threads threads for @seconds: offsets and lengths come
+    from pick(rng); each result is compared with @data, and every @drop_every
+    reads a thread drops the page cache so reads reach the daemon again.
+    Returns (errors, per-thread read counts); fails if a reader hangs."""
+    errors, counts = [], []
+    stop = time.time() + seconds
+
+    def reader(seed):
+        rng = random.Random(seed)
+        fd = os.open(path, os.O_RDONLY)
+        n = 0
+        try:
+            while time.time() < stop:
+                off, ln = pick(rng)
+                if os.pread(fd, ln, off) != data[off:off + ln]:
+                    errors.append((off, ln))
+                n += 1
+                if n % drop_every == 0:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        except OSError as e:
+            errors.append(e)
+        finally:
+            os.close(fd)
+            counts.append(n)
+
+    workers = [threading.Thread(target=reader, args=(i,)) for i in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=seconds + 60)
+    assert not any(t.is_alive() for t in workers), "readers hung"
+    return errors, counts
+
+
 def test_concurrent_readers(tmp_path, keys):
     store = tmp_path / "store"
     data = rnd(24 * MiB + 77)
     write(store / "c" / "big.bin", data)
     seal(store / "c", keys["trusted"], "--block-size", "4096")
-    errors, counts = [], []
     with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub",
                "--hblock-cache", "256K") as m:
         path = m.mnt / "c" / "big.bin"
         drop_caches()
-        stop = time.time() + 10
-
-        def reader(seed):
-            rng = random.Random(seed)
-            fd = os.open(path, os.O_RDONLY)
-            n = 0
-            try:
-                while time.time() < stop:
-                    off = rng.randrange(0, len(data))
-                    ln = rng.choice([1, 100, 4096, 65536, MiB])
-                    if os.pread(fd, ln, off) != data[off:off + ln]:
-                        errors.append((off, ln))
-                    n += 1
-                    if n % 50 == 0:
-                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            except OSError as e:
-                errors.append(e)
-            finally:
-                os.close(fd)
-                counts.append(n)
-
-        threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors, counts = concurrent_random_reads(
+            path, data, threads=8, seconds=10, drop_every=50,
+            pick=lambda rng: (rng.randrange(0, len(data)),
+                              rng.choice([1, 100, 4096, 65536, MiB])))
         assert not errors, errors[:5]
         assert sum(counts) > 100
         st = m.status()["counters"]

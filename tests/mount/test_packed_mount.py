@@ -19,7 +19,8 @@ import time
 import pytest
 
 from conftest import run_modelfs
-from test_mount import (MMAP_PROBE, Mount, drop_caches, make_safetensors, read_err, rnd,
+from test_mount import (MMAP_PROBE, Mount, concurrent_random_reads, drop_caches,
+                        make_safetensors, read_err, rnd,
                         seal, tree_file, write)
 
 MiB = 1 << 20
@@ -319,40 +320,19 @@ def test_concurrent_readers_share_frames(tmp_path, keys):
     write(model / "big.bin", data)
     seal(model, keys["trusted"])
     pack(model)
-    errors, counts = [], []
     with Mount(store, tmp_path / "mnt", trusted(keys), "--cache-size", "1M",
                "--threads", "8") as m:
         path = m.mnt / "c" / "big.bin"
         drop_caches()
-        stop = time.time() + 8
 
-        def reader(seed):
-            rng = random.Random(seed)
-            fd = os.open(path, os.O_RDONLY)
-            n = 0
-            try:
-                while time.time() < stop:
-                    # a few hot frames, shared by every thread, and random ones
-                    base = rng.choice([0, 5 * FRAME, 100 * FRAME, rng.randrange(len(data))])
-                    off = min(base + rng.randrange(FRAME), len(data) - 1)
-                    ln = rng.choice([1, 100, 4096, FRAME, 3 * FRAME + 5])
-                    if os.pread(fd, ln, off) != data[off:off + ln]:
-                        errors.append((off, ln))
-                    n += 1
-                    if n % 20 == 0:
-                        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-            except OSError as e:
-                errors.append(e)
-            finally:
-                os.close(fd)
-                counts.append(n)
+        def pick(rng):
+            # a few hot frames, shared by every thread, and random ones
+            base = rng.choice([0, 5 * FRAME, 100 * FRAME, rng.randrange(len(data))])
+            off = min(base + rng.randrange(FRAME), len(data) - 1)
+            return off, rng.choice([1, 100, 4096, FRAME, 3 * FRAME + 5])
 
-        threads = [threading.Thread(target=reader, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert not any(t.is_alive() for t in threads), "readers hung"
+        errors, counts = concurrent_random_reads(path, data, threads=8, seconds=8,
+                                                 drop_every=20, pick=pick)
         assert not errors, errors[:5]
         assert sum(counts) > 100
         st = m.status()["counters"]
