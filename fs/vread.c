@@ -81,15 +81,6 @@ static uint8_t *thread_buf(size_t need)
 	return b->p;
 }
 
-/* "<hex of the signed fs-verity digest>.tree": the name in the cache folder. */
-static void cache_name(const struct mfs_node *n, char *out, size_t out_len)
-{
-	char hex[2 * MV_MAX_DIGEST_SIZE + 1];
-
-	mv_hex_encode(n->res->merkle.digest, mv_hash_digest_size(n->tree->params.alg), hex);
-	snprintf(out, out_len, "%s.tree", hex);
-}
-
 /*
  * Opens a tree file and checks its header against the signed parameters.
  * The tree's contents are checked later, block by block, at read.
@@ -141,65 +132,6 @@ out:
 	return fd;
 }
 
-/*
- * Builds the tree of @n from its data into the cache folder. The file is
- * kept only if its root and digest equal the signed ones; a concurrent
- * builder of the same digest writes identical bytes, and rename is atomic.
- */
-static int tree_build(struct mfs_mount *m, struct mfs_node *n, int data_fd, const char *why)
-{
-	static uint64_t seq;
-	size_t ds = mv_hash_digest_size(n->tree->params.alg);
-	char name[2 * MV_MAX_DIGEST_SIZE + 8], *tmp = NULL, *fin = NULL;
-	struct mv_measurement meas;
-	struct mv_err err = {0};
-	int ret;
-
-	cache_name(n, name, sizeof(name));
-	if (asprintf(&fin, "%s/%s", m->cache_dir, name) < 0)
-		fin = NULL;
-	if (asprintf(&tmp, "%s/.%s.%d.%" PRIu64, m->cache_dir, name, (int)getpid(),
-	             __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED)) < 0)
-		tmp = NULL;
-	if (!fin || !tmp) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	mfs_log(LOG_NOTICE,
-	        "tree-build model=%s file=%s reason=\"%s\" bytes=%" PRIu64
-	        " note=\"reads the whole file once\"",
-	        n->model->path, n->res->name, why, n->tree->params.data_size);
-	ret = mv_tree_file_write(data_fd, &n->tree->params, tmp, &meas, &err);
-	if (ret) {
-		mfs_log(LOG_ERR, "tree-build-failed model=%s file=%s reason=\"%s\"", n->model->path,
-		        n->res->name, err.msg[0] ? err.msg : strerror(-ret));
-		goto out;
-	}
-	if (memcmp(meas.root, n->tree->root, ds) != 0 ||
-	    memcmp(meas.digest, n->res->merkle.digest, ds) != 0) {
-		mfs_count(&m->ctr.verify_failures, 1);
-		mfs_log(LOG_ERR,
-		        "verify-failure model=%s file=%s reason=\"data does not match the "
-		        "signed root; tree not built\"",
-		        n->model->path, n->res->name);
-		ret = -EBADMSG;
-		goto out;
-	}
-	if (rename(tmp, fin) != 0) {
-		ret = -errno;
-		mfs_log(LOG_ERR, "tree-build-failed model=%s file=%s reason=\"rename: %s\"",
-		        n->model->path, n->res->name, strerror(errno));
-		goto out;
-	}
-	mfs_count(&m->ctr.trees_built, 1);
-out:
-	if (ret && tmp)
-		unlink(tmp);
-	free(tmp);
-	free(fin);
-	return ret;
-}
-
 /* Does the node's data come from its packed copy? */
 static struct mfs_zfile *packed_of(struct mfs_node *n)
 {
@@ -209,40 +141,46 @@ static struct mfs_zfile *packed_of(struct mfs_node *n)
 }
 
 /*
- * Builds the tree of a packed node into the cache folder from its
- * decompressed frames (bounded, see mv_zpack_measure). The file is given
- * its final name only if the plain bytes match the signed root and digest.
+ * Builds the tree of @n into the cache folder from its data: the plain file
+ * @data_fd, or the decompressed frames of its packed copy @zf (bounded, see
+ * mv_zpack_measure). The file gets its final name only if the root and
+ * digest equal the signed ones; a concurrent builder of the same digest
+ * writes identical bytes, and the rename is atomic.
  */
-static int tree_build_packed(struct mfs_mount *m, struct mfs_node *n, struct mfs_zfile *zf,
-                             const char *why)
+static int tree_build(struct mfs_mount *m, struct mfs_node *n, int data_fd, struct mfs_zfile *zf,
+                      const char *why)
 {
 	size_t ds = mv_hash_digest_size(n->tree->params.alg);
 	struct mv_tree_writer w = {.dirfd = m->cache_fd, .fd = -1};
-	char name[2 * MV_MAX_DIGEST_SIZE + 8];
+	char name[MV_TREE_NAME_MAX];
 	struct mv_measurement meas;
 	struct mv_err err = {0};
 	int ret;
 
-	cache_name(n, name, sizeof(name));
 	mfs_log(LOG_NOTICE,
-	        "tree-build model=%s file=%s stored_as=packed reason=\"%s\" bytes=%" PRIu64
-	        " note=\"decompresses the whole file once\"",
-	        n->model->path, n->res->name, why, n->tree->params.data_size);
+	        "tree-build model=%s file=%s stored_as=%s reason=\"%s\" bytes=%" PRIu64
+	        " note=\"reads the whole file once\"",
+	        n->model->path, n->res->name, zf ? "packed" : "plain", why,
+	        n->tree->params.data_size);
 	ret = mv_tree_writer_open(&w, m->cache_fd, &n->tree->params);
 	if (ret) {
 		mv_err_set(&err, ret, "cache folder: %s", strerror(-ret));
 		goto out;
 	}
-	ret = mv_zpack_measure(zf->fd, n->res->name, &n->tree->params, NULL, mv_tree_writer_sink,
-	                       &w, &meas, &err);
+	if (zf)
+		ret = mv_zpack_measure(zf->fd, n->res->name, &n->tree->params, NULL,
+		                       mv_tree_writer_sink, &w, &meas, &err);
+	else
+		ret = mv_measure_fd(data_fd, &n->tree->params, mv_tree_writer_sink, &w, &meas);
 	if (ret)
 		goto out;
 	if (memcmp(meas.root, n->tree->root, ds) != 0 ||
 	    memcmp(meas.digest, n->res->merkle.digest, ds) != 0) {
 		ret = mv_err_set(&err, -EBADMSG,
-		                 "packed data does not match the signed root; tree not built");
+		                 "data does not match the signed root; tree not built");
 		goto out;
 	}
+	mv_tree_file_name(&n->res->merkle, name);
 	ret = mv_tree_writer_commit(&w, &meas, name, true, NULL);
 	if (ret)
 		mv_err_set(&err, ret, "cache folder: %s", strerror(-ret));
@@ -304,7 +242,7 @@ static int ftree_install(struct mfs_mount *m, struct mfs_node *n, int fd, uint64
  */
 static int ftree_load(struct mfs_mount *m, struct mfs_node *n, int data_fd, struct mfs_ftree *bad)
 {
-	char name[2 * MV_MAX_DIGEST_SIZE + 8], rel[4096];
+	char name[MV_TREE_NAME_MAX], rel[sizeof(MV_TREES_DIR) + MV_TREE_NAME_MAX];
 	const char *why = "missing";
 	uint64_t off = 0;
 	int fd = -1, ret = 0;
@@ -316,13 +254,13 @@ static int ftree_load(struct mfs_mount *m, struct mfs_node *n, int data_fd, stru
 		ret = -EBADMSG; /* the one rebuild was tried and the data did not match */
 		goto out;
 	}
-	cache_name(n, name, sizeof(name));
+	/* The same content-addressed name in the cache and in the model's trees. */
+	mv_tree_file_name(&n->res->merkle, name);
+	snprintf(rel, sizeof(rel), "%s/%s", MV_TREES_DIR, name);
 	if (!bad) {
 		fd = tree_open(m, n, m->cache_fd, name, &off);
-		if (fd < 0 && mv_tree_path(".", n->res, rel, sizeof(rel)) == 0) {
-			const char *r = strncmp(rel, "./", 2) == 0 ? rel + 2 : rel;
-
-			fd = tree_open(m, n, n->model->dirfd, r, &off);
+		if (fd < 0) {
+			fd = tree_open(m, n, n->model->dirfd, rel, &off);
 			if (fd == -EBADMSG)
 				why = "damaged";
 		}
@@ -334,7 +272,7 @@ static int ftree_load(struct mfs_mount *m, struct mfs_node *n, int data_fd, stru
 	if (fd < 0) {
 		struct mfs_zfile *zf = packed_of(n);
 
-		ret = zf ? tree_build_packed(m, n, zf, why) : tree_build(m, n, data_fd, why);
+		ret = tree_build(m, n, data_fd, zf, why);
 		if (ret)
 			goto out;
 		fd = tree_open(m, n, m->cache_fd, name, &off);
