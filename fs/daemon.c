@@ -345,6 +345,7 @@ static void mount_free(struct mfs_mount *m)
 {
 	mfs_ops_cleanup(m);
 	pthread_mutex_destroy(&m->fh_lock);
+	pthread_rwlock_destroy(&m->ns_lock);
 	mfs_file_trees_free(m); /* packed copies first: they drop their frames */
 	mfs_store_free(m);
 	mc_frame_cache_free(m->fcache);
@@ -368,7 +369,7 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
 	struct mfs_mount *m;
-	bool mounted = false, handlers = false, bdi = false;
+	bool mounted = false, handlers = false, bdi = false, reload = false;
 	pthread_t bdi_t;
 	int ret;
 
@@ -377,6 +378,7 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 		return mv_err_set(err, -ENOMEM, "mount: out of memory");
 	m->store_fd = m->cache_fd = -1;
 	pthread_mutex_init(&m->fh_lock, NULL);
+	pthread_rwlock_init(&m->ns_lock, NULL);
 	m->pickle = o->pickle;
 	m->uid = getuid();
 	m->gid = getgid();
@@ -416,6 +418,12 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 	mfs_log(LOG_INFO, "mounted store=%s mountpoint=%s models=%zu cache_dir=%s", m->store,
 	        m->mountpoint, m->n_models, m->cache_dir);
 	bdi = start_bdi_thread(m, &bdi_t);
+	ret = mfs_reload_start(m, se, o->watch);
+	if (ret) {
+		mv_err_set(err, ret, "mount: cannot arm live reload: %s", strerror(-ret));
+		goto out;
+	}
+	reload = true;
 	ret = serve(se, o);
 	/* A signal ends the loop with a positive value: a clean unmount. */
 	ret = ret < 0 ? ret : 0;
@@ -423,6 +431,8 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 		mv_err_set(err, ret, "mount: FUSE loop failed: %s", strerror(-ret));
 	mfs_log(LOG_INFO, "unmounted mountpoint=%s", m->mountpoint);
 out:
+	if (reload)
+		mfs_reload_stop(m);
 	if (mounted)
 		fuse_session_unmount(se);
 	if (bdi)

@@ -32,9 +32,9 @@ enum mfs_format {
 	MFS_FMT_ONNX,
 	MFS_FMT_JSON,
 	MFS_FMT_TEXT,
-	MFS_FMT_NPY,     /* numpy .npy without object dtype */
-	MFS_FMT_ZIP,     /* a zip holding no pickle */
-	MFS_FMT_PICKLE,  /* pickle family: raw pickle, torch zip or legacy, object .npy, joblib */
+	MFS_FMT_NPY,    /* numpy .npy without object dtype */
+	MFS_FMT_ZIP,    /* a zip holding no pickle */
+	MFS_FMT_PICKLE, /* pickle family: raw pickle, torch zip or legacy, object .npy, joblib */
 };
 
 /*
@@ -237,22 +237,24 @@ enum mfs_pickle_policy {
 
 /* Options of `modelfs mount`; cmd_mount.c fills them, mfs_mount_main obeys. */
 struct mfs_mount_opts {
-	const char *store;      /* directory of models */
-	const char *mountpoint; /* empty directory */
+	const char *store;             /* directory of models */
+	const char *mountpoint;        /* empty directory */
 	const char *const *trust_keys; /* public key files (PEM) */
 	size_t n_trust_keys;
 	const char *const *trust_cas; /* CA certificate files (PEM) */
 	size_t n_trust_cas;
 	enum mfs_pickle_policy pickle;
-	const char *cache_dir;  /* where built trees go; NULL: default */
+	const char *cache_dir;     /* where built trees go; NULL: default */
 	size_t hblock_cache_bytes; /* hash-block cache bound; 0: default */
 	size_t frame_cache_bytes;  /* packed files' frame cache bound; 0: default */
-	unsigned threads;       /* FUSE workers; 0: number of CPUs */
-	bool foreground;        /* -f: no daemon, log to stderr */
-	bool nonempty;          /* allow a non-empty mountpoint */
-	bool debug;             /* FUSE debug output (implies foreground) */
-	const char *fuse_opts;  /* extra comma-separated FUSE mount options, or NULL */
-	const char *policy;     /* trust policy file (docs/policy.md), or NULL */
+	unsigned threads;          /* FUSE workers; 0: number of CPUs */
+	bool foreground;           /* -f: no daemon, log to stderr */
+	bool nonempty;             /* allow a non-empty mountpoint */
+	bool debug;                /* FUSE debug output (implies foreground) */
+	const char *fuse_opts;     /* extra comma-separated FUSE mount options, or NULL */
+	const char *policy;        /* trust policy file (docs/policy.md), or NULL */
+	const char *ready_file;    /* written once the mount answers, removed at unmount */
+	bool watch;                /* rescan the store when inotify sees a change */
 };
 
 /* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise. */

@@ -30,6 +30,9 @@
 #define MFS_STATUS_INO          3 /* MOUNT/.modelfs/status.json */
 #define MFS_CTL_NAME            ".modelfs"
 #define MFS_STATUS_NAME         "status.json"
+#define MFS_METRICS_INO         4 /* MOUNT/.modelfs/metrics.prom */
+#define MFS_METRICS_NAME        "metrics.prom"
+#define MFS_READ_BUCKETS        16 /* modelfs_read_duration_seconds (metrics.c) */
 #define MFS_MAX_READ            (1u << 20)
 #define MFS_TIMEOUT             86400.0 /* the store is immutable for the mount */
 #define MFS_STATEMENT_XATTR_MAX (64u << 10)
@@ -38,13 +41,14 @@
 #define MFS_BOM_XATTR_MAX       (64u << 10) /* user.modelfs.bom only below this */
 
 enum mfs_node_kind {
-	MFS_N_DIR,    /* the root, or a folder synthesized from paths */
-	MFS_N_MODEL,  /* a model's folder */
-	MFS_N_FILE,   /* a signed file */
-	MFS_N_CTL,    /* the control folder */
-	MFS_N_STATUS, /* the status file */
-	MFS_N_TX,     /* --pickle=transcode: the safetensors view of a file (txview.c) */
-	MFS_N_BOM,    /* MOUNT/.modelfs/bom/<model path>.cdx.json (prov.c) */
+	MFS_N_DIR,     /* the root, or a folder synthesized from paths */
+	MFS_N_MODEL,   /* a model's folder */
+	MFS_N_FILE,    /* a signed file */
+	MFS_N_CTL,     /* the control folder */
+	MFS_N_STATUS,  /* the status file */
+	MFS_N_TX,      /* --pickle=transcode: the safetensors view of a file (txview.c) */
+	MFS_N_BOM,     /* MOUNT/.modelfs/bom/<model path>.cdx.json (prov.c) */
+	MFS_N_METRICS, /* the Prometheus text file (metrics.c) */
 };
 
 /* What a MFS_N_TX node turned out to be; decided lazily, once. */
@@ -113,6 +117,7 @@ struct mfs_model {
 	pthread_mutex_t prov_lock;       /* guards bom, bom_len */
 	char *bom;                       /* the CycloneDX BOM, built on first request */
 	size_t bom_len;
+	uint64_t verify_failures; /* blocks that failed, atomic (metrics) */
 };
 
 struct mfs_node {
@@ -154,9 +159,11 @@ struct mfs_counters {
 	uint64_t open_failures;
 	uint64_t trees_built;
 	uint64_t tree_rebuilds;
-	uint64_t transcodes;         /* outputs written into the cache */
-	uint64_t transcode_reuses;   /* cached outputs checked and reused */
-	uint64_t transcode_rejected; /* cached outputs that failed their check */
+	uint64_t transcodes;                  /* outputs written into the cache */
+	uint64_t transcode_reuses;            /* cached outputs checked and reused */
+	uint64_t transcode_rejected;          /* cached outputs that failed their check */
+	uint64_t read_hist[MFS_READ_BUCKETS]; /* read latencies, per bucket (metrics.c) */
+	uint64_t read_ns_sum;                 /* their sum, in nanoseconds */
 };
 
 struct mfs_mount {
@@ -171,7 +178,13 @@ struct mfs_mount {
 	char *policy_path;        /* for messages */
 	struct mc_hblock_cache *hcache;
 	struct mc_frame_cache *fcache; /* decompressed, verified frames of packed files */
-	struct mfs_model **models;     /* exposed and refused */
+	/*
+	 * Guards models/n_models and every folder node's kids/n_kids, which
+	 * live reload (reload.c) replaces; lookups, readdir, status and metrics
+	 * hold it for reading. Nodes themselves are never freed while mounted.
+	 */
+	pthread_rwlock_t ns_lock;
+	struct mfs_model **models; /* exposed and refused */
 	size_t n_models;
 	struct mfs_node **nodes; /* nodes[ino - 1] */
 	size_t n_nodes, cap_nodes;
@@ -285,6 +298,26 @@ int mfs_xattr_get(struct mfs_mount *m, struct mfs_node *n, const char *name, cha
 
 /* A snapshot of the status JSON, malloc'd, NUL-terminated. NULL on ENOMEM. */
 char *mfs_status_json(struct mfs_mount *m, size_t *len);
+
+/* ---- metrics.c: the Prometheus text file ---- */
+
+/* A snapshot of the metrics in Prometheus text format, malloc'd. NULL on ENOMEM. */
+char *mfs_metrics_text(struct mfs_mount *m, size_t *len);
+/* Records one served read that took @ns nanoseconds (thread-safe, lock-free). */
+void mfs_metrics_observe_read(struct mfs_mount *m, uint64_t ns);
+
+/* ---- reload.c: live reload (SIGHUP, --watch) ---- */
+
+struct fuse_session;
+/**
+ * mfs_reload_start() - arm live reload once the mount is serving
+ * @se: in: the session, for kernel cache invalidation
+ * @watch: in: also rescan when inotify sees the store change
+ * Called after daemonizing (it may start a thread). Return: 0 or -errno.
+ */
+int mfs_reload_start(struct mfs_mount *m, struct fuse_session *se, bool watch);
+/* Stops what mfs_reload_start() started (before unmount). */
+void mfs_reload_stop(struct mfs_mount *m);
 
 /* ---- txview.c: --pickle=transcode ---- */
 

@@ -75,7 +75,20 @@ static bool is_dir(const struct mfs_node *n)
 	return n->kind == MFS_N_DIR || n->kind == MFS_N_MODEL || n->kind == MFS_N_CTL;
 }
 
-/* Fills @st for @n. The status file's size is that of a fresh snapshot. */
+/* A fresh snapshot of the status or metrics file @n, malloc'd; NULL on ENOMEM. */
+static char *snapshot_of(struct mfs_mount *m, const struct mfs_node *n, size_t *len)
+{
+	if (n->kind == MFS_N_METRICS)
+		return mfs_metrics_text(m, len);
+	return mfs_status_json(m, len);
+}
+
+static bool is_snapshot(const struct mfs_node *n)
+{
+	return n->kind == MFS_N_STATUS || n->kind == MFS_N_METRICS;
+}
+
+/* Fills @st for @n. A status or metrics file's size is that of a fresh snapshot. */
 static void node_stat(struct mfs_mount *m, const struct mfs_node *n, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -106,7 +119,7 @@ static void node_stat(struct mfs_mount *m, const struct mfs_node *n, struct stat
 			st->st_size = (off_t)len;
 	} else {
 		size_t len = 0;
-		char *s = mfs_status_json(m, &len);
+		char *s = snapshot_of(m, n, &len);
 
 		free(s);
 		st->st_size = (off_t)len;
@@ -116,7 +129,7 @@ static void node_stat(struct mfs_mount *m, const struct mfs_node *n, struct stat
 
 static double node_timeout(const struct mfs_node *n)
 {
-	return n->kind == MFS_N_STATUS ? 0.0 : MFS_TIMEOUT;
+	return is_snapshot(n) ? 0.0 : MFS_TIMEOUT;
 }
 
 static void entry_fill(struct mfs_mount *m, const struct mfs_node *n, struct fuse_entry_param *e)
@@ -314,13 +327,14 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 	fuse_reply_err(req, 0);
 }
 
-/* Opens the status file: a snapshot taken now, served with direct I/O. */
-static void open_status(fuse_req_t req, struct mfs_mount *m, struct fuse_file_info *fi)
+/* Opens the status or metrics file: a snapshot taken now, served with direct I/O. */
+static void open_status(fuse_req_t req, struct mfs_mount *m, const struct mfs_node *n,
+                        struct fuse_file_info *fi)
 {
 	struct mfs_fh *fh = calloc(1, sizeof(*fh));
 
 	if (fh)
-		fh->status = mfs_status_json(m, &fh->status_len);
+		fh->status = snapshot_of(m, n, &fh->status_len);
 	if (!fh || !fh->status) {
 		free(fh);
 		fuse_reply_err(req, ENOMEM);
@@ -442,8 +456,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	if (n->kind == MFS_N_STATUS) {
-		open_status(req, m, fi);
+	if (is_snapshot(n)) {
+		open_status(req, m, n, fi);
 		return;
 	}
 	ret = n->kind == MFS_N_BOM ? open_bom(m, n, &fh) : open_file(m, n, &fh);
@@ -508,6 +522,14 @@ static void read_view(fuse_req_t req, struct mfs_mount *m, struct mfs_node *n, s
 	free(buf);
 }
 
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -515,6 +537,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct mfs_fh *fh = (struct mfs_fh *)(uintptr_t)fi->fh;
 	struct mfs_node *n = mfs_node_get(m, ino);
 	const uint8_t *p = NULL;
+	uint64_t start;
 	size_t len = 0;
 	int ret;
 
@@ -527,17 +550,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	mfs_count(&m->ctr.reads, 1);
+	start = now_ns();
 	if (n->kind == MFS_N_TX) {
 		read_view(req, m, n, size, off);
-		return;
+	} else {
+		ret = mfs_file_read(m, n, fh->fd, (uint64_t)off, size, &p, &len);
+		if (ret) {
+			fuse_reply_err(req, ret == -ENOMEM ? ENOMEM : EIO);
+		} else {
+			mfs_count(&m->ctr.bytes_served, len);
+			fuse_reply_buf(req, (const char *)p, len);
+		}
 	}
-	ret = mfs_file_read(m, n, fh->fd, (uint64_t)off, size, &p, &len);
-	if (ret) {
-		fuse_reply_err(req, ret == -ENOMEM ? ENOMEM : EIO);
-		return;
-	}
-	mfs_count(&m->ctr.bytes_served, len);
-	fuse_reply_buf(req, (const char *)p, len);
+	mfs_metrics_observe_read(m, now_ns() - start);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)

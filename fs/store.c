@@ -587,18 +587,21 @@ static int bom_nodes_add(struct mfs_mount *m, struct mfs_node *ctl)
 
 int mfs_store_scan(struct mfs_mount *m, struct mv_err *err)
 {
-	struct mfs_node *root, *ctl, *status;
+	struct mfs_node *root, *ctl, *status, *metrics;
 	const char *dup = NULL;
 	int ret;
 
 	root = mfs_node_new(m, MFS_N_DIR, "", NULL);
 	ctl = mfs_node_new(m, MFS_N_CTL, MFS_CTL_NAME, NULL);
 	status = mfs_node_new(m, MFS_N_STATUS, MFS_STATUS_NAME, NULL);
-	if (!root || !ctl || !status)
+	metrics = mfs_node_new(m, MFS_N_METRICS, MFS_METRICS_NAME, NULL);
+	if (!root || !ctl || !status || !metrics)
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", m->store);
 	/* The control folder is reached by name only (see docs/mount.md). */
 	ctl->parent = root;
 	ret = mfs_node_add_kid(ctl, status);
+	if (!ret)
+		ret = mfs_node_add_kid(ctl, metrics);
 	if (ret)
 		return mv_err_set(err, ret, "%s: out of memory", m->store);
 
