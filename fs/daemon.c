@@ -6,6 +6,12 @@
  * Everything that can fail for a reason the user must fix (missing or
  * non-empty mountpoint, no /dev/fuse, bad store, unreadable trust files) is
  * checked before mounting, while errors still reach the terminal.
+ *
+ * Sidecar behaviour (docs/operations.md): a stale mount left by a killed
+ * daemon is detached before mounting again; --ready-file is written once the
+ * mount answers and removed when it stops; SIGTERM/SIGINT unmount (lazily
+ * if busy, with a log line) and exit 0 within --unmount-timeout seconds,
+ * even if a worker is stuck in a request.
  */
 #define FUSE_USE_VERSION 312
 
@@ -17,37 +23,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fuse_lowlevel.h>
 
 #include "mount_int.h"
 
-#define BDI_READ_AHEAD_KB 4096 /* +45% cold sequential reads, see docs/performance.md */
-#define DEFAULT_CACHE_DIR "/var/cache/modelfs"
-#define FUSE_SUPER_MAGIC  0x65735546
-
-static bool log_syslog;
-
-void mfs_log(int prio, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	if (log_syslog) {
-		vsyslog(prio, fmt, ap);
-	} else if (prio <= LOG_INFO) {
-		char line[2048];
-
-		vsnprintf(line, sizeof(line), fmt, ap);
-		fprintf(stderr, "modelfs: %s\n", line);
-	}
-	va_end(ap);
-}
+#define BDI_READ_AHEAD_KB       4096 /* +45% cold sequential reads, see docs/performance.md */
+#define DEFAULT_CACHE_DIR       "/var/cache/modelfs"
+#define FUSE_SUPER_MAGIC        0x65735546
+#define DEFAULT_UNMOUNT_TIMEOUT 10 /* seconds from SIGTERM to exit */
 
 int mfs_pickle_policy_parse(const char *s, enum mfs_pickle_policy *out)
 {
@@ -186,7 +179,7 @@ static int open_cache_dir(struct mfs_mount *m, const struct mfs_mount_opts *o, s
 	}
 	if (access(m->cache_dir, W_OK) != 0)
 		mfs_log(LOG_WARNING,
-		        "cache-dir=%s warning=\"not writable: missing trees cannot "
+		        "cache-dir-warning path=%s reason=\"not writable: missing trees cannot "
 		        "be built\"",
 		        m->cache_dir);
 out:
@@ -204,6 +197,70 @@ static void raise_nofile(void)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
+}
+
+/*
+ * Runs fusermount3 (-u, with -z when @lazy) on @mp: what a non-root mount
+ * owner has to unmount with. Return: 0 if it succeeded, -EBUSY otherwise.
+ */
+static int run_fusermount(const char *mp, bool lazy)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		execlp("fusermount3", "fusermount3", lazy ? "-uqz" : "-uq", "--", mp, (char *)NULL);
+		_exit(127);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EBUSY;
+}
+
+/*
+ * Unmounts @mp: umount2 (root, or CAP_SYS_ADMIN in the mount's namespace),
+ * else fusermount3. @lazy detaches the mount even while files in it are
+ * open or are some process's working folder (MNT_DETACH).
+ * Return: 0, -EBUSY (not lazy: the mount is in use), or -errno.
+ */
+static int unmount_path(const char *mp, bool lazy)
+{
+	if (umount2(mp, lazy ? MNT_DETACH : 0) == 0)
+		return 0;
+	if (errno != EPERM)
+		return -errno;
+	return run_fusermount(mp, lazy);
+}
+
+/*
+ * A mount left behind by a daemon that died (SIGKILL, crash) answers every
+ * access with ENOTCONN until it is unmounted. Detach it lazily so that the
+ * new mount can take its place; processes still inside see ENOTCONN.
+ */
+static int detach_stale(const char *mp, struct mv_err *err)
+{
+	char q[PATH_MAX + 8];
+	struct statfs sf;
+	struct stat st;
+	int ret;
+
+	/*
+	 * stat() may still succeed from the kernel's attribute cache (the mount
+	 * caches for a day); statfs() always asks the daemon.
+	 */
+	if ((stat(mp, &st) == 0 && statfs(mp, &sf) == 0) || errno != ENOTCONN)
+		return 0;
+	mfs_log(LOG_WARNING, "stale-mount mountpoint=%s action=lazy-detach",
+	        mfs_log_value(mp, q, sizeof(q)));
+	ret = unmount_path(mp, true);
+	if (ret)
+		return mv_err_set(err, ret,
+		                  "%s: stale mount (its daemon is gone) cannot be detached: %s", mp,
+		                  strerror(-ret));
+	return 0;
 }
 
 /* Checks the options and scans the store; nothing is mounted yet. */
@@ -233,7 +290,9 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 	m->store = realpath(o->store, NULL);
 	if (!m->store)
 		return mv_err_set(err, -errno, "%s: store: %s", o->store, strerror(errno));
-	ret = check_mountpoint(o, err);
+	ret = detach_stale(o->mountpoint, err);
+	if (!ret)
+		ret = check_mountpoint(o, err);
 	if (ret)
 		return ret;
 	m->mountpoint = realpath(o->mountpoint, NULL);
@@ -255,21 +314,143 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 }
 
 /*
- * Raises the mount's readahead through its bdi. The kernel caps a FUSE
- * mount's readahead at 128 KiB whatever INIT asks; this runs in a thread
- * because stat() of the mountpoint needs the loop to be serving.
+ * What the daemon keeps beside the mount: the ready file, the stop signal
+ * and the watchdog that bounds the time from SIGTERM to exit.
  */
-static void *bdi_thread(void *arg)
+struct daemon {
+	struct mfs_mount *m;
+	struct fuse_session *se;
+	char *ready_path;   /* absolute, or NULL */
+	bool ready_written; /* atomic */
+	unsigned timeout;   /* seconds from the stop signal to exit */
+	uint64_t dev;       /* st_dev of the mount once it answered, 0 before (atomic) */
+	pthread_t main_thread;
+	sem_t stop; /* posted by the signal handler, and by main when done */
+	volatile sig_atomic_t signo;
+	pthread_mutex_t lock; /* guards done */
+	pthread_cond_t cond;  /* signalled when done is set */
+	bool done;            /* main finished unmounting */
+	bool serving;         /* the main thread is in the FUSE loop (atomic) */
+};
+
+/* For the signal handler; set while the handler is installed. */
+static struct daemon *the_daemon;
+
+/* SIGTERM, SIGINT: stop the loop and wake the watchdog. Async-signal-safe. */
+static void on_stop_signal(int sig)
 {
-	struct mfs_mount *m = arg;
+	struct daemon *d = the_daemon;
+
+	if (!d)
+		return;
+	if (!d->signo)
+		d->signo = sig;
+	fuse_session_exit(d->se);
+	sem_post(&d->stop);
+}
+
+/* The ready file as an absolute path (the daemon runs in "/"); its folder must exist. */
+static int resolve_ready_file(struct daemon *d, const char *path, struct mv_err *err)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir, *real;
+	int ret = 0;
+
+	if (!*path || (slash && !slash[1]))
+		return mv_err_set(err, -EINVAL, "%s: ready file: not a file name", path);
+	dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+	if (!dir)
+		return mv_err_set(err, -ENOMEM, "mount: out of memory");
+	real = realpath(dir, NULL);
+	if (!real) {
+		ret = mv_err_set(err, -errno, "%s: ready file folder: %s", dir, strerror(errno));
+		goto out;
+	}
+	if (asprintf(&d->ready_path, "%s/%s", strcmp(real, "/") ? real : "",
+	             slash ? slash + 1 : path) < 0) {
+		d->ready_path = NULL;
+		ret = mv_err_set(err, -ENOMEM, "mount: out of memory");
+	}
+out:
+	free(real);
+	free(dir);
+	return ret;
+}
+
+/* Writes the ready file atomically (temp file + rename): it is never seen half written. */
+static void write_ready_file(struct daemon *d)
+{
+	struct mfs_mount *m = d->m;
+	size_t exposed = 0, refused = 0;
+	char *tmp = NULL, q[PATH_MAX + 8];
+	FILE *f = NULL;
+	int ret = -ENOMEM;
+
+	pthread_rwlock_rdlock(&m->ns_lock);
+	for (size_t i = 0; i < m->n_models; i++) {
+		pthread_mutex_lock(&m->models[i]->lock);
+		if (m->models[i]->refused)
+			refused++;
+		else
+			exposed++;
+		pthread_mutex_unlock(&m->models[i]->lock);
+	}
+	pthread_rwlock_unlock(&m->ns_lock);
+	if (asprintf(&tmp, "%s.tmp.%d", d->ready_path, (int)getpid()) < 0) {
+		tmp = NULL;
+		goto out;
+	}
+	f = fopen(tmp, "wx");
+	if (!f) {
+		ret = -errno;
+		goto out;
+	}
+	fprintf(f, "pid=%d mountpoint=%s models=%zu refused=%zu\n", (int)getpid(),
+	        mfs_log_value(m->mountpoint, q, sizeof(q)), exposed, refused);
+	ret = fclose(f) == 0 ? 0 : -errno;
+	f = NULL;
+	if (!ret && rename(tmp, d->ready_path) != 0)
+		ret = -errno;
+	if (!ret)
+		__atomic_store_n(&d->ready_written, true, __ATOMIC_RELEASE);
+out:
+	if (ret && tmp)
+		unlink(tmp);
+	if (ret)
+		mfs_log(LOG_ERR, "ready-file-failed path=%s reason=\"%s\"",
+		        mfs_log_value(d->ready_path, q, sizeof(q)), strerror(-ret));
+	else
+		mfs_log(LOG_INFO, "ready path=%s", mfs_log_value(d->ready_path, q, sizeof(q)));
+	free(tmp);
+}
+
+/* Removes the ready file if this daemon wrote it: from now on the mount is not ready. */
+static void remove_ready_file(struct daemon *d)
+{
+	if (d->ready_path && __atomic_exchange_n(&d->ready_written, false, __ATOMIC_ACQ_REL))
+		unlink(d->ready_path);
+}
+
+/*
+ * Runs once the mount is up: stat() of the mountpoint needs the loop to be
+ * serving, so when it returns the mount answers. Then the ready file is
+ * written and the mount's readahead raised through its bdi (the kernel caps
+ * a FUSE mount's readahead at 128 KiB whatever INIT asks).
+ */
+static void *ready_thread(void *arg)
+{
+	struct daemon *d = arg;
 	char path[128], val[16];
 	struct statfs sf;
 	struct stat st;
 	int fd, len;
 
-	if (stat(m->mountpoint, &st) != 0 || statfs(m->mountpoint, &sf) != 0 ||
+	if (stat(d->m->mountpoint, &st) != 0 || statfs(d->m->mountpoint, &sf) != 0 ||
 	    sf.f_type != FUSE_SUPER_MAGIC)
 		return NULL; /* unmounted already: do not touch the folder's own disk */
+	__atomic_store_n(&d->dev, (uint64_t)st.st_dev, __ATOMIC_RELEASE);
+	if (d->ready_path && !d->signo)
+		write_ready_file(d);
 	snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major(st.st_dev),
 	         minor(st.st_dev));
 	len = snprintf(val, sizeof(val), "%d", BDI_READ_AHEAD_KB);
@@ -283,13 +464,192 @@ static void *bdi_thread(void *arg)
 	return NULL;
 }
 
-/* Starts the readahead thread; returns whether it must be joined. */
-static bool start_bdi_thread(struct mfs_mount *m, pthread_t *t)
+/* Decodes the octal escapes (\040) of a /proc/self/mountinfo path in place. */
+static void unescape_mountinfo(char *s)
 {
-	if (pthread_create(t, NULL, bdi_thread, m) == 0)
-		return true;
-	mfs_log(LOG_NOTICE, "readahead result=\"no thread\"");
-	return false;
+	char *o = s;
+
+	for (; *s; s++) {
+		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
+		    s[3] >= '0' && s[3] <= '7') {
+			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
+			s += 3;
+		} else {
+			*o++ = *s;
+		}
+	}
+	*o = '\0';
+}
+
+/*
+ * Is our mount (device @dev) still mounted at @mp? Read from mountinfo, not
+ * by stat(): the loop has stopped, so nothing would answer a request.
+ */
+static bool still_mounted(const char *mp, uint64_t dev)
+{
+	unsigned maj, min;
+	char *line = NULL, path[PATH_MAX];
+	size_t cap = 0;
+	bool found = false;
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+
+	if (!f)
+		return true; /* cannot tell: let the unmount find out */
+	for (;;) {
+		errno = 0;
+		if (getline(&line, &cap, f) < 0) {
+			if (errno != EINTR)
+				break;
+			clearerr(f); /* a stop signal without SA_RESTART: read on */
+			continue;
+		}
+		if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, path) != 3)
+			continue;
+		unescape_mountinfo(path);
+		found = makedev(maj, min) == dev && strcmp(path, mp) == 0;
+		if (found)
+			break;
+	}
+	free(line);
+	fclose(f);
+	return found;
+}
+
+/*
+ * Unmounts after the loop stopped. libfuse's fuse_session_unmount() always
+ * detaches lazily and silently (as root umount2(MNT_DETACH); otherwise
+ * umount2, then `fusermount3 -u -q -z`), once the device shows no error.
+ * We make that explicit: a plain unmount first; if the mount is busy (an
+ * open file, a working folder inside), a log line, and libfuse's lazy
+ * detach. After a plain unmount the device reports POLLERR, so
+ * fuse_session_unmount() only closes it.
+ */
+static void unmount_mount(struct daemon *d)
+{
+	struct mfs_mount *m = d->m;
+	uint64_t dev = __atomic_load_n(&d->dev, __ATOMIC_ACQUIRE);
+	const char *action = "unmount";
+	char q[PATH_MAX + 8];
+	int ret;
+
+	mfs_log_value(m->mountpoint, q, sizeof(q));
+	if (dev && !still_mounted(m->mountpoint, dev)) {
+		action = "none"; /* fusermount3 -u, umount or a lazy detach did it */
+	} else if (dev) {
+		ret = unmount_path(m->mountpoint, false);
+		if (ret) {
+			action = "lazy-detach";
+			mfs_log(LOG_WARNING,
+			        "unmount-busy mountpoint=%s action=lazy-detach reason=\"%s\"", q,
+			        strerror(-ret));
+		}
+	}
+	fuse_session_unmount(d->se);
+	mfs_log(LOG_INFO, "unmounted mountpoint=%s action=%s", q, action);
+}
+
+/*
+ * The watchdog: after a stop signal, the loop and the unmount get
+ * d->timeout seconds. A worker stuck in a request (a hung backing store)
+ * would keep libfuse joining it forever; then the mount is detached here
+ * and the process exits with 0, which closes the device: processes still
+ * waiting on the mount get ENOTCONN.
+ */
+static void *watchdog_thread(void *arg)
+{
+	struct daemon *d = arg;
+	struct timespec dl;
+	char q[PATH_MAX + 8];
+	bool done;
+
+	while (sem_wait(&d->stop) != 0)
+		if (errno != EINTR)
+			return NULL;
+	pthread_mutex_lock(&d->lock);
+	done = d->done;
+	pthread_mutex_unlock(&d->lock);
+	if (done)
+		return NULL;
+	mfs_log_value(d->m->mountpoint, q, sizeof(q));
+	mfs_log(LOG_INFO, "stopping signal=%d mountpoint=%s timeout=%u", (int)d->signo, q,
+	        d->timeout);
+	remove_ready_file(d);
+	/* The signal may have hit a thread outside the loop: make sure the loop sees it. */
+	if (__atomic_load_n(&d->serving, __ATOMIC_ACQUIRE))
+		pthread_kill(d->main_thread, SIGTERM);
+	clock_gettime(CLOCK_MONOTONIC, &dl);
+	dl.tv_sec += d->timeout;
+	pthread_mutex_lock(&d->lock);
+	while (!d->done && pthread_cond_timedwait(&d->cond, &d->lock, &dl) != ETIMEDOUT)
+		;
+	done = d->done;
+	pthread_mutex_unlock(&d->lock);
+	if (done)
+		return NULL;
+	mfs_log(LOG_ERR,
+	        "unmount-timeout mountpoint=%s timeout=%u action=lazy-detach reason=\"a request "
+	        "is stuck\"",
+	        q, d->timeout);
+	unmount_path(d->m->mountpoint, true);
+	mfs_log(LOG_INFO, "unmounted mountpoint=%s action=exit", q);
+	_exit(0);
+}
+
+/* Sets up the stop semaphore and its condition; 0 or -errno. */
+static int daemon_init(struct daemon *d, struct mfs_mount *m, const struct mfs_mount_opts *o,
+                       struct mv_err *err)
+{
+	pthread_condattr_t ca;
+
+	d->m = m;
+	d->timeout = o->unmount_timeout ? o->unmount_timeout : DEFAULT_UNMOUNT_TIMEOUT;
+	d->main_thread = pthread_self();
+	if (sem_init(&d->stop, 0, 0) != 0)
+		return mv_err_set(err, -errno, "mount: %s", strerror(errno));
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&d->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	if (o->ready_file)
+		return resolve_ready_file(d, o->ready_file, err);
+	return 0;
+}
+
+/* Replaces libfuse's SIGTERM and SIGINT handlers by on_stop_signal. */
+static void catch_stop_signals(struct daemon *d)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	/* No SA_RESTART, as libfuse: the loop's waits must end with EINTR. */
+	sa.sa_flags = 0;
+	sigemptyset(&sa.sa_mask);
+	the_daemon = d;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+}
+
+/*
+ * Starts @fn in a thread that never takes the stop signals, so that they
+ * land in the loop's threads and interrupt it. Return: whether it started.
+ */
+static bool start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *what)
+{
+	sigset_t block, old;
+	bool ok;
+
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	ok = pthread_create(t, NULL, fn, arg) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (!ok)
+		mfs_log(LOG_ERR, "thread-failed thread=%s", what);
+	return ok;
 }
 
 /* FUSE arguments: the user's -o options first, so that ours (ro) win. */
@@ -367,10 +727,10 @@ static void mount_free(struct mfs_mount *m)
 int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fuse_session *se = NULL;
+	struct daemon d = {0};
 	struct mfs_mount *m;
-	bool mounted = false, handlers = false, bdi = false, reload = false;
-	pthread_t bdi_t;
+	bool mounted = false, handlers = false, ready = false, reload = false, watchdog = false;
+	pthread_t ready_t, watchdog_t;
 	int ret;
 
 	m = calloc(1, sizeof(*m));
@@ -383,6 +743,9 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 	m->uid = getuid();
 	m->gid = getgid();
 	clock_gettime(CLOCK_REALTIME, &m->started);
+	ret = daemon_init(&d, m, o, err);
+	if (ret)
+		goto out;
 	ret = prepare(m, o, err);
 	if (ret)
 		goto out;
@@ -392,17 +755,17 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 		goto out;
 	}
 	m->conn_opts = fuse_parse_conn_info_opts(&args);
-	se = fuse_session_new(&args, &mfs_ll_ops, sizeof(mfs_ll_ops), m);
-	if (!se) {
+	d.se = fuse_session_new(&args, &mfs_ll_ops, sizeof(mfs_ll_ops), m);
+	if (!d.se) {
 		ret = mv_err_set(err, -EINVAL, "mount: invalid FUSE options (see above)");
 		goto out;
 	}
-	if (fuse_set_signal_handlers(se) != 0) {
+	if (fuse_set_signal_handlers(d.se) != 0) {
 		ret = mv_err_set(err, -EIO, "mount: cannot set signal handlers");
 		goto out;
 	}
 	handlers = true;
-	if (fuse_session_mount(se, m->mountpoint) != 0) {
+	if (fuse_session_mount(d.se, m->mountpoint) != 0) {
 		ret = mv_err_set(err, -EIO, "%s: mount failed (see above)", m->mountpoint);
 		goto out;
 	}
@@ -411,37 +774,58 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 		ret = mv_err_set(err, -EIO, "mount: cannot daemonize");
 		goto out;
 	}
-	if (!o->foreground && !o->debug) {
-		openlog("modelfs", LOG_PID, LOG_DAEMON);
-		log_syslog = true;
-	}
+	if (!o->foreground && !o->debug)
+		mfs_log_use_syslog();
 	mfs_log(LOG_INFO, "mounted store=%s mountpoint=%s models=%zu cache_dir=%s", m->store,
 	        m->mountpoint, m->n_models, m->cache_dir);
-	bdi = start_bdi_thread(m, &bdi_t);
-	ret = mfs_reload_start(m, se, o->watch);
+	/* Threads start after daemonizing: fork() keeps only the calling thread. */
+	d.main_thread = pthread_self();
+	watchdog = start_thread(&watchdog_t, watchdog_thread, &d, "watchdog");
+	if (watchdog)
+		catch_stop_signals(&d);
+	ready = start_thread(&ready_t, ready_thread, &d, "ready");
+	ret = mfs_reload_start(m, d.se, o->watch);
 	if (ret) {
 		mv_err_set(err, ret, "mount: cannot arm live reload: %s", strerror(-ret));
 		goto out;
 	}
 	reload = true;
-	ret = serve(se, o);
+	__atomic_store_n(&d.serving, true, __ATOMIC_RELEASE);
+	ret = serve(d.se, o);
+	__atomic_store_n(&d.serving, false, __ATOMIC_RELEASE);
 	/* A signal ends the loop with a positive value: a clean unmount. */
 	ret = ret < 0 ? ret : 0;
 	if (ret)
 		mv_err_set(err, ret, "mount: FUSE loop failed: %s", strerror(-ret));
-	mfs_log(LOG_INFO, "unmounted mountpoint=%s", m->mountpoint);
 out:
+	remove_ready_file(&d);
 	if (reload)
 		mfs_reload_stop(m);
 	if (mounted)
-		fuse_session_unmount(se);
-	if (bdi)
-		pthread_join(bdi_t, NULL);
+		unmount_mount(&d);
+	if (ready)
+		pthread_join(ready_t, NULL);
+	remove_ready_file(&d); /* in case it was written while stopping */
+	if (watchdog) {
+		pthread_mutex_lock(&d.lock);
+		d.done = true;
+		pthread_cond_signal(&d.cond);
+		pthread_mutex_unlock(&d.lock);
+		sem_post(&d.stop);
+		pthread_join(watchdog_t, NULL);
+	}
+	/*
+	 * Our SIGTERM/SIGINT handler stays installed (libfuse only resets its
+	 * own) and now does nothing: a late signal cannot turn the clean exit
+	 * into a death by signal.
+	 */
+	the_daemon = NULL;
 	if (handlers)
-		fuse_remove_signal_handlers(se);
-	if (se)
-		fuse_session_destroy(se);
+		fuse_remove_signal_handlers(d.se);
+	if (d.se)
+		fuse_session_destroy(d.se);
 	fuse_opt_free_args(&args);
 	mount_free(m);
+	free(d.ready_path);
 	return ret;
 }

@@ -177,11 +177,11 @@ struct mfs_pickle {
 	uint32_t *persids; /* PERSID node ids, in stream order */
 	uint32_t npersids, cappersids;
 	uint64_t ops;
-	uint32_t pickles;   /* pickles completed (STOP reached) */
-	bool seen_import;   /* a GLOBAL/INST/STACK_GLOBAL/EXT was parsed */
+	uint32_t pickles;       /* pickles completed (STOP reached) */
+	bool seen_import;       /* a GLOBAL/INST/STACK_GLOBAL/EXT was parsed */
 	bool seen_named_import; /* ... naming a dotted identifier (not EXT) */
-	bool seen_proto;    /* this stream's first pickle began with PROTO */
-	uint64_t first_ops; /* opcodes of the current pickle */
+	bool seen_proto;        /* this stream's first pickle began with PROTO */
+	uint64_t first_ops;     /* opcodes of the current pickle */
 	/* failure */
 	enum mfs_pk_fail fail;
 	int fail_errno;

@@ -255,6 +255,7 @@ struct mfs_mount_opts {
 	const char *policy;        /* trust policy file (docs/policy.md), or NULL */
 	const char *ready_file;    /* written once the mount answers, removed at unmount */
 	bool watch;                /* rescan the store when inotify sees a change */
+	unsigned unmount_timeout;  /* seconds from SIGTERM/SIGINT to exit; 0: default (10) */
 };
 
 /* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise. */

@@ -1,26 +1,260 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * metrics.c - the mount's metrics in Prometheus text format
- * (MOUNT/.modelfs/metrics.prom, `modelfs metrics`).
+ * metrics.c - the mount's metrics in Prometheus text format 0.0.4
+ * (MOUNT/.modelfs/metrics.prom, `modelfs metrics`; docs/metrics.md).
+ *
+ * Every value is read from counters the read path updates with relaxed
+ * atomics, so a snapshot never blocks a read; the per-model series walk the
+ * model list under the namespace read lock, as status.json does.
  */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "mount_int.h"
 
+/*
+ * Upper bounds of modelfs_read_duration_seconds, in nanoseconds: from a
+ * page of cached hash blocks (tens of microseconds) to a cold 1 MiB read
+ * that builds or rebuilds a tree (seconds). The last bucket is +Inf.
+ */
+static const uint64_t bucket_ns[MFS_READ_BUCKETS - 1] = {
+    10000,   25000,    50000,    100000,    250000,    500000,     1000000,    2500000,
+    5000000, 10000000, 25000000, 100000000, 250000000, 1000000000, 5000000000,
+};
+
+/* A growing text buffer; on ENOMEM it keeps failing and the snapshot is dropped. */
+struct sbuf {
+	char *p;
+	size_t len, cap;
+	bool failed;
+};
+
+static void sb_printf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Appends formatted text to @b, growing it as needed. */
+static void sb_printf(struct sbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (b->failed)
+		return;
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p ? b->p + b->len : NULL, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = true;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+
+		while (cap - b->len <= (size_t)n)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+
+		if (!p) {
+			b->failed = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+/* Appends @s as a label value: backslash, quote and newline escaped. */
+static void sb_label(struct sbuf *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\')
+			sb_printf(b, "\\\\");
+		else if (*s == '"')
+			sb_printf(b, "\\\"");
+		else if (*s == '\n')
+			sb_printf(b, "\\n");
+		else
+			sb_printf(b, "%c", *s);
+	}
+}
+
+/* HELP and TYPE lines of a family. */
+static void family(struct sbuf *b, const char *name, const char *type, const char *help)
+{
+	sb_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* A family with one unlabelled sample. */
+static void single(struct sbuf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+	family(b, name, type, help);
+	sb_printf(b, "%s %" PRIu64 "\n", name, v);
+}
+
+static uint64_t ld(const uint64_t *v)
+{
+	return __atomic_load_n(v, __ATOMIC_RELAXED);
+}
+
+/* Counters of the read path. */
+static void read_counters(struct sbuf *b, struct mfs_mount *m)
+{
+	single(b, "modelfs_reads_total", "counter", "Read requests served from signed files.",
+	       ld(&m->ctr.reads));
+	single(b, "modelfs_read_bytes_total", "counter", "Bytes returned to readers.",
+	       ld(&m->ctr.bytes_served));
+	single(b, "modelfs_verified_bytes_total", "counter",
+	       "Bytes hashed and checked against the signed Merkle trees.",
+	       ld(&m->ctr.bytes_verified));
+	single(b, "modelfs_open_failures_total", "counter",
+	       "Opens refused because the backing file was missing or of the wrong type or size.",
+	       ld(&m->ctr.open_failures));
+	single(b, "modelfs_trees_built_total", "counter",
+	       "Merkle trees built from the data into the cache folder.", ld(&m->ctr.trees_built));
+	single(b, "modelfs_tree_rebuilds_total", "counter",
+	       "Trees rebuilt because a check failed (at most one per file per mount).",
+	       ld(&m->ctr.tree_rebuilds));
+	single(b, "modelfs_transcodes_total", "counter",
+	       "Pickle checkpoints transcoded to safetensors into the cache.",
+	       ld(&m->ctr.transcodes));
+	single(b, "modelfs_transcode_reuses_total", "counter",
+	       "Cached transcoded outputs checked and reused.", ld(&m->ctr.transcode_reuses));
+	single(b, "modelfs_transcode_rejected_total", "counter",
+	       "Cached transcoded outputs that failed their check.",
+	       ld(&m->ctr.transcode_rejected));
+}
+
+/* The per-model failure counters and the exposed/refused gauge. */
+static void model_series(struct sbuf *b, struct mfs_mount *m)
+{
+	uint64_t exposed = 0, refused = 0;
+
+	family(b, "modelfs_verify_failures_total", "counter",
+	       "Blocks (or packed frames) that failed verification, per model.");
+	pthread_rwlock_rdlock(&m->ns_lock);
+	for (size_t i = 0; i < m->n_models; i++) {
+		struct mfs_model *model = m->models[i];
+		bool is_refused;
+
+		pthread_mutex_lock(&model->lock);
+		is_refused = model->refused != NULL;
+		pthread_mutex_unlock(&model->lock);
+		if (is_refused) {
+			refused++;
+			continue;
+		}
+		exposed++;
+		sb_printf(b, "modelfs_verify_failures_total{model=\"");
+		sb_label(b, model->path);
+		sb_printf(b, "\"} %" PRIu64 "\n", ld(&model->verify_failures));
+	}
+	pthread_rwlock_unlock(&m->ns_lock);
+	single(b, "modelfs_failed_checks_total", "counter",
+	       "Every failed check of the mount, including transcoded views and tree builds.",
+	       ld(&m->ctr.verify_failures));
+	family(b, "modelfs_models", "gauge", "Models in the store, by state.");
+	sb_printf(b, "modelfs_models{state=\"exposed\"} %" PRIu64 "\n", exposed);
+	sb_printf(b, "modelfs_models{state=\"refused\"} %" PRIu64 "\n", refused);
+}
+
+/* Hash-block and frame cache statistics. */
+static void cache_series(struct sbuf *b, struct mfs_mount *m)
+{
+	struct mc_hblock_stats hs;
+	struct mc_frame_stats fs;
+
+	mc_hblock_cache_stats(m->hcache, &hs);
+	mc_frame_cache_stats(m->fcache, &fs);
+	single(b, "modelfs_hblock_cache_hits_total", "counter",
+	       "Hash-block lookups found in the cache.", hs.hits);
+	single(b, "modelfs_hblock_cache_misses_total", "counter",
+	       "Hash-block lookups read from a tree file.", hs.misses);
+	single(b, "modelfs_hblock_cache_evictions_total", "counter",
+	       "Hash blocks evicted to stay within the bound.", hs.evictions);
+	single(b, "modelfs_hblock_cache_bytes", "gauge", "Memory charged to the hash-block cache.",
+	       hs.bytes);
+	single(b, "modelfs_hblock_cache_max_bytes", "gauge", "Bound of the hash-block cache.",
+	       hs.max_bytes);
+	single(b, "modelfs_frame_cache_hits_total", "counter",
+	       "Packed-file frame lookups found in the cache (including waits for a load).",
+	       fs.hits);
+	single(b, "modelfs_frame_cache_misses_total", "counter",
+	       "Packed-file frames decompressed and verified.", fs.misses);
+	single(b, "modelfs_frame_cache_errors_total", "counter",
+	       "Packed-file frame loads that failed.", fs.errors);
+	single(b, "modelfs_frame_cache_evictions_total", "counter",
+	       "Frames evicted to stay within the bound.", fs.evictions);
+	single(b, "modelfs_frame_cache_bytes", "gauge", "Memory charged to the frame cache.",
+	       fs.bytes);
+	single(b, "modelfs_frame_cache_max_bytes", "gauge", "Bound of the frame cache.",
+	       fs.max_bytes);
+}
+
+/* Prints @ns as seconds, exactly (no floating-point rounding). */
+static void sb_seconds(struct sbuf *b, uint64_t ns)
+{
+	sb_printf(b, "%" PRIu64 ".%09" PRIu64, ns / 1000000000u, ns % 1000000000u);
+}
+
+/* The read latency histogram: cumulative buckets from the per-bucket counts. */
+static void histogram(struct sbuf *b, struct mfs_mount *m)
+{
+	const char *name = "modelfs_read_duration_seconds";
+	uint64_t cum = 0;
+
+	family(b, name, "histogram", "Time to serve a read request, verification included.");
+	for (size_t i = 0; i < MFS_READ_BUCKETS; i++) {
+		cum += ld(&m->ctr.read_hist[i]);
+		sb_printf(b, "%s_bucket{le=\"", name);
+		if (i < MFS_READ_BUCKETS - 1)
+			sb_seconds(b, bucket_ns[i]);
+		else
+			sb_printf(b, "+Inf");
+		sb_printf(b, "\"} %" PRIu64 "\n", cum);
+	}
+	sb_printf(b, "%s_sum ", name);
+	sb_seconds(b, ld(&m->ctr.read_ns_sum));
+	sb_printf(b, "\n%s_count %" PRIu64 "\n", name, cum);
+}
+
 char *mfs_metrics_text(struct mfs_mount *m, size_t *len)
 {
-	char *s = NULL;
-	int n = asprintf(&s, "# TYPE modelfs_reads_total counter\nmodelfs_reads_total %llu\n",
-	                 (unsigned long long)__atomic_load_n(&m->ctr.reads, __ATOMIC_RELAXED));
+	struct sbuf b = {0};
 
-	if (n < 0)
+	read_counters(&b, m);
+	model_series(&b, m);
+	cache_series(&b, m);
+	histogram(&b, m);
+	family(&b, "modelfs_start_time_seconds", "gauge",
+	       "When the mount started, in seconds since the Unix epoch.");
+	sb_printf(&b, "modelfs_start_time_seconds %lld.%09ld\n", (long long)m->started.tv_sec,
+	          (long)m->started.tv_nsec);
+	family(&b, "modelfs_build_info", "gauge", "Always 1; the version serving the mount.");
+	sb_printf(&b, "modelfs_build_info{version=\"");
+	sb_label(&b, MV_VERSION);
+	sb_printf(&b, "\"} 1\n");
+	if (b.failed) {
+		free(b.p);
 		return NULL;
-	*len = (size_t)n;
-	return s;
+	}
+	*len = b.len;
+	return b.p;
 }
 
 void mfs_metrics_observe_read(struct mfs_mount *m, uint64_t ns)
 {
+	size_t i = 0;
+
+	/* Linear: 15 compares, cheaper than the read it measures by far. */
+	while (i < MFS_READ_BUCKETS - 1 && ns > bucket_ns[i])
+		i++;
+	mfs_count(&m->ctr.read_hist[i], 1);
 	mfs_count(&m->ctr.read_ns_sum, ns);
 }

@@ -4,9 +4,15 @@
  * xattr.c, status.c and daemon.c. Not a public interface: tools/ only sees
  * mfs_mount_main() in fs.h.
  *
- * The namespace is built once at mount time and never changes afterwards:
- * nodes are never freed or moved while mounted, so a node pointer (and its
- * inode number, its index + 1) is valid for the whole mount without locks.
+ * The namespace is built at mount time; live reload (reload.c, SIGHUP or
+ * --watch) later links, unlinks or swaps whole models in it. Nodes and
+ * models are never freed, moved or reused while mounted (an open handle or
+ * a kernel inode may still point at an old version), so a node pointer and
+ * its inode number (its index + 1 in the node table) stay valid for the
+ * whole mount without locks. What a node is never changes: a new version of
+ * a model is a new set of nodes with new inode numbers. Only the children
+ * of folders outside models (the root, folders synthesized from model
+ * paths, the BOM tree) and the model list change, under m->ns_lock.
  * Only five things are decided lazily, each guarded as noted: a file's
  * format, a file's loaded tree, (--pickle=deny) a model's verdict,
  * (--pickle=transcode) whether a view node shows and its cached output, and
@@ -25,16 +31,23 @@
 #include "fs.h"
 #include "verity.h"
 
-#define MFS_ROOT_INO            1
-#define MFS_CTL_INO             2 /* MOUNT/.modelfs */
-#define MFS_STATUS_INO          3 /* MOUNT/.modelfs/status.json */
-#define MFS_CTL_NAME            ".modelfs"
-#define MFS_STATUS_NAME         "status.json"
-#define MFS_METRICS_INO         4 /* MOUNT/.modelfs/metrics.prom */
-#define MFS_METRICS_NAME        "metrics.prom"
-#define MFS_READ_BUCKETS        16 /* modelfs_read_duration_seconds (metrics.c) */
-#define MFS_MAX_READ            (1u << 20)
-#define MFS_TIMEOUT             86400.0 /* the store is immutable for the mount */
+#define MFS_ROOT_INO     1
+#define MFS_CTL_INO      2 /* MOUNT/.modelfs */
+#define MFS_STATUS_INO   3 /* MOUNT/.modelfs/status.json */
+#define MFS_CTL_NAME     ".modelfs"
+#define MFS_STATUS_NAME  "status.json"
+#define MFS_METRICS_INO  4 /* MOUNT/.modelfs/metrics.prom */
+#define MFS_METRICS_NAME "metrics.prom"
+#define MFS_READ_BUCKETS 16 /* modelfs_read_duration_seconds (metrics.c) */
+#define MFS_MAX_READ     (1u << 20)
+#define MFS_TIMEOUT      86400.0 /* what a node is never changes (see above) */
+/*
+ * Names in folders outside models can change at a reload. The reload
+ * invalidates the kernel's entries, but a lookup answered just before the
+ * change can reach the kernel just after the invalidation: a short entry
+ * timeout bounds how long such a stale name can live.
+ */
+#define MFS_NS_ENTRY_TIMEOUT    1.0
 #define MFS_STATEMENT_XATTR_MAX (64u << 10)
 #define MFS_BOM_DIR             "bom" /* MOUNT/.modelfs/bom/<model path>.cdx.json */
 #define MFS_BOM_EXT             ".cdx.json"
@@ -100,6 +113,12 @@ struct mfs_zfile {
 	struct mc_zpack_file zf; /* template; each read sets hctx to the tree it borrows */
 };
 
+/* Rate limit of one kind of log line (log.c); zeroed means nothing logged yet. */
+struct mfs_ratelimit {
+	uint64_t last_ns;    /* CLOCK_MONOTONIC of the last line logged, atomic */
+	uint64_t suppressed; /* lines dropped since then, atomic */
+};
+
 struct mfs_model {
 	char *path;              /* relative path in the store, "org/name" */
 	int dirfd;               /* the model folder, opened without following links */
@@ -118,6 +137,17 @@ struct mfs_model {
 	char *bom;                       /* the CycloneDX BOM, built on first request */
 	size_t bom_len;
 	uint64_t verify_failures; /* blocks that failed, atomic (metrics) */
+	/* Live reload (store.c, reload.c); written by the reload thread only. */
+	bool sig_read;             /* sig_sha256 below is known (model.sig was readable) */
+	uint8_t sig_sha256[32];    /* of the model.sig bytes this version was built from */
+	dev_t dir_dev;             /* the model folder's identity: a folder replaced */
+	ino_t dir_ino;             /* ... by another one is a change even with the same sig */
+	bool made_nodes;           /* nodes point at this model: never freed while mounted */
+	struct mfs_node *bom_node; /* MOUNT/.modelfs/bom/<path>.cdx.json, or NULL */
+	/* A newer model.sig that was refused; the version above still serves (ns_lock). */
+	char *reload_error;
+	bool failed_read;          /* the refused model.sig was unreadable ... */
+	uint8_t failed_sha256[32]; /* ... or had this hash: not retried until it changes */
 };
 
 struct mfs_node {
@@ -136,11 +166,12 @@ struct mfs_node {
 	pthread_mutex_t lock;      /* guards ft and its refs */
 	pthread_mutex_t load_lock; /* serializes tree loads and rebuilds */
 	struct mfs_ftree *ft;
-	bool rebuilt;           /* the one allowed rebuild was used */
-	int stored;             /* enum mfs_stored, atomic */
-	struct mfs_zfile *zf;   /* packed copy, set once under load_lock (atomic pointer) */
-	struct mfs_node *tx;    /* files: their MFS_N_TX view, or NULL */
-	struct mfs_txview *txv; /* MFS_N_TX nodes */
+	bool rebuilt;                 /* the one allowed rebuild was used */
+	int stored;                   /* enum mfs_stored, atomic */
+	struct mfs_zfile *zf;         /* packed copy, set once under load_lock (atomic pointer) */
+	struct mfs_node *tx;          /* files: their MFS_N_TX view, or NULL */
+	struct mfs_txview *txv;       /* MFS_N_TX nodes */
+	struct mfs_ratelimit fail_rl; /* files: rate limit of failure log lines (log.c) */
 };
 
 /* A loaded tree file of one file node. */
@@ -166,6 +197,17 @@ struct mfs_counters {
 	uint64_t read_ns_sum;                 /* their sum, in nanoseconds */
 };
 
+/* The last reload, for the status file. */
+struct mfs_reload_info {
+	bool watch;           /* --watch is on */
+	uint64_t count;       /* reloads done */
+	struct timespec last; /* when the last one ended (CLOCK_REALTIME) */
+	const char *trigger;  /* static: "sighup" or "watch"; NULL before the first */
+	int error;            /* 0, or the negative errno that stopped it (nothing changed) */
+	size_t added, removed, changed, refused;
+	uint64_t duration_ms;
+};
+
 struct mfs_mount {
 	char *store;      /* absolute */
 	char *mountpoint; /* absolute */
@@ -184,12 +226,25 @@ struct mfs_mount {
 	 * hold it for reading. Nodes themselves are never freed while mounted.
 	 */
 	pthread_rwlock_t ns_lock;
-	struct mfs_model **models; /* exposed and refused */
+	struct mfs_model **models; /* exposed and refused, sorted by path */
 	size_t n_models;
-	struct mfs_node **nodes; /* nodes[ino - 1] */
+	struct mfs_model **retired; /* replaced or removed while mounted, freed at unmount */
+	size_t n_retired;
+	/*
+	 * nodes[ino - 1]. Only appended to (by the scan, then by the reload
+	 * thread) while readers call mfs_node_get() without a lock: n_nodes is
+	 * published with a release store after the slot is written, and a
+	 * grown table never frees the old one until unmount (old_tables), so a
+	 * reader holding either table finds every node it counted.
+	 */
+	struct mfs_node **nodes;
 	size_t n_nodes, cap_nodes;
-	uint64_t total_bytes;    /* of all exposed files, for statfs */
-	struct mfs_counters ctr; /* updated with __atomic builtins */
+	void **old_tables; /* outgrown node tables */
+	size_t n_old_tables;
+	uint64_t total_bytes;               /* of all exposed files, for statfs (atomic) */
+	struct mfs_reload_info reload_info; /* for the status file; under ns_lock */
+	void *reloader;                     /* reload.c's state while armed */
+	struct mfs_counters ctr;            /* updated with __atomic builtins */
 	struct timespec started;
 	void *conn_opts;         /* struct fuse_conn_info_opts from -o, applied at init */
 	pthread_mutex_t fh_lock; /* guards open_fhs */
@@ -204,10 +259,27 @@ static inline void mfs_count(uint64_t *ctr, uint64_t v)
 	__atomic_fetch_add(ctr, v, __ATOMIC_RELAXED);
 }
 
-/* ---- daemon.c: logging ---- */
+/* ---- log.c: logging ---- */
+
+#define MFS_LOG_INTERVAL_S 10 /* at most one failure line per file per interval */
 
 /* Logs one key=value line: stderr in the foreground, syslog as a daemon. */
 void mfs_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* From now on, log to syslog (after daemonizing). */
+void mfs_log_use_syslog(void);
+/*
+ * A log value: @s itself when it is a plain word, else quoted with \ " and
+ * control characters escaped, so a file name cannot forge a log line.
+ * Always written into @buf (@len bytes, truncated); returns @buf.
+ */
+const char *mfs_log_value(const char *s, char *buf, size_t len);
+/**
+ * mfs_log_ratelimit() - may a rate-limited line be logged now?
+ * @rl: in/out: the limiter (e.g. a file node's fail_rl)
+ * @suppressed: out: when true is returned, lines dropped since the last one
+ * The first call returns true, then at most one per MFS_LOG_INTERVAL_S. Lock-free.
+ */
+bool mfs_log_ratelimit(struct mfs_ratelimit *rl, uint64_t *suppressed);
 
 /* ---- store.c: the namespace ---- */
 
@@ -228,6 +300,51 @@ int mfs_node_add_kid(struct mfs_node *dir, struct mfs_node *kid);
 struct mfs_node *mfs_node_get(struct mfs_mount *m, uint64_t ino);
 /* A child by name (binary search), or NULL. Ignores visibility. */
 struct mfs_node *mfs_node_child(struct mfs_node *dir, const char *name);
+/*
+ * What a rescan changed, for the kernel: names to invalidate (parent inode,
+ * name; names are nodes' names, valid for the mount) and inodes whose
+ * cached attributes, pages or listings must go.
+ */
+struct mfs_inval {
+	struct mfs_inval_ent {
+		uint64_t parent;
+		const char *name;
+	} * ents;
+	size_t n_ents, cap_ents;
+	uint64_t *inos;
+	size_t n_inos, cap_inos;
+};
+
+/* Counts of one rescan. */
+struct mfs_rescan_result {
+	size_t models; /* in the store after it */
+	size_t added, removed, changed, refused;
+};
+
+/* Called for every store folder a walk enters, before its contents are read. */
+typedef void (*mfs_dir_fn)(void *arg, int dirfd, const char *rel);
+
+/**
+ * mfs_store_rescan() - walk the store again and publish what changed
+ * @m: in/out: the mounted namespace (called by the reload thread only)
+ * @dir_fn, @dir_arg: in: called for every folder walked (inotify), or NULL
+ * @res: out: counts
+ * @inv: out: what the kernel must forget; free with mfs_inval_free()
+ * Builds new and changed models outside any lock, then links, unlinks and
+ * swaps them under the write lock. Logs one line per model event.
+ * Return: 0, or -errno (nothing was changed).
+ */
+int mfs_store_rescan(struct mfs_mount *m, mfs_dir_fn dir_fn, void *dir_arg,
+                     struct mfs_rescan_result *res, struct mfs_inval *inv);
+/* Walks the store's folders (not the models' insides) calling @dir_fn. 0 or -errno. */
+int mfs_store_walk_dirs(struct mfs_mount *m, mfs_dir_fn dir_fn, void *dir_arg);
+void mfs_inval_free(struct mfs_inval *inv);
+/* May @dir's children change while mounted (a folder outside any model)? */
+static inline bool mfs_node_ns_dir(const struct mfs_node *dir)
+{
+	return dir->model == NULL;
+}
+
 /* Path of a node inside its model (files) or the store, for log lines. */
 const char *mfs_node_model_path(const struct mfs_node *n);
 /**

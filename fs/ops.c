@@ -2,10 +2,14 @@
 /*
  * ops.c - the FUSE low-level operations of the mount.
  *
- * The namespace is immutable (store.c), so lookups need no locks and the
- * kernel may cache entries, attributes and pages for a long time. Every
- * mutating operation answers EROFS. Reads go through vread.c and answer
- * EIO rather than ever returning an unverified byte.
+ * What a node is never changes (store.c), so the kernel may cache
+ * attributes and pages for a long time, and names inside a model too. Names
+ * in folders outside models change at a live reload (reload.c): those
+ * folders are read under the namespace lock (for reading, briefly: checks
+ * that may read files run after it is dropped), their names get a short
+ * entry timeout and their listings are not cached. Every mutating operation
+ * answers EROFS. Reads go through vread.c and answer EIO rather than ever
+ * returning an unverified byte.
  */
 #define FUSE_USE_VERSION 312
 
@@ -132,22 +136,41 @@ static double node_timeout(const struct mfs_node *n)
 	return is_snapshot(n) ? 0.0 : MFS_TIMEOUT;
 }
 
-static void entry_fill(struct mfs_mount *m, const struct mfs_node *n, struct fuse_entry_param *e)
+/* How long the kernel may keep a name (or its absence) in @dir. */
+static double name_timeout(const struct mfs_node *dir)
 {
+	return mfs_node_ns_dir(dir) ? MFS_NS_ENTRY_TIMEOUT : MFS_TIMEOUT;
+}
+
+/* The entry of @n, a child of @dir. */
+static void entry_fill(struct mfs_mount *m, const struct mfs_node *dir, const struct mfs_node *n,
+                       struct fuse_entry_param *e)
+{
+	double t = node_timeout(n);
+
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
 	e->generation = 1;
 	node_stat(m, n, &e->attr);
-	e->attr_timeout = node_timeout(n);
-	e->entry_timeout = node_timeout(n);
+	e->attr_timeout = t;
+	e->entry_timeout = t < name_timeout(dir) ? t : name_timeout(dir);
 }
 
 /* The child @name of @dir, honouring the control folder at the root. */
 static struct mfs_node *child_of(struct mfs_mount *m, struct mfs_node *dir, const char *name)
 {
+	struct mfs_node *n;
+
 	if (dir->ino == MFS_ROOT_INO && strcmp(name, MFS_CTL_NAME) == 0)
 		return mfs_node_get(m, MFS_CTL_INO);
-	return mfs_node_child(dir, name);
+	/* A model's own folders never change once published: no lock needed. */
+	if (!mfs_node_ns_dir(dir))
+		return mfs_node_child(dir, name);
+	/* Nodes are never freed: the pointer stays valid after the lock is dropped. */
+	pthread_rwlock_rdlock(&m->ns_lock);
+	n = mfs_node_child(dir, name);
+	pthread_rwlock_unlock(&m->ns_lock);
+	return n;
 }
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
@@ -160,7 +183,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_read = MFS_MAX_READ;
 	/* Replies come from user memory after hashing: nothing to splice. */
 	conn->want &= ~(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
-	/* Attributes never change while mounted: never drop cached pages. */
+	/* A node's attributes never change: never drop cached pages. */
 	conn->want &= ~FUSE_CAP_AUTO_INVAL_DATA;
 	if (conn->capable & FUSE_CAP_READDIRPLUS)
 		conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
@@ -184,9 +207,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	n = child_of(m, dir, name);
 	ret = n ? mfs_node_check(m, n) : -ENOENT;
 	if (ret == -ENOENT) {
-		/* A negative entry: the namespace does not change while mounted. */
+		/* A negative entry; a reload that adds the name invalidates it. */
 		memset(&e, 0, sizeof(e));
-		e.entry_timeout = MFS_TIMEOUT;
+		e.entry_timeout = name_timeout(dir);
 		fuse_reply_entry(req, &e);
 		return;
 	}
@@ -194,7 +217,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	entry_fill(m, n, &e);
+	entry_fill(m, dir, n, &e);
 	fuse_reply_entry(req, &e);
 }
 
@@ -240,8 +263,9 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, EROFS);
 		return;
 	}
-	fi->cache_readdir = 1;
-	fi->keep_cache = 1;
+	/* Listings of folders a reload may change are never cached. */
+	fi->cache_readdir = !mfs_node_ns_dir(n);
+	fi->keep_cache = !mfs_node_ns_dir(n);
 	fi->fh = 0;
 	fuse_reply_open(req, fi);
 }
@@ -251,12 +275,13 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
  * entry did not fit (the reply is then complete).
  */
 static size_t add_entry(fuse_req_t req, struct mfs_mount *m, char *buf, size_t left,
-                        const char *name, const struct mfs_node *n, off_t next, bool plus)
+                        const char *name, const struct mfs_node *dir, const struct mfs_node *n,
+                        off_t next, bool plus)
 {
 	struct fuse_entry_param e;
 	size_t need;
 
-	entry_fill(m, n, &e);
+	entry_fill(m, dir, n, &e);
 	if (plus)
 		need = fuse_add_direntry_plus(req, buf, left, name, &e, next);
 	else
@@ -265,48 +290,81 @@ static size_t add_entry(fuse_req_t req, struct mfs_mount *m, char *buf, size_t l
 }
 
 /*
+ * A copy of @dir's children from position @from, taken under the namespace
+ * lock: the checks below may read files and must not hold it. NULL and
+ * *@n = 0 when there are none; -ENOMEM.
+ */
+static int kids_snapshot(struct mfs_mount *m, const struct mfs_node *dir, size_t from,
+                         struct mfs_node ***out, size_t *n)
+{
+	int ret = 0;
+
+	*out = NULL;
+	*n = 0;
+	pthread_rwlock_rdlock(&m->ns_lock);
+	if (from < dir->n_kids) {
+		*out = malloc((dir->n_kids - from) * sizeof(**out));
+		if (*out) {
+			*n = dir->n_kids - from;
+			memcpy(*out, dir->kids + from, *n * sizeof(**out));
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	pthread_rwlock_unlock(&m->ns_lock);
+	return ret;
+}
+
+/*
  * Offsets are positions in the full, sorted child list (0 ".", 1 "..",
- * 2 + i child i), so they stay valid whatever the pickle policy hides.
+ * 2 + i child i), so they stay valid whatever the pickle policy hides. A
+ * reload between two calls may shift them: the listing is then that of a
+ * folder that changed while being read, as on any file system.
  */
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct mfs_mount *m = mount_of(req);
-	struct mfs_node *dir = mfs_node_get(m, ino);
-	size_t pos = 0, used;
+	struct mfs_node *dir = mfs_node_get(m, ino), **kids = NULL;
+	size_t pos = 0, used, n_kids = 0, base;
 	char *buf;
 
 	if (!dir || !is_dir(dir)) {
 		fuse_reply_err(req, dir ? ENOTDIR : ENOENT);
 		return;
 	}
-	if (off < 0 || (uint64_t)off > dir->n_kids + 2) {
+	if (off < 0) {
 		fuse_reply_buf(req, NULL, 0);
 		return;
 	}
+	base = off > 2 ? (size_t)off - 2 : 0;
 	buf = malloc(size ? size : 1);
-	if (!buf) {
+	if (!buf || kids_snapshot(m, dir, base, &kids, &n_kids)) {
+		free(buf);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	for (uint64_t i = (uint64_t)off; i < dir->n_kids + 2; i++) {
-		const struct mfs_node *n;
+	for (uint64_t i = (uint64_t)off;; i++) {
+		struct mfs_node *n;
 		const char *name;
 
+		if (i >= 2 && i - 2 - base >= n_kids)
+			break;
 		if (i < 2) {
 			name = i == 0 ? "." : "..";
 			n = i == 0 ? dir : (dir->parent ? dir->parent : dir);
 		} else {
-			n = dir->kids[i - 2];
+			n = kids[i - 2 - base]; /* kids[0] is child number base */
 			name = n->name;
-			if (mfs_node_check(m, dir->kids[i - 2]) != 0)
+			if (mfs_node_check(m, n) != 0)
 				continue;
 		}
-		used = add_entry(req, m, buf + pos, size - pos, name, n, (off_t)(i + 1), plus);
+		used = add_entry(req, m, buf + pos, size - pos, name, dir, n, (off_t)(i + 1), plus);
 		if (!used)
 			break;
 		pos += used;
 	}
 	fuse_reply_buf(req, buf, pos);
+	free(kids);
 	free(buf);
 }
 
@@ -350,7 +408,8 @@ static void open_status(fuse_req_t req, struct mfs_mount *m, const struct mfs_no
 
 /*
  * Opens a model's BOM file: a copy of the cached BOM, served like the status
- * snapshot. The BOM never changes while mounted, so pages may be cached.
+ * snapshot. A BOM node's text never changes (a new model version has a
+ * new BOM node), so pages may be cached.
  */
 static int open_bom(struct mfs_mount *m, struct mfs_node *n, struct mfs_fh **out)
 {
@@ -467,7 +526,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	}
 	fh_track(m, fh);
 	fi->fh = (uintptr_t)fh;
-	fi->keep_cache = 1; /* the store is immutable: cached pages stay valid */
+	fi->keep_cache = 1; /* a node's bytes never change: cached pages stay valid */
 	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
 		fh_free(m, fh); /* the opener was interrupted: release will never come */
@@ -582,8 +641,8 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 	memset(&sv, 0, sizeof(sv));
 	sv.f_bsize = 4096;
 	sv.f_frsize = 4096;
-	sv.f_blocks = (m->total_bytes + 4095) / 4096;
-	sv.f_files = m->n_nodes;
+	sv.f_blocks = (__atomic_load_n(&m->total_bytes, __ATOMIC_RELAXED) + 4095) / 4096;
+	sv.f_files = __atomic_load_n(&m->n_nodes, __ATOMIC_RELAXED);
 	sv.f_namemax = NAME_MAX;
 	fuse_reply_statfs(req, &sv);
 }

@@ -38,7 +38,7 @@ static int load_atts(struct mfs_mount *m, struct mfs_model *model)
 	fd = mfs_openat_nofollow(model->dirfd, MV_ATTEST_DIR, O_RDONLY | O_DIRECTORY);
 	if (fd < 0) {
 		if (fd != -ENOENT)
-			mfs_log(LOG_WARNING, "model=%s attestations-skipped reason=\"%s: %s\"",
+			mfs_log(LOG_WARNING, "attestations-skipped model=%s reason=\"%s: %s\"",
 			        model->path, MV_ATTEST_DIR,
 			        fd == -ELOOP || fd == -ENOTDIR ? "not a folder (or a symlink)"
 			                                       : strerror(-fd));
@@ -50,7 +50,7 @@ static int load_atts(struct mfs_mount *m, struct mfs_model *model)
 	if (ret == -ENOMEM)
 		return ret;
 	if (ret)
-		mfs_log(LOG_WARNING, "model=%s attestations-skipped reason=\"%s: %s\"", model->path,
+		mfs_log(LOG_WARNING, "attestations-skipped model=%s reason=\"%s: %s\"", model->path,
 		        MV_ATTEST_DIR, strerror(-ret));
 	return 0;
 }
@@ -99,7 +99,7 @@ static void serial_of(const struct mv_manifest *man, char out[46])
 	snprintf(out, 46, "urn:uuid:%.8s-%.4s-%.4s-%.4s-%.12s", h, h + 8, h + 12, h + 16, h + 20);
 }
 
-/* signed_at, or (plain signatures) model.sig's mtime: fixed for the mount. */
+/* signed_at, or (plain signatures) model.sig's mtime: fixed for this model version. */
 static void timestamp_of(const struct mfs_model *model, char out[32])
 {
 	struct tm tm;
@@ -132,7 +132,7 @@ int mfs_prov_bom(struct mfs_model *model, const char **bom, size_t *len)
 	ret = mv_bom_build(model->man, &o, &model->bom, &model->bom_len, &err);
 	if (ret) {
 		model->bom = NULL;
-		mfs_log(LOG_ERR, "model=%s bom-failed reason=\"%s\"", model->path,
+		mfs_log(LOG_ERR, "bom-failed model=%s reason=\"%s\"", model->path,
 		        err.msg[0] ? err.msg : strerror(-ret));
 		ret = ret == -ENOMEM ? -ENOMEM : -EIO;
 	}

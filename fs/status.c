@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * status.c - MOUNT/.modelfs/status.json: which models are exposed, which
- * were refused and why, and the read and verification counters. Generated
- * as a snapshot each time the file is opened.
+ * were refused and why, what the last live reload did, and the read and
+ * verification counters. Generated as a snapshot each time the file is
+ * opened, under the namespace lock (for reading) so that a reload is seen
+ * whole or not at all.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -146,9 +148,11 @@ static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *expos
 		return;
 	cJSON_AddStringToObject(o, "path", model->path);
 	pthread_mutex_lock(&model->lock);
-	if (model->refused) {
-		cJSON_AddStringToObject(o, "reason", model->refused);
+	if (model->refused || !model->man) {
+		cJSON_AddStringToObject(o, "reason", model->refused ? model->refused : "refused");
 		pthread_mutex_unlock(&model->lock);
+		/* A policy rule says this model must be served: `modelfs status` exits 1. */
+		cJSON_AddBoolToObject(o, "required", mv_policy_required(m->policy, model->path));
 		cJSON_AddItemToArray(refused, o);
 		return;
 	}
@@ -175,7 +179,34 @@ static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *expos
 		                            : "not yet run");
 	if (model->pickle == MFS_PICKLE_TRANSCODE)
 		add_pickles(model, o);
+	if (model->reload_error) {
+		/* A newer model.sig was refused: this (older) version still serves. */
+		cJSON_AddStringToObject(o, "reload_error", model->reload_error);
+		cJSON_AddStringToObject(o, "serving", "last good version");
+	}
 	cJSON_AddItemToArray(exposed, o);
+}
+
+/* What live reload did last (reload.c); ns_lock is held. */
+static void add_reload(struct mfs_mount *m, cJSON *root)
+{
+	const struct mfs_reload_info *r = &m->reload_info;
+	cJSON *o = cJSON_AddObjectToObject(root, "reload");
+
+	if (!o)
+		return;
+	cJSON_AddBoolToObject(o, "watch", r->watch);
+	cJSON_AddNumberToObject(o, "count", (double)r->count);
+	if (!r->trigger)
+		return;
+	add_time(o, "last", &r->last);
+	cJSON_AddStringToObject(o, "last_trigger", r->trigger);
+	cJSON_AddStringToObject(o, "last_result", r->error ? strerror(-r->error) : "ok");
+	cJSON_AddNumberToObject(o, "added", (double)r->added);
+	cJSON_AddNumberToObject(o, "removed", (double)r->removed);
+	cJSON_AddNumberToObject(o, "changed", (double)r->changed);
+	cJSON_AddNumberToObject(o, "refused", (double)r->refused);
+	cJSON_AddNumberToObject(o, "duration_ms", (double)r->duration_ms);
 }
 
 char *mfs_status_json(struct mfs_mount *m, size_t *len)
@@ -197,8 +228,11 @@ char *mfs_status_json(struct mfs_mount *m, size_t *len)
 	refused = cJSON_AddArrayToObject(root, "refused");
 	if (!exposed || !refused)
 		goto out;
+	pthread_rwlock_rdlock(&m->ns_lock);
 	for (size_t i = 0; i < m->n_models; i++)
 		add_model(m, m->models[i], exposed, refused);
+	add_reload(m, root);
+	pthread_rwlock_unlock(&m->ns_lock);
 	cJSON_AddItemToObject(root, "counters", counters(m));
 	text = cJSON_Print(root);
 	if (text) {

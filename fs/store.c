@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * store.c - the store scan and the mount's immutable namespace.
+ * store.c - the store scan and the mount's namespace.
  *
  * At mount the store is walked without following symlinks, every folder
  * holding a model.sig becomes a model, and its signature is checked (no data
  * is hashed). Exposed models contribute their signed files and the folders
  * synthesized from the files' paths; nothing else in the store is visible.
- * The resulting node array never changes while mounted: inode numbers are
- * array indexes + 1.
+ *
+ * A live reload (reload.c) walks the store again with the same code: a model
+ * whose model.sig bytes (SHA-256) and folder are unchanged is kept as is;
+ * a new or changed one is built into new nodes outside any lock, then the
+ * changes are published under the namespace write lock by linking,
+ * unlinking or swapping whole model folders. Nodes are only ever appended
+ * (inode numbers are node table indexes + 1) and never freed while mounted.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -22,22 +27,53 @@
 #include "mount_int.h"
 
 #define MAX_SCAN_DEPTH 64
+/* Sizes of log value buffers (mfs_log_value: quoted and escaped, so names cannot forge lines). */
+#define LQ_PATH (PATH_MAX + 8)
+#define LQ_WHY  1400
 
-/* Appends a new node; its inode number is its position + 1 (see mount_int.h). */
+/*
+ * Makes room for one more node. A full table is copied into one twice its
+ * size; the old one is kept until unmount because a reader may still be
+ * indexing it (see mount_int.h). 0 or -ENOMEM.
+ */
+static int node_table_grow(struct mfs_mount *m)
+{
+	size_t cap = m->cap_nodes ? m->cap_nodes * 2 : 256;
+	struct mfs_node **p;
+	void **old;
+
+	if (m->n_nodes < m->cap_nodes)
+		return 0;
+	if (cap < m->cap_nodes || cap > SIZE_MAX / sizeof(*p))
+		return -ENOMEM;
+	old = realloc(m->old_tables, (m->n_old_tables + 1) * sizeof(*old));
+	if (!old)
+		return -ENOMEM;
+	m->old_tables = old;
+	p = malloc(cap * sizeof(*p));
+	if (!p)
+		return -ENOMEM;
+	if (m->n_nodes)
+		memcpy(p, m->nodes, m->n_nodes * sizeof(*p));
+	if (m->nodes)
+		m->old_tables[m->n_old_tables++] = m->nodes;
+	__atomic_store_n(&m->nodes, p, __ATOMIC_RELEASE);
+	m->cap_nodes = cap;
+	return 0;
+}
+
+/*
+ * Appends a new node; its inode number is its position + 1. Only the scan
+ * and then the reload thread append, so n_nodes has a single writer; the
+ * release store publishes the slot to lock-free mfs_node_get() callers.
+ */
 struct mfs_node *mfs_node_new(struct mfs_mount *m, enum mfs_node_kind kind, const char *name,
                               struct mfs_model *model)
 {
 	struct mfs_node *n;
 
-	if (m->n_nodes == m->cap_nodes) {
-		size_t cap = m->cap_nodes ? m->cap_nodes * 2 : 256;
-		struct mfs_node **p = realloc(m->nodes, cap * sizeof(*p));
-
-		if (!p)
-			return NULL;
-		m->nodes = p;
-		m->cap_nodes = cap;
-	}
+	if (node_table_grow(m))
+		return NULL;
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
@@ -48,10 +84,13 @@ struct mfs_node *mfs_node_new(struct mfs_mount *m, enum mfs_node_kind kind, cons
 	}
 	n->kind = kind;
 	n->model = model;
+	if (model)
+		model->made_nodes = true;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_mutex_init(&n->load_lock, NULL);
-	m->nodes[m->n_nodes++] = n;
-	n->ino = m->n_nodes;
+	n->ino = m->n_nodes + 1;
+	m->nodes[m->n_nodes] = n;
+	__atomic_store_n(&m->n_nodes, m->n_nodes + 1, __ATOMIC_RELEASE);
 	return n;
 }
 
@@ -73,8 +112,9 @@ int mfs_node_add_kid(struct mfs_node *dir, struct mfs_node *kid)
 }
 
 /*
- * Finds the child folder @name of @dir, or creates it. Searches from the
- * end: with sorted paths the folder being filled is the last one added.
+ * Finds the child folder @name of @dir inside a model being built, or
+ * creates it. Searches from the end: with sorted paths the folder being
+ * filled is the last one added.
  * Return: 0, -EEXIST if @name exists but is not a folder, -ENOMEM.
  */
 static int dir_get(struct mfs_mount *m, struct mfs_node *dir, const char *name,
@@ -123,35 +163,222 @@ static int sort_kids(struct mfs_node *dir, const char **dup)
 	return 0;
 }
 
+/*
+ * Lock-free: the count is loaded with acquire before the table, so the
+ * table seen holds every slot counted (mfs_node_new, node_table_grow).
+ */
 struct mfs_node *mfs_node_get(struct mfs_mount *m, uint64_t ino)
 {
-	if (ino == 0 || ino > m->n_nodes)
+	size_t n = __atomic_load_n(&m->n_nodes, __ATOMIC_ACQUIRE);
+	struct mfs_node **t;
+
+	if (ino == 0 || ino > n)
 		return NULL;
-	return m->nodes[ino - 1];
+	t = __atomic_load_n(&m->nodes, __ATOMIC_ACQUIRE);
+	return t[ino - 1];
 }
 
-struct mfs_node *mfs_node_child(struct mfs_node *dir, const char *name)
+/* Position of @name in @dir's sorted children: found, or where it would go. */
+static size_t kid_pos(const struct mfs_node *dir, const char *name, bool *found)
 {
 	size_t lo = 0, hi = dir->n_kids;
 
+	*found = false;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		int c = strcmp(name, dir->kids[mid]->name);
 
-		if (c == 0)
-			return dir->kids[mid];
+		if (c == 0) {
+			*found = true;
+			return mid;
+		}
 		if (c < 0)
 			hi = mid;
 		else
 			lo = mid + 1;
 	}
-	return NULL;
+	return lo;
+}
+
+struct mfs_node *mfs_node_child(struct mfs_node *dir, const char *name)
+{
+	bool found;
+	size_t i = kid_pos(dir, name, &found);
+
+	return found ? dir->kids[i] : NULL;
 }
 
 const char *mfs_node_model_path(const struct mfs_node *n)
 {
 	return n->model ? n->model->path : "";
 }
+
+/* ---- what the kernel must forget after a change (best effort: see MFS_NS_ENTRY_TIMEOUT) ---- */
+
+static void inval_name(struct mfs_inval *inv, const struct mfs_node *dir, const char *name)
+{
+	if (!inv)
+		return;
+	if (inv->n_ents == inv->cap_ents) {
+		size_t cap = inv->cap_ents ? inv->cap_ents * 2 : 16;
+		struct mfs_inval_ent *p = realloc(inv->ents, cap * sizeof(*p));
+
+		if (!p)
+			return;
+		inv->ents = p;
+		inv->cap_ents = cap;
+	}
+	inv->ents[inv->n_ents].parent = dir->ino;
+	inv->ents[inv->n_ents++].name = name;
+}
+
+static void inval_ino(struct mfs_inval *inv, uint64_t ino)
+{
+	if (!inv)
+		return;
+	if (inv->n_inos == inv->cap_inos) {
+		size_t cap = inv->cap_inos ? inv->cap_inos * 2 : 16;
+		uint64_t *p = realloc(inv->inos, cap * sizeof(*p));
+
+		if (!p)
+			return;
+		inv->inos = p;
+		inv->cap_inos = cap;
+	}
+	inv->inos[inv->n_inos++] = ino;
+}
+
+/* Every inode of a subtree (an old model version): drop its attributes and pages. */
+static void inval_subtree(struct mfs_inval *inv, const struct mfs_node *n)
+{
+	inval_ino(inv, n->ino);
+	for (size_t i = 0; i < n->n_kids; i++)
+		inval_subtree(inv, n->kids[i]);
+}
+
+void mfs_inval_free(struct mfs_inval *inv)
+{
+	free(inv->ents);
+	free(inv->inos);
+	memset(inv, 0, sizeof(*inv));
+}
+
+/* ---- changing folders outside models (callers hold ns_lock for writing, or are alone) ---- */
+
+/* Inserts @kid into @dir's sorted children. 0, -EEXIST (name taken), -ENOMEM. */
+static int kid_insert(struct mfs_node *dir, struct mfs_node *kid)
+{
+	bool found;
+	size_t i = kid_pos(dir, kid->name, &found);
+
+	if (found)
+		return -EEXIST;
+	if (mfs_node_add_kid(dir, kid))
+		return -ENOMEM;
+	memmove(&dir->kids[i + 1], &dir->kids[i], (dir->n_kids - 1 - i) * sizeof(*dir->kids));
+	dir->kids[i] = kid;
+	return 0;
+}
+
+/* Removes @kid from its parent's children; its parent pointer stays (for ".."). */
+static void kid_remove(struct mfs_node *kid, struct mfs_inval *inv)
+{
+	struct mfs_node *dir = kid->parent;
+	bool found;
+	size_t i = kid_pos(dir, kid->name, &found);
+
+	if (!found || dir->kids[i] != kid)
+		return;
+	memmove(&dir->kids[i], &dir->kids[i + 1], (dir->n_kids - 1 - i) * sizeof(*dir->kids));
+	dir->n_kids--;
+	inval_name(inv, dir, kid->name);
+	inval_ino(inv, dir->ino);
+}
+
+/* Removes synthesized folders left empty, from @dir up to (not including) @top. */
+static void prune_empty(struct mfs_node *dir, const struct mfs_node *top, struct mfs_inval *inv)
+{
+	while (dir != top && dir->kind == MFS_N_DIR && !dir->model && dir->n_kids == 0 &&
+	       dir->parent) {
+		struct mfs_node *up = dir->parent;
+
+		kid_remove(dir, inv);
+		dir = up;
+	}
+}
+
+/*
+ * Links @node at @path below @top: every component but the last is a
+ * folder, found or synthesized; @node (named after the last component, plus
+ * a suffix for BOM files) goes into the last one, kept sorted.
+ * Return: 0, -EEXIST (a component is not a folder, or the name is taken;
+ * folders made for it are removed again), -ENAMETOOLONG, -ENOMEM.
+ */
+static int ns_link(struct mfs_mount *m, struct mfs_node *top, const char *path,
+                   struct mfs_node *node, struct mfs_inval *inv)
+{
+	struct mfs_node *dir = top, *k;
+	const char *p = path;
+	char comp[NAME_MAX + 1];
+	bool found;
+	size_t i;
+	int ret;
+
+	for (;;) {
+		size_t l = strcspn(p, "/");
+
+		if (l > NAME_MAX)
+			return -ENAMETOOLONG;
+		if (!p[l])
+			break;
+		memcpy(comp, p, l);
+		comp[l] = '\0';
+		p += l + 1;
+		i = kid_pos(dir, comp, &found);
+		if (found) {
+			k = dir->kids[i];
+			if (k->kind != MFS_N_DIR || k->model) {
+				ret = -EEXIST;
+				goto fail;
+			}
+		} else {
+			k = mfs_node_new(m, MFS_N_DIR, comp, NULL);
+			if (!k || kid_insert(dir, k)) {
+				ret = -ENOMEM;
+				goto fail;
+			}
+			inval_name(inv, dir, k->name); /* a negative entry may be cached */
+			inval_ino(inv, dir->ino);
+		}
+		dir = k;
+	}
+	ret = kid_insert(dir, node);
+	if (ret)
+		goto fail;
+	inval_name(inv, dir, node->name);
+	inval_ino(inv, dir->ino);
+	return 0;
+fail:
+	prune_empty(dir, top, inv);
+	return ret;
+}
+
+/* Replaces @old by @new (same name) in @old's parent. */
+static void ns_swap(struct mfs_node *old, struct mfs_node *new, struct mfs_inval *inv)
+{
+	struct mfs_node *dir = old->parent;
+	bool found;
+	size_t i = kid_pos(dir, old->name, &found);
+
+	if (!found || dir->kids[i] != old)
+		return;
+	dir->kids[i] = new;
+	new->parent = dir;
+	inval_name(inv, dir, old->name);
+	inval_ino(inv, dir->ino);
+}
+
+/* ---- building one model ---- */
 
 /* Files modelfs keeps inside a model never appear, even if signed. */
 static bool name_hidden(const char *name)
@@ -180,19 +407,21 @@ static bool components_fit(const char *name)
 static void warn_cb(void *ctx, const char *line)
 {
 	const struct mfs_model *model = ctx;
+	char q[LQ_PATH], w[LQ_WHY];
 
-	mfs_log(LOG_WARNING, "model=%s warning=\"%s\"", model->path, line);
+	mfs_log(LOG_WARNING, "model-warning model=%s reason=%s",
+	        mfs_log_value(model->path, q, sizeof(q)), mfs_log_value(line, w, sizeof(w)));
 }
 
 /* Reads model.sig relative to the model folder, refusing links and non-files. */
-static int read_sig(struct mfs_model *model, char **buf, size_t *len, char *why, size_t why_len)
+static int read_sig(int dirfd, char **buf, size_t *len, char *why, size_t why_len)
 {
 	struct stat st;
 	size_t done = 0;
 	int fd, ret = 0;
 
 	*buf = NULL;
-	fd = openat(model->dirfd, MV_SIG_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	fd = openat(dirfd, MV_SIG_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0) {
 		snprintf(why, why_len, "%s: %s", MV_SIG_NAME, strerror(errno));
 		return -errno;
@@ -320,53 +549,65 @@ static int build_files(struct mfs_mount *m, struct mfs_model *model, char *why, 
 	return 0;
 }
 
-/* Links a model folder node at its store path, creating parent folders. */
-static int link_model(struct mfs_mount *m, struct mfs_model *model, char *why, size_t why_len)
+/* The model's last path component. */
+static const char *base_name(const char *path)
 {
-	struct mfs_node *dir = m->nodes[MFS_ROOT_INO - 1];
-	const char *p = model->path;
-	char comp[NAME_MAX + 1];
-	int ret;
+	const char *s = strrchr(path, '/');
 
-	for (;;) {
-		size_t l = strcspn(p, "/");
-
-		if (l > NAME_MAX)
-			return -ENAMETOOLONG;
-		memcpy(comp, p, l);
-		comp[l] = '\0';
-		p += l;
-		if (*p != '/')
-			break;
-		p++;
-		ret = dir_get(m, dir, comp, NULL, &dir);
-		if (ret == -EEXIST)
-			snprintf(why, why_len, "path collides with another model");
-		if (ret)
-			return ret;
-	}
-	/* Kids are unsorted during the scan: search them all. */
-	for (size_t i = 0; i < dir->n_kids; i++) {
-		if (strcmp(dir->kids[i]->name, comp) == 0) {
-			snprintf(why, why_len, "path collides with another model");
-			return -EEXIST;
-		}
-	}
-	return mfs_node_add_kid(dir, model->node);
+	return s ? s + 1 : path;
 }
 
-/* Signature check and namespace of one model; refusals are not errors. */
-static int model_load(struct mfs_mount *m, struct mfs_model *model)
+/*
+ * Makes the model's (unlinked) BOM file node, MOUNT/.modelfs/bom/<path>.cdx.json.
+ * A last component too long for the suffix gets no file: logged, not an error.
+ */
+static int bom_node_make(struct mfs_mount *m, struct mfs_model *model)
 {
-	char why[1100] = "", *buf = NULL;
+	const char *b = base_name(model->path);
+	char name[NAME_MAX + 1], q[LQ_PATH];
+
+	if (strlen(b) > NAME_MAX - (sizeof(MFS_BOM_EXT) - 1)) {
+		mfs_log(LOG_WARNING, "bom-file-skipped model=%s reason=\"name too long\"",
+		        mfs_log_value(model->path, q, sizeof(q)));
+		return 0;
+	}
+	snprintf(name, sizeof(name), "%s%s", b, MFS_BOM_EXT);
+	model->bom_node = mfs_node_new(m, MFS_N_BOM, name, model);
+	return model->bom_node ? 0 : -ENOMEM;
+}
+
+/*
+ * Marks @model refused for @why. @log: at mount; a reload logs its own
+ * event line instead (report_one). 0 or -ENOMEM.
+ */
+static int model_refuse(struct mfs_model *model, const char *why, bool log)
+{
+	char q[LQ_PATH], w[LQ_WHY];
+
+	/* Nodes already made stay unreachable in the table; they are freed at unmount. */
+	model->node = NULL;
+	model->bom_node = NULL;
+	model->refused = strdup(why[0] ? why : "refused");
+	if (log)
+		mfs_log(LOG_WARNING, "model-refused model=%s reason=%s",
+		        mfs_log_value(model->path, q, sizeof(q)),
+		        mfs_log_value(why[0] ? why : "refused", w, sizeof(w)));
+	return model->refused ? 0 : -ENOMEM;
+}
+
+/*
+ * Signature check and (unlinked) nodes of one model from the model.sig
+ * bytes @buf; a refusal is not an error (@log: log it, see model_refuse).
+ * Return: 0 or -ENOMEM.
+ */
+static int model_load(struct mfs_mount *m, struct mfs_model *model, const char *buf, size_t len,
+                      bool log)
+{
+	char why[1100] = "";
 	const char *dup = NULL;
 	struct mv_err err = {0};
-	size_t len = 0;
 	int ret;
 
-	ret = read_sig(model, &buf, &len, why, sizeof(why));
-	if (ret)
-		goto refuse;
 	ret = mv_sig_parse(buf, len, m->trust, warn_cb, model, &model->man, &err);
 	if (ret) {
 		snprintf(why, sizeof(why), "%s", err.msg[0] ? err.msg : strerror(-ret));
@@ -381,9 +622,7 @@ static int model_load(struct mfs_mount *m, struct mfs_model *model)
 		return ret;
 	if (ret)
 		goto refuse;
-	model->node = mfs_node_new(
-	    m, MFS_N_MODEL, strrchr(model->path, '/') ? strrchr(model->path, '/') + 1 : model->path,
-	    model);
+	model->node = mfs_node_new(m, MFS_N_MODEL, base_name(model->path), model);
 	if (!model->node)
 		return -ENOMEM;
 	ret = build_files(m, model, why, sizeof(why));
@@ -395,39 +634,54 @@ static int model_load(struct mfs_mount *m, struct mfs_model *model)
 		snprintf(why, sizeof(why), "duplicate name %.200s", dup);
 		ret = -EEXIST;
 	}
-	if (!ret)
-		ret = link_model(m, model, why, sizeof(why));
-	if (ret == -ENOMEM)
-		return ret;
 	if (ret)
 		goto refuse;
-	free(buf);
-	for (size_t i = 0; i < model->n_files; i++)
-		m->total_bytes += model->files[i]->res->merkle.params.data_size;
-	mfs_log(LOG_INFO, "model=%s exposed files=%zu", model->path, model->n_files);
-	return 0;
+	return bom_node_make(m, model);
 refuse:
-	free(buf);
-	/* Nodes already made stay unreachable in the array; they are freed at unmount. */
-	model->node = NULL;
-	model->refused = strdup(why[0] ? why : "refused");
-	mfs_log(LOG_WARNING, "model=%s refused reason=\"%s\"", model->path, why);
-	return model->refused ? 0 : -ENOMEM;
+	if (ret == -ENOMEM)
+		return ret;
+	return model_refuse(model, why, log);
 }
 
-/* Records a folder holding model.sig as a model and loads it. */
-static int model_add(struct mfs_mount *m, int dirfd, const char *rel, const struct stat *sig_st)
+/* Frees a model no node points at (never linked), or any model at unmount. */
+static void model_free(struct mfs_model *model)
 {
-	struct mfs_model *model, **p;
+	if (!model)
+		return;
+	if (model->dirfd > 0)
+		close(model->dirfd);
+	mfs_prov_free(model);
+	mv_manifest_free(model->man);
+	pthread_mutex_destroy(&model->lock);
+	free(model->trees);
+	free(model->files);
+	free(model->refused);
+	free(model->reload_error);
+	free(model->path);
+	free(model);
+}
 
-	p = realloc(m->models, (m->n_models + 1) * sizeof(*p));
-	if (!p)
-		return -ENOMEM;
-	m->models = p;
-	model = calloc(1, sizeof(*model));
+/*
+ * Builds the model in folder @dirfd (store path @rel): reads model.sig once,
+ * remembers its SHA-256 and the folder's identity (what a reload compares),
+ * checks it and makes its unlinked nodes.
+ * @log: in: log a refusal (at mount; see model_refuse)
+ * @out: out: the model, refused or not; set whenever it was allocated, even
+ *       on error (the caller owns it)
+ * Return: 0 or -errno (-ENOMEM, or the folder could not be duplicated).
+ */
+static int model_build(struct mfs_mount *m, int dirfd, const char *rel, const struct stat *sig_st,
+                       bool log, struct mfs_model **out)
+{
+	char why[1100] = "", *buf = NULL;
+	struct mfs_model *model;
+	struct stat dst;
+	size_t len = 0;
+	int ret;
+
+	*out = model = calloc(1, sizeof(*model));
 	if (!model)
 		return -ENOMEM;
-	m->models[m->n_models++] = model;
 	pthread_mutex_init(&model->lock, NULL);
 	pthread_mutex_init(&model->prov_lock, NULL);
 	model->mtime = sig_st->st_mtim;
@@ -435,35 +689,167 @@ static int model_add(struct mfs_mount *m, int dirfd, const char *rel, const stru
 	model->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
 	if (!model->path || model->dirfd < 0)
 		return model->dirfd < 0 ? -errno : -ENOMEM;
-	if (!rel[0]) {
-		model->refused = strdup("the store itself is a model; mount its parent folder");
-		mfs_log(LOG_WARNING, "model=. refused reason=\"%s\"", model->refused);
-		return model->refused ? 0 : -ENOMEM;
+	if (fstat(model->dirfd, &dst) == 0) {
+		model->dir_dev = dst.st_dev;
+		model->dir_ino = dst.st_ino;
 	}
-	return model_load(m, model);
+	ret = read_sig(model->dirfd, &buf, &len, why, sizeof(why));
+	if (ret == -ENOMEM)
+		return ret;
+	if (!ret) {
+		model->sig_read = true;
+		mv_sha256(buf, len, model->sig_sha256);
+	}
+	if (!rel[0])
+		snprintf(why, sizeof(why), "the store itself is a model; mount its parent folder");
+	if (ret || !rel[0])
+		ret = model_refuse(model, why, log);
+	else
+		ret = model_load(m, model, buf, len, log);
+	free(buf);
+	return ret;
 }
 
-static int scan_dir(struct mfs_mount *m, int dirfd, const char *rel, unsigned depth);
+/* ---- publishing a model in the namespace (ns_lock held for writing, or alone) ---- */
 
-/* Scans subfolder @name of @dirfd, never through a symlink. */
-static int scan_sub(struct mfs_mount *m, int dirfd, const char *rel, const char *name,
-                    unsigned depth)
+static struct mfs_node *bom_dir(struct mfs_mount *m)
 {
-	char *sub_rel = NULL;
-	int fd, ret;
+	return mfs_node_child(mfs_node_get(m, MFS_CTL_INO), MFS_BOM_DIR);
+}
 
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd < 0) {
-		if (errno != ENOTDIR && errno != ELOOP)
-			mfs_log(LOG_WARNING, "scan-skip path=%s%s%s reason=\"%s\"", rel,
-			        rel[0] ? "/" : "", name, strerror(errno));
+static void add_total(struct mfs_mount *m, const struct mfs_model *model, bool add)
+{
+	uint64_t t = 0;
+
+	for (size_t i = 0; i < model->n_files; i++)
+		t += model->files[i]->res->merkle.params.data_size;
+	if (add)
+		__atomic_fetch_add(&m->total_bytes, t, __ATOMIC_RELAXED);
+	else
+		__atomic_fetch_sub(&m->total_bytes, t, __ATOMIC_RELAXED);
+}
+
+/* Links the BOM file of @model, if it has one; a taken name is logged, not fatal. */
+static int bom_link(struct mfs_mount *m, struct mfs_model *model, struct mfs_inval *inv)
+{
+	char q[LQ_PATH];
+	int ret;
+
+	if (!model->bom_node)
+		return 0;
+	ret = ns_link(m, bom_dir(m), model->path, model->bom_node, inv);
+	if (ret == -ENOMEM)
+		return ret;
+	if (ret) {
+		mfs_log(LOG_WARNING, "bom-file-skipped model=%s reason=\"name too long or taken\"",
+		        mfs_log_value(model->path, q, sizeof(q)));
+		model->bom_node = NULL;
+	}
+	return 0;
+}
+
+/*
+ * Links an exposed model's folder and BOM file into the namespace; a path
+ * that collides refuses the model. @inv is NULL at mount (nothing cached
+ * yet), where the refusal is logged; a reload logs its own event line.
+ * Return: 0 or -ENOMEM.
+ */
+static int model_link(struct mfs_mount *m, struct mfs_model *model, struct mfs_inval *inv)
+{
+	int ret;
+
+	if (!model->node)
+		return 0;
+	ret = ns_link(m, mfs_node_get(m, MFS_ROOT_INO), model->path, model->node, inv);
+	if (ret == -ENOMEM)
+		return ret;
+	if (ret)
+		return model_refuse(model,
+		                    ret == -EEXIST ? "path collides with another model"
+		                                   : "path component too long",
+		                    !inv);
+	add_total(m, model, true);
+	return bom_link(m, model, inv);
+}
+
+/* Takes an exposed model out of the namespace (its nodes stay valid). */
+static void model_unlink(struct mfs_mount *m, struct mfs_model *model, struct mfs_inval *inv)
+{
+	struct mfs_node *up;
+
+	if (model->node && model->node->parent) {
+		up = model->node->parent;
+		kid_remove(model->node, inv);
+		prune_empty(up, mfs_node_get(m, MFS_ROOT_INO), inv);
+		inval_subtree(inv, model->node);
+		add_total(m, model, false);
+	}
+	if (model->bom_node && model->bom_node->parent) {
+		up = model->bom_node->parent;
+		kid_remove(model->bom_node, inv);
+		prune_empty(up, bom_dir(m), inv);
+		inval_ino(inv, model->bom_node->ino);
+	}
+}
+
+/* Puts exposed @new where exposed @old was: one swap per folder, nothing in between. */
+static int model_swap(struct mfs_mount *m, struct mfs_model *old, struct mfs_model *new,
+                      struct mfs_inval *inv)
+{
+	ns_swap(old->node, new->node, inv);
+	inval_subtree(inv, old->node);
+	add_total(m, old, false);
+	add_total(m, new, true);
+	if (old->bom_node && new->bom_node && old->bom_node->parent) {
+		ns_swap(old->bom_node, new->bom_node, inv);
+		inval_ino(inv, old->bom_node->ino);
 		return 0;
 	}
-	if (asprintf(&sub_rel, "%s%s%s", rel, rel[0] ? "/" : "", name) < 0) {
-		close(fd);
-		return -ENOMEM;
+	if (old->bom_node && old->bom_node->parent) {
+		struct mfs_node *up = old->bom_node->parent;
+
+		kid_remove(old->bom_node, inv);
+		prune_empty(up, bom_dir(m), inv);
 	}
-	ret = scan_dir(m, fd, sub_rel, depth + 1);
+	return bom_link(m, new, inv);
+}
+
+/* ---- walking the store ---- */
+
+struct scan_ctx;
+/* Called for a folder holding model.sig; its insides are the model's business. */
+typedef int (*model_fn)(struct scan_ctx *c, int dirfd, const char *rel, const struct stat *sig_st);
+
+struct scan_ctx {
+	struct mfs_mount *m;
+	model_fn found;
+	mfs_dir_fn dir_fn; /* every folder entered (inotify watches), or NULL */
+	void *dir_arg;
+	struct rescan *rs; /* reload only */
+};
+
+static int scan_dir(struct scan_ctx *c, int dirfd, const char *rel, unsigned depth);
+
+/* Scans subfolder @name of @dirfd, never through a symlink. */
+static int scan_sub(struct scan_ctx *c, int dirfd, const char *rel, const char *name,
+                    unsigned depth)
+{
+	char *sub_rel = NULL, q[LQ_PATH];
+	int fd, ret, e;
+
+	if (asprintf(&sub_rel, "%s%s%s", rel, rel[0] ? "/" : "", name) < 0)
+		return -ENOMEM;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		e = errno;
+		/* ENOENT: removed since the listing (a reload racing a change). */
+		if (e != ENOTDIR && e != ELOOP && e != ENOENT)
+			mfs_log(LOG_WARNING, "scan-skip path=%s reason=\"%s\"",
+			        mfs_log_value(sub_rel, q, sizeof(q)), strerror(e));
+		free(sub_rel);
+		return 0;
+	}
+	ret = scan_dir(c, fd, sub_rel, depth + 1);
 	free(sub_rel);
 	close(fd);
 	return ret;
@@ -471,20 +857,25 @@ static int scan_sub(struct mfs_mount *m, int dirfd, const char *rel, const char 
 
 /*
  * Scans one store folder: a model if it holds model.sig (its insides are
- * then the model's business), else its subfolders are scanned.
+ * then the model's business), else its subfolders are scanned. The folder
+ * is reported to dir_fn first, so that a watch is in place before its
+ * contents are read (nothing created after the read goes unnoticed).
  */
-static int scan_dir(struct mfs_mount *m, int dirfd, const char *rel, unsigned depth)
+static int scan_dir(struct scan_ctx *c, int dirfd, const char *rel, unsigned depth)
 {
 	struct dirent *de;
 	struct stat st;
+	char q[LQ_PATH];
 	DIR *d;
 	int fd, ret = 0;
 
+	if (c->dir_fn)
+		c->dir_fn(c->dir_arg, dirfd, rel);
 	if (fstatat(dirfd, MV_SIG_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		return model_add(m, dirfd, rel, &st);
+		return c->found(c, dirfd, rel, &st);
 	if (depth >= MAX_SCAN_DEPTH) {
-		mfs_log(LOG_WARNING, "scan-skip path=%s reason=\"deeper than %d folders\"", rel,
-		        MAX_SCAN_DEPTH);
+		mfs_log(LOG_WARNING, "scan-skip path=%s reason=\"deeper than %d folders\"",
+		        mfs_log_value(rel, q, sizeof(q)), MAX_SCAN_DEPTH);
 		return 0;
 	}
 	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -503,7 +894,7 @@ static int scan_dir(struct mfs_mount *m, int dirfd, const char *rel, unsigned de
 			continue;
 		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
 			continue;
-		ret = scan_sub(m, dirfd, rel, de->d_name, depth);
+		ret = scan_sub(c, dirfd, rel, de->d_name, depth);
 		if (ret)
 			break;
 	}
@@ -519,109 +910,411 @@ static int model_cmp(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
-/* Finds @name among @dir's (unsorted) children, or NULL. */
-static struct mfs_node *kid_find(struct mfs_node *dir, const char *name)
+/* Mount: records the model of a folder holding model.sig and builds it. */
+static int mount_found(struct scan_ctx *c, int dirfd, const char *rel, const struct stat *sig_st)
 {
-	for (size_t i = 0; i < dir->n_kids; i++)
-		if (strcmp(dir->kids[i]->name, name) == 0)
-			return dir->kids[i];
-	return NULL;
-}
-
-/*
- * Adds MOUNT/.modelfs/bom/<model path>.cdx.json for one exposed model. A
- * name that does not fit, or collides (model "x" and model "x.cdx.json/y"),
- * gets no file: logged, never a mount failure. 0 or -ENOMEM.
- */
-static int bom_node_add(struct mfs_mount *m, struct mfs_node *dir, struct mfs_model *model)
-{
-	const char *p = model->path;
-	char comp[NAME_MAX + 1];
-	struct mfs_node *f;
+	struct mfs_mount *m = c->m;
+	struct mfs_model *model = NULL, **p;
 	int ret;
 
-	for (;;) {
-		size_t l = strcspn(p, "/");
-
-		if (l > NAME_MAX - (p[l] ? 0 : sizeof(MFS_BOM_EXT) - 1))
-			goto skip;
-		memcpy(comp, p, l);
-		comp[l] = '\0';
-		p += l;
-		if (*p != '/')
-			break;
-		p++;
-		ret = dir_get(m, dir, comp, NULL, &dir);
-		if (ret == -EEXIST)
-			goto skip;
-		if (ret)
-			return ret;
-	}
-	strcat(comp, MFS_BOM_EXT); /* fits: checked above */
-	if (kid_find(dir, comp))
-		goto skip;
-	f = mfs_node_new(m, MFS_N_BOM, comp, model);
-	if (!f)
+	p = realloc(m->models, (m->n_models + 1) * sizeof(*p));
+	if (!p)
 		return -ENOMEM;
-	return mfs_node_add_kid(dir, f);
-skip:
-	mfs_log(LOG_WARNING, "model=%s bom-file-skipped reason=\"name too long or taken\"",
-	        model->path);
+	m->models = p;
+	ret = model_build(m, dirfd, rel, sig_st, true, &model);
+	if (model)
+		m->models[m->n_models++] = model; /* freed with the mount, whatever happened */
+	return ret;
+}
+
+static int walk_found(struct scan_ctx *c, int dirfd, const char *rel, const struct stat *sig_st)
+{
 	return 0;
 }
 
-/* The control folder's bom/ tree: one file per exposed model. */
-static int bom_nodes_add(struct mfs_mount *m, struct mfs_node *ctl)
+int mfs_store_walk_dirs(struct mfs_mount *m, mfs_dir_fn dir_fn, void *dir_arg)
 {
-	struct mfs_node *dir = mfs_node_new(m, MFS_N_DIR, MFS_BOM_DIR, NULL);
-	int ret;
+	struct scan_ctx c = {.m = m, .found = walk_found, .dir_fn = dir_fn, .dir_arg = dir_arg};
 
-	if (!dir)
-		return -ENOMEM;
-	ret = mfs_node_add_kid(ctl, dir);
-	for (size_t i = 0; !ret && i < m->n_models; i++)
-		if (m->models[i]->node)
-			ret = bom_node_add(m, dir, m->models[i]);
-	return ret;
+	return scan_dir(&c, m->store_fd, "", 0);
 }
 
 int mfs_store_scan(struct mfs_mount *m, struct mv_err *err)
 {
-	struct mfs_node *root, *ctl, *status, *metrics;
-	const char *dup = NULL;
+	struct scan_ctx c = {.m = m, .found = mount_found};
+	struct mfs_node *root, *ctl, *status, *metrics, *bom;
+	char q[LQ_PATH];
 	int ret;
 
 	root = mfs_node_new(m, MFS_N_DIR, "", NULL);
 	ctl = mfs_node_new(m, MFS_N_CTL, MFS_CTL_NAME, NULL);
 	status = mfs_node_new(m, MFS_N_STATUS, MFS_STATUS_NAME, NULL);
 	metrics = mfs_node_new(m, MFS_N_METRICS, MFS_METRICS_NAME, NULL);
-	if (!root || !ctl || !status || !metrics)
+	bom = mfs_node_new(m, MFS_N_DIR, MFS_BOM_DIR, NULL);
+	if (!root || !ctl || !status || !metrics || !bom)
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", m->store);
 	/* The control folder is reached by name only (see docs/mount.md). */
 	ctl->parent = root;
-	ret = mfs_node_add_kid(ctl, status);
+	ret = kid_insert(ctl, status);
 	if (!ret)
-		ret = mfs_node_add_kid(ctl, metrics);
+		ret = kid_insert(ctl, metrics);
+	if (!ret)
+		ret = kid_insert(ctl, bom);
 	if (ret)
 		return mv_err_set(err, ret, "%s: out of memory", m->store);
 
-	ret = scan_dir(m, m->store_fd, "", 0);
+	ret = scan_dir(&c, m->store_fd, "", 0);
 	if (ret)
 		return mv_err_set(err, ret, "%s: cannot scan the store: %s", m->store,
 		                  strerror(-ret));
-	ret = sort_kids(root, &dup);
-	if (ret)
-		return mv_err_set(err, ret, "%s: duplicate name %s", m->store, dup);
-	ret = bom_nodes_add(m, ctl);
-	if (ret)
-		return mv_err_set(err, ret, "%s: out of memory", m->store);
-	ret = sort_kids(ctl, &dup);
-	if (ret)
-		return mv_err_set(err, ret, "%s: duplicate name %s", m->store, dup);
 	if (m->n_models > 1)
 		qsort(m->models, m->n_models, sizeof(*m->models), model_cmp);
+	/* Linked in path order: which of two colliding paths wins does not depend on readdir. */
+	for (size_t i = 0; i < m->n_models; i++) {
+		struct mfs_model *model = m->models[i];
+
+		ret = model_link(m, model, NULL);
+		if (ret)
+			return mv_err_set(err, ret, "%s: out of memory", m->store);
+		if (model->node)
+			mfs_log(LOG_INFO, "model-exposed model=%s files=%zu",
+			        mfs_log_value(model->path, q, sizeof(q)), model->n_files);
+	}
 	return 0;
 }
+
+/* ---- live reload: rescan, then publish ---- */
+
+enum change_kind {
+	CH_REMOVE,   /* the folder or its model.sig is gone */
+	CH_REPLACE,  /* a new version verified (or a refused model now verifies, or is refused anew)
+	              */
+	CH_ADD,      /* a new model folder (exposed or refused) */
+	CH_KEEP,     /* a new version was refused: the exposed old one keeps serving */
+	CH_RESTORED, /* model.sig is back to the version served: its reload error goes */
+};
+
+struct change {
+	enum change_kind kind;
+	struct mfs_model *old, *new;
+	char *error; /* CH_KEEP: the new reload_error; after publishing: the one replaced */
+};
+
+struct rescan {
+	bool *seen; /* per m->models index */
+	struct change *ch;
+	size_t n_ch, cap_ch;
+};
+
+static int change_add(struct rescan *rs, enum change_kind kind, struct mfs_model *old,
+                      struct mfs_model *new)
+{
+	if (rs->n_ch == rs->cap_ch) {
+		size_t cap = rs->cap_ch ? rs->cap_ch * 2 : 16;
+		struct change *p = realloc(rs->ch, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		rs->ch = p;
+		rs->cap_ch = cap;
+	}
+	rs->ch[rs->n_ch++] = (struct change){.kind = kind, .old = old, .new = new};
+	return 0;
+}
+
+/*
+ * Drops a model no reader can reach any more: freed if no node points at
+ * it, else kept until unmount (a kernel inode or an open file may still use
+ * its nodes). A failed allocation here leaks it rather than free it early.
+ */
+static void model_discard(struct mfs_mount *m, struct mfs_model *model)
+{
+	struct mfs_model **p;
+
+	if (!model)
+		return;
+	if (!model->made_nodes) {
+		model_free(model);
+		return;
+	}
+	p = realloc(m->retired, (m->n_retired + 1) * sizeof(*p));
+	if (!p)
+		return;
+	m->retired = p;
+	m->retired[m->n_retired++] = model;
+}
+
+/* Index of the model at @path in the sorted m->models, or SIZE_MAX. */
+static size_t model_find(const struct mfs_mount *m, const char *path)
+{
+	size_t lo = 0, hi = m->n_models;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(path, m->models[mid]->path);
+
+		if (c == 0)
+			return mid;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return SIZE_MAX;
+}
+
+static bool same_sig(bool a_read, const uint8_t *a, bool b_read, const uint8_t *b)
+{
+	return a_read == b_read && (!a_read || memcmp(a, b, 32) == 0);
+}
+
+/*
+ * Reload: compares the model folder @rel with the model served there.
+ * Same folder and same model.sig bytes: kept untouched (same nodes, same
+ * inode numbers). Otherwise a new model is built (outside any lock) and
+ * recorded as a change.
+ */
+static int rescan_found(struct scan_ctx *c, int dirfd, const char *rel, const struct stat *sig_st)
+{
+	struct mfs_mount *m = c->m;
+	struct rescan *rs = c->rs;
+	struct mfs_model *old = NULL, *new = NULL;
+	size_t i = model_find(m, rel[0] ? rel : ".");
+	char why[256], *buf = NULL;
+	uint8_t h[32];
+	bool read_ok = false, same_dir;
+	struct stat dst;
+	size_t len;
+	int ret;
+
+	if (i != SIZE_MAX) {
+		old = m->models[i];
+		rs->seen[i] = true;
+		ret = read_sig(dirfd, &buf, &len, why, sizeof(why));
+		if (ret == -ENOMEM)
+			return ret;
+		if (!ret) {
+			read_ok = true;
+			mv_sha256(buf, len, h);
+			free(buf);
+		}
+		same_dir = fstat(dirfd, &dst) == 0 && dst.st_dev == old->dir_dev &&
+		           dst.st_ino == old->dir_ino;
+		if (same_dir && same_sig(old->sig_read, old->sig_sha256, read_ok, h))
+			return old->reload_error ? change_add(rs, CH_RESTORED, old, NULL) : 0;
+		if (same_dir && old->reload_error &&
+		    same_sig(old->failed_read, old->failed_sha256, read_ok, h))
+			return 0; /* the version already refused: not retried, not logged again */
+	}
+	ret = model_build(m, dirfd, rel, sig_st, false, &new);
+	if (ret) {
+		model_discard(m, new);
+		return ret;
+	}
+	if (!old)
+		ret = change_add(rs, CH_ADD, NULL, new);
+	else if (new->node || !old->node)
+		ret = change_add(rs, CH_REPLACE, old, new);
+	else
+		ret = change_add(rs, CH_KEEP, old, new);
+	if (ret)
+		model_discard(m, new);
+	return ret;
+}
+
+/* Everything built for a rescan that is not published. */
+static void rescan_abort(struct mfs_mount *m, struct rescan *rs)
+{
+	for (size_t i = 0; i < rs->n_ch; i++)
+		model_discard(m, rs->ch[i].new);
+	rs->n_ch = 0;
+}
+
+/* The model list after the changes, sorted; built before taking the lock. */
+static int next_models(struct mfs_mount *m, struct rescan *rs, struct mfs_model ***out,
+                       size_t *n_out)
+{
+	struct mfs_model **arr, **cur = calloc(m->n_models ? m->n_models : 1, sizeof(*cur));
+	size_t n = 0;
+
+	if (!cur)
+		return -ENOMEM;
+	memcpy(cur, m->models, m->n_models * sizeof(*cur));
+	for (size_t i = 0; i < rs->n_ch; i++) {
+		struct change *ch = &rs->ch[i];
+		size_t k = ch->old ? model_find(m, ch->old->path) : SIZE_MAX;
+
+		if (k == SIZE_MAX)
+			continue;
+		if (ch->kind == CH_REMOVE)
+			cur[k] = NULL;
+		else if (ch->kind == CH_REPLACE)
+			cur[k] = ch->new;
+	}
+	arr = calloc(m->n_models + rs->n_ch + 1, sizeof(*arr));
+	if (!arr) {
+		free(cur);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < m->n_models; i++)
+		if (cur[i])
+			arr[n++] = cur[i];
+	for (size_t i = 0; i < rs->n_ch; i++)
+		if (rs->ch[i].kind == CH_ADD)
+			arr[n++] = rs->ch[i].new;
+	free(cur);
+	if (n > 1)
+		qsort(arr, n, sizeof(*arr), model_cmp);
+	*out = arr;
+	*n_out = n;
+	return 0;
+}
+
+/* Applies one change to the namespace; ns_lock is held for writing. */
+static void publish_one(struct mfs_mount *m, struct change *ch, struct mfs_inval *inv)
+{
+	char *e, q[LQ_PATH];
+	int ret = 0;
+
+	switch (ch->kind) {
+	case CH_REMOVE: model_unlink(m, ch->old, inv); break;
+	case CH_REPLACE:
+		if (ch->old->node && ch->new->node)
+			ret = model_swap(m, ch->old, ch->new, inv);
+		else
+			ret = model_link(m, ch->new, inv);
+		break;
+	case CH_ADD: ret = model_link(m, ch->new, inv); break;
+	case CH_KEEP:
+		e = ch->old->reload_error;
+		ch->old->reload_error = ch->error;
+		ch->error = e;
+		ch->old->failed_read = ch->new->sig_read;
+		memcpy(ch->old->failed_sha256, ch->new->sig_sha256, 32);
+		break;
+	case CH_RESTORED:
+		ch->error = ch->old->reload_error;
+		ch->old->reload_error = NULL;
+		break;
+	}
+	if (ret) /* no memory for a folder node: the model stays out of sight */
+		mfs_log(LOG_ERR, "reload-failed model=%s reason=\"out of memory\"",
+		        mfs_log_value(ch->new->path, q, sizeof(q)));
+}
+
+/* One log line per model event (the format of docs/mount.md), and the counts. */
+static void report_one(const struct change *ch, struct mfs_rescan_result *res)
+{
+	const struct mfs_model *mo = ch->new ? ch->new : ch->old;
+	char q[LQ_PATH], w[LQ_WHY];
+	const char *path = mfs_log_value(mo->path, q, sizeof(q));
+	const char *why = mfs_log_value(mo->refused ? mo->refused : "refused", w, sizeof(w));
+
+	switch (ch->kind) {
+	case CH_REMOVE:
+		res->removed++;
+		mfs_log(LOG_NOTICE, "model-removed model=%s", path);
+		return;
+	case CH_RESTORED:
+		mfs_log(
+		    LOG_NOTICE,
+		    "model-restored model=%s reason=\"model.sig is back to the served version\"",
+		    path);
+		return;
+	case CH_KEEP:
+		res->refused++;
+		mfs_log(LOG_WARNING, "model-kept-last-good model=%s reason=%s", path, why);
+		return;
+	default: break;
+	}
+	if (!mo->node) {
+		res->refused++;
+		mfs_log(LOG_WARNING, "model-refused model=%s reason=%s", path, why);
+	} else if (ch->kind == CH_ADD) {
+		res->added++;
+		mfs_log(LOG_NOTICE, "model-added model=%s files=%zu", path, mo->n_files);
+	} else {
+		res->changed++;
+		mfs_log(LOG_NOTICE, "model-replaced model=%s files=%zu", path, mo->n_files);
+	}
+}
+
+/*
+ * Publishes the changes: everything that can fail was prepared before, so
+ * the write-locked section only relinks nodes (and, for new parent folders,
+ * allocates them). Replaced and removed models are retired after it.
+ */
+static int rescan_publish(struct mfs_mount *m, struct rescan *rs, struct mfs_rescan_result *res,
+                          struct mfs_inval *inv)
+{
+	static const enum change_kind order[] = {CH_REMOVE, CH_REPLACE, CH_ADD, CH_KEEP,
+	                                         CH_RESTORED};
+	struct mfs_model **arr, **old_arr;
+	size_t n;
+	int ret;
+
+	for (size_t i = 0; i < rs->n_ch; i++) {
+		struct change *ch = &rs->ch[i];
+
+		if (ch->kind == CH_KEEP &&
+		    !(ch->error = strdup(ch->new->refused ? ch->new->refused : "refused")))
+			return -ENOMEM;
+	}
+	ret = next_models(m, rs, &arr, &n);
+	if (ret)
+		return ret;
+	pthread_rwlock_wrlock(&m->ns_lock);
+	/* Removals first: a path freed by one may be taken by an addition. */
+	for (size_t k = 0; k < sizeof(order) / sizeof(order[0]); k++)
+		for (size_t i = 0; i < rs->n_ch; i++)
+			if (rs->ch[i].kind == order[k])
+				publish_one(m, &rs->ch[i], inv);
+	old_arr = m->models;
+	m->models = arr;
+	m->n_models = n;
+	pthread_rwlock_unlock(&m->ns_lock);
+	free(old_arr);
+	res->models = n;
+	for (size_t i = 0; i < rs->n_ch; i++) {
+		struct change *ch = &rs->ch[i];
+
+		report_one(ch, res);
+		free(ch->error);
+		if (ch->kind == CH_KEEP)
+			model_discard(m, ch->new);
+		else if (ch->kind == CH_REMOVE || ch->kind == CH_REPLACE)
+			model_discard(m, ch->old);
+	}
+	rs->n_ch = 0;
+	return 0;
+}
+
+int mfs_store_rescan(struct mfs_mount *m, mfs_dir_fn dir_fn, void *dir_arg,
+                     struct mfs_rescan_result *res, struct mfs_inval *inv)
+{
+	struct rescan rs = {0};
+	struct scan_ctx c = {
+	    .m = m, .found = rescan_found, .dir_fn = dir_fn, .dir_arg = dir_arg, .rs = &rs};
+	int ret;
+
+	memset(res, 0, sizeof(*res));
+	rs.seen = calloc(m->n_models ? m->n_models : 1, sizeof(*rs.seen));
+	if (!rs.seen)
+		return -ENOMEM;
+	ret = scan_dir(&c, m->store_fd, "", 0);
+	for (size_t i = 0; !ret && i < m->n_models; i++)
+		if (!rs.seen[i])
+			ret = change_add(&rs, CH_REMOVE, m->models[i], NULL);
+	if (!ret)
+		ret = rescan_publish(m, &rs, res, inv);
+	if (ret)
+		rescan_abort(m, &rs);
+	free(rs.ch);
+	free(rs.seen);
+	return ret;
+}
+
+/* ---- unmount ---- */
 
 void mfs_store_free(struct mfs_mount *m)
 {
@@ -639,23 +1332,21 @@ void mfs_store_free(struct mfs_mount *m)
 	free(m->nodes);
 	m->nodes = NULL;
 	m->n_nodes = 0;
-	for (size_t i = 0; i < m->n_models; i++) {
-		struct mfs_model *model = m->models[i];
-
-		if (model->dirfd > 0)
-			close(model->dirfd);
-		mfs_prov_free(model);
-		mv_manifest_free(model->man);
-		pthread_mutex_destroy(&model->lock);
-		free(model->trees);
-		free(model->files);
-		free(model->refused);
-		free(model->path);
-		free(model);
-	}
+	for (size_t i = 0; i < m->n_old_tables; i++)
+		free(m->old_tables[i]);
+	free(m->old_tables);
+	m->old_tables = NULL;
+	m->n_old_tables = 0;
+	for (size_t i = 0; i < m->n_models; i++)
+		model_free(m->models[i]);
 	free(m->models);
 	m->models = NULL;
 	m->n_models = 0;
+	for (size_t i = 0; i < m->n_retired; i++)
+		model_free(m->retired[i]);
+	free(m->retired);
+	m->retired = NULL;
+	m->n_retired = 0;
 }
 
 int mfs_openat_nofollow(int dirfd, const char *relpath, int flags)
@@ -698,9 +1389,12 @@ int mfs_openat_nofollow(int dirfd, const char *relpath, int flags)
 /* Counts and logs a failed open of @n's backing file. Return: -EIO. */
 static int open_failed(struct mfs_mount *m, struct mfs_node *n, const char *why)
 {
+	char q[LQ_PATH], f[LQ_PATH];
+
 	mfs_count(&m->ctr.open_failures, 1);
-	mfs_log(LOG_ERR, "open-failure model=%s file=%s reason=\"%s\"", n->model->path,
-	        n->res->name, why);
+	mfs_log(LOG_ERR, "open-failure model=%s file=%s reason=\"%s\"",
+	        mfs_log_value(n->model->path, q, sizeof(q)),
+	        mfs_log_value(n->res->name, f, sizeof(f)), why);
 	return -EIO;
 }
 
@@ -747,11 +1441,15 @@ static int open_packed(struct mfs_mount *m, struct mfs_node *n, int plain_err, i
 int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 {
 	uint64_t want = n->res->merkle.params.data_size;
+	char q[LQ_PATH], fq[LQ_PATH];
 	struct stat st;
 	int f;
 
 	*fd = -1;
-	/* Once a node is served packed it stays so: the store is immutable while mounted. */
+	/*
+	 * Once a node is served packed it stays so: a model's files do not change
+	 * under a version (a re-seal is a new version with new nodes).
+	 */
 	if (__atomic_load_n(&n->stored, __ATOMIC_ACQUIRE) == MFS_STORED_PACKED)
 		return open_packed(m, n, -ENOENT, fd);
 	f = mfs_openat_nofollow(n->model->dirfd, n->res->name, O_RDONLY);
@@ -764,7 +1462,8 @@ int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 		mfs_log(LOG_ERR,
 		        "open-failure model=%s file=%s reason=\"not a regular file of the signed "
 		        "size\" size=%lld signed_size=%llu",
-		        n->model->path, n->res->name, (long long)st.st_size,
+		        mfs_log_value(n->model->path, q, sizeof(q)),
+		        mfs_log_value(n->res->name, fq, sizeof(fq)), (long long)st.st_size,
 		        (unsigned long long)want);
 		close(f);
 		return -EIO;
@@ -784,8 +1483,8 @@ int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 static int model_deny_check(struct mfs_mount *m, struct mfs_model *model)
 {
 	int state = __atomic_load_n(&model->deny_state, __ATOMIC_ACQUIRE), ret = 0;
+	char *why = NULL, q[LQ_PATH], w[LQ_WHY];
 	enum mfs_format f;
-	char *why = NULL;
 
 	if (state == MFS_DENY_OK)
 		return 0;
@@ -810,7 +1509,8 @@ static int model_deny_check(struct mfs_mount *m, struct mfs_model *model)
 			goto out;
 		}
 		model->refused = why;
-		mfs_log(LOG_WARNING, "model=%s refused reason=\"%s\"", model->path, why);
+		mfs_log(LOG_WARNING, "model-refused model=%s reason=%s",
+		        mfs_log_value(model->path, q, sizeof(q)), mfs_log_value(why, w, sizeof(w)));
 		__atomic_store_n(&model->deny_state, MFS_DENY_REFUSED, __ATOMIC_RELEASE);
 		ret = -ENOENT;
 		goto out;

@@ -642,6 +642,7 @@ static ssize_t read_verified(struct mfs_mount *m, struct mfs_node *t, void *buf,
 		                       tmp, (size_t)alen, &fail);
 	if (ret) {
 		mfs_count(&m->ctr.verify_failures, 1);
+		mfs_count(&t->model->verify_failures, 1);
 		mfs_log(LOG_ERR,
 		        "verify-failure model=%s file=%s offset=%" PRIu64
 		        " reason=\"cached transcoded output changed: %s\"",

@@ -132,6 +132,30 @@ out:
 	return fd;
 }
 
+/* Counts one failed check of @n, for the mount and for its model (metrics). */
+static void count_failure(struct mfs_mount *m, struct mfs_node *n)
+{
+	mfs_count(&m->ctr.verify_failures, 1);
+	mfs_count(&n->model->verify_failures, 1);
+}
+
+/*
+ * Whether to log a failure of @n now: the first one is, then at most one per
+ * MFS_LOG_INTERVAL_S per file, so a reader looping on a bad block cannot
+ * flood the log. @sup gets " suppressed=N" when lines were dropped, else "".
+ */
+static bool failure_logged(struct mfs_node *n, char *sup, size_t len)
+{
+	uint64_t dropped = 0;
+
+	sup[0] = '\0';
+	if (!mfs_log_ratelimit(&n->fail_rl, &dropped))
+		return false;
+	if (dropped)
+		snprintf(sup, len, " suppressed=%" PRIu64, dropped);
+	return true;
+}
+
 /* Does the node's data come from its packed copy? */
 static struct mfs_zfile *packed_of(struct mfs_node *n)
 {
@@ -189,11 +213,15 @@ static int tree_build(struct mfs_mount *m, struct mfs_node *n, int data_fd, stru
 out:
 	mv_tree_writer_abort(&w);
 	if (ret) {
+		char mq[256], fq[256];
+
 		if (ret == -EBADMSG)
-			mfs_count(&m->ctr.verify_failures, 1);
+			count_failure(m, n);
 		mfs_log(LOG_ERR, "%s model=%s file=%s reason=\"%s\"",
-		        ret == -EBADMSG ? "verify-failure" : "tree-build-failed", n->model->path,
-		        n->res->name, err.msg[0] ? err.msg : strerror(-ret));
+		        ret == -EBADMSG ? "verify-failure" : "tree-build-failed",
+		        mfs_log_value(n->model->path, mq, sizeof(mq)),
+		        mfs_log_value(n->res->name, fq, sizeof(fq)),
+		        err.msg[0] ? err.msg : strerror(-ret));
 	}
 	return ret;
 }
@@ -350,19 +378,25 @@ static void log_failure(struct mfs_mount *m, struct mfs_node *n, int ret, uint64
 {
 	size_t ds = mv_hash_digest_size(n->tree->params.alg);
 	char exp[2 * MV_MAX_DIGEST_SIZE + 1], act[2 * MV_MAX_DIGEST_SIZE + 1];
+	char mq[256], fq[256], sup[48];
 
-	mfs_count(&m->ctr.verify_failures, 1);
+	count_failure(m, n);
+	if (!failure_logged(n, sup, sizeof(sup)))
+		return;
+	mfs_log_value(n->model->path, mq, sizeof(mq));
+	mfs_log_value(n->res->name, fq, sizeof(fq));
 	if (ret != -EBADMSG) {
 		mfs_log(LOG_ERR,
-		        "verify-failure model=%s file=%s block=%" PRIu64 " reason=\"tree: %s\"",
-		        n->model->path, n->res->name, first_block, strerror(-ret));
+		        "verify-failure model=%s file=%s block=%" PRIu64 " reason=\"tree: %s\"%s",
+		        mq, fq, first_block, strerror(-ret), sup);
 		return;
 	}
 	mv_hex_encode(fail->expected, ds, exp);
 	mv_hex_encode(fail->actual, ds, act);
 	mfs_log(LOG_ERR,
-	        "verify-failure model=%s file=%s block=%" PRIu64 " level=%d expected=%s actual=%s",
-	        n->model->path, n->res->name, fail->block, fail->level, exp, act);
+	        "verify-failure model=%s file=%s block=%" PRIu64
+	        " level=%d expected=%s actual=%s%s",
+	        mq, fq, fail->block, fail->level, exp, act, sup);
 }
 
 /* Verifies whole blocks in @buf, rebuilding a faulty tree once per node. */
@@ -402,9 +436,15 @@ static int verify(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t firs
 static void log_packed_failure(struct mfs_mount *m, struct mfs_node *n, ssize_t ret,
                                const struct mv_err *err)
 {
-	mfs_count(&m->ctr.verify_failures, 1);
-	mfs_log(LOG_ERR, "verify-failure model=%s file=%s stored_as=packed reason=\"%s\"",
-	        n->model->path, n->res->name, err->msg[0] ? err->msg : strerror((int)-ret));
+	char mq[256], fq[256], rq[512], sup[48];
+
+	count_failure(m, n);
+	if (!failure_logged(n, sup, sizeof(sup)))
+		return;
+	mfs_log(LOG_ERR, "verify-failure model=%s file=%s stored_as=packed reason=%s%s",
+	        mfs_log_value(n->model->path, mq, sizeof(mq)),
+	        mfs_log_value(n->res->name, fq, sizeof(fq)),
+	        mfs_log_value(err->msg[0] ? err->msg : strerror((int)-ret), rq, sizeof(rq)), sup);
 }
 
 /*
@@ -489,9 +529,15 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 		return -ENOMEM;
 	ret = mv_pread_exact(fd, buf, (size_t)alen, aoff);
 	if (ret) {
-		mfs_count(&m->ctr.verify_failures, 1);
-		mfs_log(LOG_ERR, "read-failure model=%s file=%s offset=%" PRIu64 " reason=\"%s\"",
-		        n->model->path, n->res->name, aoff, strerror(-ret));
+		char mq[256], fq[256], sup[48];
+
+		count_failure(m, n);
+		if (failure_logged(n, sup, sizeof(sup)))
+			mfs_log(LOG_ERR,
+			        "read-failure model=%s file=%s offset=%" PRIu64 " reason=\"%s\"%s",
+			        mfs_log_value(n->model->path, mq, sizeof(mq)),
+			        mfs_log_value(n->res->name, fq, sizeof(fq)), aoff, strerror(-ret),
+			        sup);
 		return -EIO;
 	}
 	ret = verify(m, n, fd, aoff >> n->tree->geo.log_block_size, buf, (size_t)alen);
@@ -597,7 +643,7 @@ int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd)
 		                         NULL, n->res->name);
 	if (ret) {
 		if (ret != -ENOMEM)
-			mfs_count(&m->ctr.verify_failures, 1);
+			count_failure(m, n);
 		mfs_log(LOG_ERR, "packed-damaged model=%s file=%s reason=\"%s\"", n->model->path,
 		        n->res->name, err.msg[0] ? err.msg : "seek table does not fit the tree");
 		goto out;

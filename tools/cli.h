@@ -17,6 +17,9 @@ enum {
 	EXIT_OK = 0,       /* success */
 	EXIT_VERIFY = 1,   /* verification failed / unsafe content found */
 	EXIT_USAGE_IO = 2, /* usage error, I/O error, unscannable input */
+	/* `modelfs status` and `modelfs metrics` only (docs/operations.md): */
+	EXIT_NOT_MOUNTED = 3, /* nothing mounted there, or not modelfs */
+	EXIT_STALE = 4,       /* a modelfs mount whose daemon is gone (ENOTCONN) */
 };
 
 struct cli_command {
@@ -37,6 +40,14 @@ int cmd_transcode(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_bom(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
+/*
+ * cmd_status.c: reads MOUNTPOINT/.modelfs/@name of a live modelfs mount into
+ * a malloc'd, NUL-terminated *@text. Prints one line on failure and returns
+ * the exit status: EXIT_OK, EXIT_NOT_MOUNTED, EXIT_STALE or EXIT_USAGE_IO.
+ */
+int cli_read_mount_file(const char *mountpoint, const char *name, char **text, size_t *len);
 /* cmd_attest.c: signs scan verdicts (a JSON predicate) as an attestation of MODEL_DIR. */
 int cli_attest_scan(const char *model_dir, const char *key_path, const char *predicate_json);
 /* cmd_attest.c: lists attestations, one line each ("attestation FILE: type T, ...: verified"). */

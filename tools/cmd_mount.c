@@ -60,6 +60,30 @@ static int parse_cache_size(struct mount_args *a, const char *s)
 	return 0;
 }
 
+/* Parses a decimal number 0..@max. 0 or -EINVAL. */
+static int parse_uint(const char *s, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v > max || *s == '-')
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* --unmount-timeout / unmount_timeout=: seconds, 1 to 3600. */
+static int parse_timeout(struct mount_args *a, const char *s)
+{
+	if (parse_uint(s, 3600, &a->o.unmount_timeout) || a->o.unmount_timeout == 0) {
+		cli_error("mount: bad --unmount-timeout '%s' (1 to 3600 seconds)", s);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /*
  * Splits one -o argument: modelfs's own options are taken, the rest goes to
  * FUSE. The pieces point into @s, which must outlive the mount.
@@ -85,6 +109,18 @@ static int parse_o(struct mount_args *a, char *s)
 			a->o.policy = opt + 7;
 		else if (strncmp(opt, "cache_size=", 11) == 0)
 			ret = parse_cache_size(a, opt + 11);
+		else if (strncmp(opt, "ready_file=", 11) == 0 && opt[11])
+			a->o.ready_file = opt + 11;
+		else if (strcmp(opt, "watch") == 0)
+			a->o.watch = true;
+		else if (strncmp(opt, "unmount_timeout=", 16) == 0)
+			ret = parse_timeout(a, opt + 16);
+		else if (strcmp(opt, "relatime") == 0 || strcmp(opt, "norelatime") == 0 ||
+		         strcmp(opt, "strictatime") == 0 || strcmp(opt, "nostrictatime") == 0 ||
+		         strcmp(opt, "lazytime") == 0 || strcmp(opt, "nolazytime") == 0 ||
+		         strcmp(opt, "diratime") == 0 || strcmp(opt, "nodiratime") == 0)
+			continue; /* fstab atime options reach us through mount.fuse3 and FUSE
+			           * rejects them; a read-only mount updates no atime anyway */
 		else
 			ret = add_fuse_opt(a, opt);
 		if (ret) {
@@ -92,19 +128,6 @@ static int parse_o(struct mount_args *a, char *s)
 			return ret;
 		}
 	}
-	return 0;
-}
-
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > max || *s == '-')
-		return -EINVAL;
-	*out = (unsigned)v;
 	return 0;
 }
 
@@ -116,7 +139,10 @@ enum {
 	OPT_HCACHE,
 	OPT_THREADS,
 	OPT_POLICY,
-	OPT_CACHE_SIZE
+	OPT_CACHE_SIZE,
+	OPT_READY_FILE,
+	OPT_WATCH,
+	OPT_UNMOUNT_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -128,6 +154,9 @@ static const struct option long_opts[] = {
     {"hblock-cache", required_argument, NULL, OPT_HCACHE},
     {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"ready-file", required_argument, NULL, OPT_READY_FILE},
+    {"watch", no_argument, NULL, OPT_WATCH},
+    {"unmount-timeout", required_argument, NULL, OPT_UNMOUNT_TIMEOUT},
     {"foreground", no_argument, NULL, 'f'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -166,6 +195,9 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 			a->o.hblock_cache_bytes = (size_t)size;
 			break;
 		case OPT_CACHE_SIZE: ret = parse_cache_size(a, optarg); break;
+		case OPT_READY_FILE: a->o.ready_file = optarg; break;
+		case OPT_WATCH: a->o.watch = true; break;
+		case OPT_UNMOUNT_TIMEOUT: ret = parse_timeout(a, optarg); break;
 		case OPT_THREADS:
 			ret = parse_uint(optarg, 1024, &a->o.threads);
 			if (ret || a->o.threads == 0) {
@@ -195,7 +227,8 @@ static void print_help(void)
 	      "  -d                   FUSE debug output (implies -f)\n"
 	      "  -o OPT[,OPT...]      FUSE mount options; also nonempty, trust=KEY,\n"
 	      "                       trust_ca=CA, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
-	      "                       cache_size=SIZE\n"
+	      "                       cache_size=SIZE, ready_file=PATH, watch,\n"
+	      "                       unmount_timeout=SECONDS\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
 	      "  --pickle POLICY      transcode (default: safe checkpoints appear as\n"
@@ -207,7 +240,12 @@ static void print_help(void)
 	      "  --hblock-cache SIZE  memory for verified hash blocks (default 32M)\n"
 	      "  --cache-size SIZE    memory for decompressed, verified frames of packed\n"
 	      "                       files (default 64M)\n"
-	      "  --threads N          FUSE worker threads (default: number of CPUs)\n",
+	      "  --threads N          FUSE worker threads (default: number of CPUs)\n"
+	      "  --ready-file PATH    write PATH (pid=, mountpoint=, models=) once the mount\n"
+	      "                       answers; removed when it stops (docs/operations.md)\n"
+	      "  --watch              rescan the store when it changes (live reload)\n"
+	      "  --unmount-timeout S  on SIGTERM/SIGINT, unmount and exit within S seconds\n"
+	      "                       (default 10); a busy mount is detached lazily\n",
 	      stderr);
 }
 

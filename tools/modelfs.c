@@ -33,7 +33,7 @@ static const struct cli_command commands[] = {
     {"mount", cmd_mount,
      "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "
      "[--pickle=transcode|hide|show|deny] [--policy FILE.json] [--cache-dir DIR] [--cache-size "
-     "SIZE] STORE MOUNTPOINT",
+     "SIZE] [--ready-file PATH] [--watch] [--unmount-timeout SECONDS] STORE MOUNTPOINT",
      "serve the signed models of STORE read-only, verified block by block"},
     {"scan", cmd_scan,
      "scan [--format text|json|sarif] [-r] PATH... | scan --attest --key PREFIX.key MODEL_DIR",
@@ -42,8 +42,8 @@ static const struct cli_command commands[] = {
      "transcode [-q] [--no-sync] IN OUT | INDEX.json OUT_DIR | IN_DIR OUT_DIR",
      "turn safe torch pickle checkpoints into safetensors, without unpickling"},
     {"pack", cmd_pack,
-     "pack [--level N] [--frame-size SIZE] [--remove-original] [--signature FILE] "
-     "[--threads N] [-q] MODEL_DIR",
+     "pack [--level N] [--frame-size SIZE] [--tensor-transform] [--remove-original] "
+     "[--signature FILE] [--threads N] [-q] MODEL_DIR",
      "store signed files zstd-packed (seekable format) in MODEL_DIR/.modelfs/packed"},
     {"bom", cmd_bom,
      "bom [--spec 1.6|1.7] [--serial-number URN] [--timestamp T] [--trust KEY.pub ...] "
@@ -53,6 +53,10 @@ static const struct cli_command commands[] = {
      "attest --key PREFIX.key --predicate-type URI --predicate FILE.json [--signature FILE] "
      "MODEL_DIR",
      "sign an in-toto attestation about a model's signature into MODEL_DIR/.modelfs"},
+    {"status", cmd_status, "status [--json] MOUNTPOINT",
+     "show a mount's models and health (exit 0 healthy, 1 unhealthy, 3 not mounted, 4 stale)"},
+    {"metrics", cmd_metrics, "metrics MOUNTPOINT",
+     "print a mount's metrics in Prometheus text format"},
 };
 
 const struct cli_command *cli_find(const char *name)

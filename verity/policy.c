@@ -45,6 +45,7 @@ struct prule {
 	struct pattest *att;
 	size_t n_att;
 	char *pickle;
+	bool required; /* a refusal of a matching model makes the mount unhealthy */
 };
 
 struct pmin {
@@ -319,11 +320,12 @@ static int parse_rule_atts(struct mv_policy *p, const cJSON *arr, const char *pa
 static int parse_rule(struct mv_policy *p, const cJSON *o, size_t idx, struct prule *r,
                       struct mv_err *err)
 {
-	static const char *const allowed[] = {"path",         "signers", "min_signers",
-	                                      "attestations", "pickle",  NULL};
+	static const char *const allowed[] = {"path",   "signers",  "min_signers", "attestations",
+	                                      "pickle", "required", NULL};
 	const cJSON *path = cJSON_GetObjectItemCaseSensitive(o, "path");
 	const cJSON *min = cJSON_GetObjectItemCaseSensitive(o, "min_signers");
 	const cJSON *pk = cJSON_GetObjectItemCaseSensitive(o, "pickle");
+	const cJSON *req = cJSON_GetObjectItemCaseSensitive(o, "required");
 	char where[64], sub[96];
 	int ret;
 
@@ -340,14 +342,18 @@ static int parse_rule(struct mv_policy *p, const cJSON *o, size_t idx, struct pr
 		return mv_err_set(err, -EINVAL, "%s: %s.min_signers: expected an integer 1..1000",
 		                  p->label, where);
 	r->min_signers = min ? (long)min->valuedouble : 0;
-	if (pk && (!cJSON_IsString(pk) ||
-	           (strcmp(pk->valuestring, "hide") != 0 && strcmp(pk->valuestring, "show") != 0 &&
-	            strcmp(pk->valuestring, "deny") != 0 &&
-	            strcmp(pk->valuestring, "transcode") != 0)))
+	if (pk &&
+	    (!cJSON_IsString(pk) ||
+	     (strcmp(pk->valuestring, "hide") != 0 && strcmp(pk->valuestring, "show") != 0 &&
+	      strcmp(pk->valuestring, "deny") != 0 && strcmp(pk->valuestring, "transcode") != 0)))
 		return mv_err_set(err, -EINVAL,
-		                  "%s: %s.pickle: expected transcode, hide, show or deny",
-		                  p->label, where);
+		                  "%s: %s.pickle: expected transcode, hide, show or deny", p->label,
+		                  where);
 	r->pickle = pk ? strdup(pk->valuestring) : NULL;
+	if (req && !cJSON_IsBool(req))
+		return mv_err_set(err, -EINVAL, "%s: %s.required: expected true or false", p->label,
+		                  where);
+	r->required = cJSON_IsTrue(req);
 	snprintf(sub, sizeof(sub), "%s.signers", where);
 	ret = parse_key_refs(p, cJSON_GetObjectItemCaseSensitive(o, "signers"), sub, &r->signers,
 	                     &r->n_signers, err);
@@ -759,6 +765,15 @@ int mv_policy_check(const struct mv_policy *p, const char *model_path, const str
 		                 "%s: default: no rule matches model path \"%s\" (default deny)",
 		                 p->label, MV_P(model_path));
 	return ret;
+}
+
+/* Whether a rule matching @model_path says "required": true. */
+bool mv_policy_required(const struct mv_policy *p, const char *model_path)
+{
+	for (size_t i = 0; p && i < p->n_rules; i++)
+		if (p->rules[i].required && fnmatch(p->rules[i].path, model_path, 0) == 0)
+			return true;
+	return false;
 }
 
 /* The pickle policy of the first matching rule that sets one; NULL if none. */

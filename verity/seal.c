@@ -157,7 +157,7 @@ static int hash_serial(struct hash_state *s)
 	if (!buf)
 		return -ENOMEM;
 	for (uint64_t off = 0; off < size && !ret; off += HASH_CHUNK) {
-		size_t len;
+		size_t len = 0;
 
 		ret = read_chunk(job, buf, off, &len);
 		if (!ret)
@@ -222,7 +222,7 @@ static int pipe_read_loop(struct pipe *p)
 
 	for (uint64_t i = 0, off = 0; off < size && !ret; i++, off += HASH_CHUNK) {
 		unsigned slot = i % PIPE_SLOTS;
-		size_t len;
+		size_t len = 0;
 
 		pthread_mutex_lock(&p->mu);
 		while (p->refs[slot] && !p->tree_err)

@@ -365,7 +365,7 @@ static int parse_file_merkle(const char *label, const cJSON *it, const char *pat
 	const cJSON *alg, *salt, *root, *dig;
 	struct mv_tree_geometry geo;
 	uint8_t want[MV_MAX_DIGEST_SIZE];
-	uint64_t bs;
+	uint64_t bs = 0;
 	char sub[96];
 	size_t ds;
 	int ret;

@@ -638,7 +638,10 @@ int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, 
  * MODEL/.modelfs/packed/<fs-verity digest hex>.zst, in the zstd seekable
  * format (docs/packing.md): independent zstd frames of frame_size plain bytes
  * each (a multiple of the Merkle block size; the last frame may be shorter),
- * then the seek table in a skippable frame. Plain `zstd -d` decompresses it.
+ * then the seek table in a skippable frame. Plain `zstd -d` decompresses it,
+ * unless `pack --tensor-transform` stored frames as byte planes (recorded in
+ * a transform table before the seek table; mv_zpack_read_frame joins them
+ * back before anything is verified).
  *
  * The signature is untouched: it covers the plain bytes. A packed file is
  * never trusted; each frame is decompressed into a buffer of exactly its
@@ -662,6 +665,10 @@ struct mv_zpack {
 	uint32_t frame_size; /* plain bytes of every frame but the last */
 	uint32_t n_frames;
 	uint64_t *offset;    /* n_frames + 1 compressed offsets; offset[n] = table */
+	/* Element width of each frame's byte-plane transform (1: none; 2, 4:
+	 * the frame holds byte planes, see mv_zpack_planes_split); NULL when
+	 * the file has no transform table (no frame transformed). */
+	uint8_t *width;
 };
 
 /* "<fs-verity digest hex>.zst": a packed file's name in MV_PACKED_DIR. */
@@ -715,7 +722,8 @@ static inline uint32_t mv_zpack_frame_len(const struct mv_zpack *z, uint32_t idx
  * @err: out: error line
  *
  * The frame must be one zstd frame that declares exactly the table's size
- * and decompresses to it. Thread-safe (per-thread scratch).
+ * and decompresses to it; a byte-planes frame (z->width) is joined back into
+ * @out. Thread-safe (per-thread scratch).
  * Return: 0, -EBADMSG (corrupt or lying frame), -EINVAL, -ENOMEM, -errno.
  */
 int mv_zpack_read_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t *out,
@@ -743,7 +751,26 @@ int mv_zpack_load_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t 
 struct mv_zpack_opts {
 	int level;           /* zstd level; 0: MV_ZPACK_DEFAULT_LEVEL */
 	uint32_t frame_size; /* 0: MV_ZPACK_DEFAULT_FRAME; multiple of the block size */
+	/* Byte-plane transform, chosen per frame by trial compression of a
+	 * sample (docs/packing.md). Gives up plain `zstd -d` compatibility for
+	 * files where a frame is transformed. */
+	bool tensor_transform;
 };
+
+/**
+ * mv_zpack_planes_split() - byte-plane transform of one frame
+ * @width: in: element width: 1 (copy), 2 or 4
+ * @src: in: @len plain bytes
+ * @dst: out: @len bytes: every byte i of @src with i % @width == 0, then
+ *        those with i % @width == 1, ... (a short last element included)
+ * @len: in: bytes
+ *
+ * @src and @dst must not overlap. Return: 0, or -EINVAL for another width.
+ */
+int mv_zpack_planes_split(unsigned width, const uint8_t *src, uint8_t *dst, size_t len);
+
+/* The inverse of mv_zpack_planes_split(); same arguments and return. */
+int mv_zpack_planes_join(unsigned width, const uint8_t *src, uint8_t *dst, size_t len);
 
 /**
  * mv_zpack_write() - compress a plain file into the packed format
@@ -914,6 +941,13 @@ int mv_policy_check(const struct mv_policy *p, const char *model_path, const str
 
 /* The pickle policy ("hide", "show", "deny") of the first rule matching @model_path that sets one; NULL if none. */
 const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path);
+
+/*
+ * Whether some rule matching @model_path says "required": true: the model
+ * must be served, and `modelfs status` reports the mount unhealthy (exit 1)
+ * if it is refused. False for a NULL policy.
+ */
+bool mv_policy_required(const struct mv_policy *p, const char *model_path);
 
 /* ---- end of provenance ---- */
 

@@ -353,8 +353,8 @@ def test_model_changes(tmp_path, keys):
         assert sorted(x["path"] for x in st["models"]) == ["broken", "org/good"]
         assert st["counters"]["open_failures"] >= 3
         log = m.log()
-        assert 'model=untrusted refused reason="' in log
-        assert 'model=org/altered refused reason="' in log
+        assert 'model-refused model=untrusted reason="' in log
+        assert 'model-refused model=org/altered reason="' in log
         # the control folder is reached by name only
         assert ".modelfs" not in os.listdir(m.mnt)
         assert os.path.isdir(m.mnt / ".modelfs")

@@ -107,7 +107,7 @@ def test_bom_xattr_and_control_file(tmp_path, pkeys):
         assert json.loads(cli.stdout) == bom
         # The control folder holds it as a file, byte for byte.
         f = m.mnt / ".modelfs" / "bom" / "acme" / "tiny-llama.cdx.json"
-        assert sorted(os.listdir(m.mnt / ".modelfs")) == ["bom", "status.json"]
+        assert sorted(os.listdir(m.mnt / ".modelfs")) == ["bom", "metrics.prom", "status.json"]
         assert os.listdir(m.mnt / ".modelfs" / "bom" / "acme") == ["tiny-llama.cdx.json"]
         assert f.stat().st_size == len(raw)
         assert f.read_bytes() == raw
