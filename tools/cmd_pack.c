@@ -72,6 +72,7 @@ static int parse_args(int argc, char **argv, struct pack_args *a)
 	    {"remove-original", no_argument, NULL, 'r'},
 	    {"signature", required_argument, NULL, 's'},
 	    {"threads", required_argument, NULL, 't'},
+	    {"tensor-transform", no_argument, NULL, 'x'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -105,6 +106,7 @@ static int parse_args(int argc, char **argv, struct pack_args *a)
 				return -1;
 			}
 			break;
+		case 'x': a->o.z.tensor_transform = true; break;
 		case 'q': a->quiet = true; break;
 		case 'h': return 1;
 		default: return -1;
@@ -127,6 +129,10 @@ static void print_help(void)
 	      "                       decompressed and checked against the signed digest\n"
 	      "  --signature FILE     signature to read (default MODEL_DIR/model.sig)\n"
 	      "  --threads N          files packed at once (default: number of CPUs)\n"
+	      "  --tensor-transform   store frames whose 2- or 4-byte elements compress\n"
+	      "                       better as byte planes that way (about 11% smaller\n"
+	      "                       on bf16/f32 weights); such files no longer\n"
+	      "                       decompress with plain `zstd -d`\n"
 	      "  -q, --quiet          print only the summary line\n"
 	      "\nFiles that shrink by less than 5% stay plain. The signature is not changed:\n"
 	      "it covers the plain bytes, and verify and mount check packed files against it.\n",

@@ -9,6 +9,13 @@
  * from it, and every frame is decompressed in one shot into a buffer of
  * exactly its declared size, so a zstd bomb stops at that size. What a frame
  * decompresses to is then verified block by block like plain data.
+ *
+ * `pack --tensor-transform` may store a frame as byte planes (all first
+ * bytes of its 2- or 4-byte elements, then all second bytes, ...), which
+ * zstd's entropy coder compresses better on weights. Which frames are
+ * transformed is recorded in a table of its own (zpack_internal.h); reading
+ * undoes the transform right after decompression, before verification, so
+ * a lying table costs a failed block check, never wrong bytes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -63,6 +70,8 @@ struct zscratch {
 	ZSTD_DCtx *dctx;
 	uint8_t *cbuf;
 	size_t cap;
+	uint8_t *pbuf; /* byte planes of a transformed frame, before joining */
+	size_t pcap;
 };
 
 static pthread_key_t scratch_key;
@@ -74,6 +83,7 @@ static void scratch_free(void *p)
 
 	ZSTD_freeDCtx(s->dctx);
 	free(s->cbuf);
+	free(s->pbuf);
 	free(s);
 }
 
@@ -111,6 +121,119 @@ static struct zscratch *thread_scratch(size_t need)
 	return s;
 }
 
+/* Grows @s's plane buffer to @need bytes (at most MV_ZPACK_MAX_FRAME). */
+static int scratch_planes(struct zscratch *s, size_t need)
+{
+	uint8_t *p;
+
+	if (s->pcap >= need)
+		return 0;
+	p = malloc(need);
+	if (!p)
+		return -ENOMEM;
+	free(s->pbuf);
+	s->pbuf = p;
+	s->pcap = need;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Byte planes
+ * ------------------------------------------------------------------------ */
+
+static bool width_known(unsigned w)
+{
+	return w == 1 || w == 2 || w == 4;
+}
+
+/*
+ * Where each plane of a @len-byte frame starts in its planes: plane p holds
+ * whole + (p < rem) bytes (the short last element adds to the first rem).
+ */
+static void plane_starts(unsigned width, size_t len, size_t start[4], size_t *whole, size_t *rem)
+{
+	size_t o = 0;
+
+	*whole = len / width;
+	*rem = len % width;
+	for (unsigned p = 0; p < width; p++) {
+		start[p] = o;
+		o += *whole + (p < *rem);
+	}
+}
+
+/*
+ * One pass over the elements, the width spelled out so that the compiler
+ * unrolls it: this runs on every frame read, next to decompression.
+ */
+int mv_zpack_planes_split(unsigned width, const uint8_t *src, uint8_t *dst, size_t len)
+{
+	size_t st[4], whole, rem, i;
+	uint8_t *a = dst, *b = dst, *c = dst, *d = dst;
+
+	if (!width_known(width))
+		return -EINVAL;
+	plane_starts(width, len, st, &whole, &rem);
+	if (width == 1) {
+		memcpy(dst, src, len);
+		return 0;
+	}
+	a += st[0];
+	b += st[1];
+	if (width == 2) {
+		for (i = 0; i < whole; i++, src += 2) {
+			a[i] = src[0];
+			b[i] = src[1];
+		}
+	} else {
+		c += st[2];
+		d += st[3];
+		for (i = 0; i < whole; i++, src += 4) {
+			a[i] = src[0];
+			b[i] = src[1];
+			c[i] = src[2];
+			d[i] = src[3];
+		}
+	}
+	for (unsigned p = 0; p < rem; p++) /* the short last element */
+		dst[st[p] + whole] = src[p];
+	return 0;
+}
+
+int mv_zpack_planes_join(unsigned width, const uint8_t *src, uint8_t *dst, size_t len)
+{
+	size_t st[4], whole, rem, i;
+	const uint8_t *a = src, *b = src, *c = src, *d = src;
+
+	if (!width_known(width))
+		return -EINVAL;
+	plane_starts(width, len, st, &whole, &rem);
+	if (width == 1) {
+		memcpy(dst, src, len);
+		return 0;
+	}
+	a += st[0];
+	b += st[1];
+	if (width == 2) {
+		for (i = 0; i < whole; i++, dst += 2) {
+			dst[0] = a[i];
+			dst[1] = b[i];
+		}
+	} else {
+		c += st[2];
+		d += st[3];
+		for (i = 0; i < whole; i++, dst += 4) {
+			dst[0] = a[i];
+			dst[1] = b[i];
+			dst[2] = c[i];
+			dst[3] = d[i];
+		}
+	}
+	for (unsigned p = 0; p < rem; p++)
+		dst[p] = src[st[p] + whole];
+	return 0;
+}
+
 /* ------------------------------------------------------------------------
  * Seek table
  * ------------------------------------------------------------------------ */
@@ -120,6 +243,7 @@ void mv_zpack_free(struct mv_zpack *z)
 	if (!z)
 		return;
 	free(z->offset);
+	free(z->width);
 	free(z);
 }
 
@@ -195,7 +319,10 @@ static int check_frame_size(uint32_t frame, uint32_t n, uint32_t block_size, con
 	return 0;
 }
 
-/* Fills z->offset from the entries; checks sizes and that they tile the file. */
+/*
+ * Fills z->offset from the entries; checks their sizes and that the frames
+ * end at or before @table_start (parse_gap checks what lies between).
+ */
 static int parse_entries(struct mv_zpack *z, const uint8_t *e, size_t esz, uint32_t block_size,
                          uint64_t table_start, const char *name, struct mv_err *err)
 {
@@ -224,7 +351,7 @@ static int parse_entries(struct mv_zpack *z, const uint8_t *e, size_t esz, uint3
 		                  "%s: frames hold %" PRIu64
 		                  " plain bytes, the signature says %" PRIu64,
 		                  name, plain, z->data_size);
-	if (off != table_start)
+	if (off > table_start)
 		return mv_err_set(err, -EBADMSG,
 		                  "%s: frames take %" PRIu64 " bytes, the file has %" PRIu64
 		                  " before its seek table",
@@ -232,14 +359,62 @@ static int parse_entries(struct mv_zpack *z, const uint8_t *e, size_t esz, uint3
 	return 0;
 }
 
+/* Checks the widths of a transform table @w of z->n_frames bytes and keeps a copy. */
+static int parse_widths(struct mv_zpack *z, const uint8_t *w, const char *name, struct mv_err *err)
+{
+	for (uint32_t i = 0; i < z->n_frames; i++)
+		if (!width_known(w[i]))
+			return mv_err_set(err, -EBADMSG,
+			                  "%s: transform table gives frame %" PRIu32
+			                  " an unknown element width %u",
+			                  name, i, w[i]);
+	z->width = malloc(z->n_frames ? z->n_frames : 1);
+	if (!z->width)
+		return mv_err_set(err, -ENOMEM, "%s: out of memory", name);
+	memcpy(z->width, w, z->n_frames);
+	return 0;
+}
+
+/*
+ * Checks what lies between the last frame and the seek table: nothing, or
+ * exactly one transform table for z->n_frames frames. @x: those @gap bytes
+ * (within the tail given), or NULL if the tail does not hold them.
+ */
+static int parse_gap(struct mv_zpack *z, const uint8_t *x, uint64_t gap, const char *name,
+                     struct mv_err *err)
+{
+	uint64_t count;
+
+	if (gap == 0)
+		return 0;
+	if (!x || gap < ZP_XFORM_HEADER || mv_get_le32(x) != ZP_XFORM_MAGIC)
+		return mv_err_set(err, -EBADMSG,
+		                  "%s: %" PRIu64 " bytes between the last frame and the seek table "
+		                  "are not a transform table for %" PRIu32 " frames",
+		                  name, gap, z->n_frames);
+	if (mv_get_le32(x + 4) != gap - ZP_SKIP_HEADER)
+		return mv_err_set(err, -EBADMSG, "%s: transform table frame size is wrong", name);
+	if (mv_get_le32(x + 8) != ZP_XFORM_ID)
+		return mv_err_set(err, -EBADMSG,
+		                  "%s: transform table has an unknown id 0x%08" PRIx32, name,
+		                  mv_get_le32(x + 8));
+	count = gap - ZP_XFORM_HEADER;
+	if (count != z->n_frames)
+		return mv_err_set(err, -EBADMSG,
+		                  "%s: transform table lists %" PRIu64
+		                  " frames, the seek table %" PRIu32,
+		                  name, count, z->n_frames);
+	return parse_widths(z, x + ZP_XFORM_HEADER, name, err);
+}
+
 int mv_zpack_parse(const uint8_t *tail, size_t tail_len, uint64_t file_size, const char *name,
                    uint64_t data_size, uint32_t block_size, struct mv_zpack **out,
                    struct mv_err *err)
 {
 	struct mv_zpack *z = NULL;
-	uint64_t tsize;
-	size_t esz;
-	uint32_t n;
+	uint64_t tsize = 0;
+	size_t esz = 0;
+	uint32_t n = 0;
 	const uint8_t *t;
 	int ret;
 
@@ -270,6 +445,12 @@ int mv_zpack_parse(const uint8_t *tail, size_t tail_len, uint64_t file_size, con
 	z->n_frames = n;
 	ret = parse_entries(z, t + ZP_SKIP_HEADER, esz, block_size, file_size - tsize, name, err);
 	if (!ret) {
+		/* A transform table, if any, lies right before the seek table. */
+		uint64_t gap = file_size - tsize - z->offset[n];
+
+		ret = parse_gap(z, gap <= tail_len - tsize ? t - gap : NULL, gap, name, err);
+	}
+	if (!ret) {
 		*out = z;
 		z = NULL;
 	}
@@ -282,10 +463,10 @@ int mv_zpack_open(int fd, const char *name, uint64_t data_size, uint32_t block_s
                   struct mv_zpack **out, struct mv_err *err)
 {
 	uint8_t foot[ZP_FOOTER], *tail = NULL;
-	uint64_t tsize;
+	uint64_t tsize = 0;
 	struct stat st;
-	size_t esz;
-	uint32_t n;
+	size_t esz = 0;
+	uint32_t n = 0;
 	ssize_t got;
 	int ret;
 
@@ -304,7 +485,13 @@ int mv_zpack_open(int fd, const char *name, uint64_t data_size, uint32_t block_s
 		                 err);
 	if (ret)
 		return ret;
-	/* tsize <= 17 + 12 * (data_size / block_size + 1): bounded by the signed size. */
+	/*
+	 * With room for a transform table before it: tsize + 12 + n <= 29 + 13 *
+	 * (data_size / block_size + 1), bounded by the signed size.
+	 */
+	tsize += ZP_XFORM_HEADER + (uint64_t)n;
+	if (tsize > (uint64_t)st.st_size)
+		tsize = (uint64_t)st.st_size;
 	if (tsize > SIZE_MAX || !(tail = malloc((size_t)tsize)))
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", name);
 	got = mv_pread_full(fd, tail, (size_t)tsize, (uint64_t)st.st_size - tsize);
@@ -368,9 +555,12 @@ int mv_zpack_decode_frame(const void *src, size_t src_len, uint8_t *out, size_t 
 int mv_zpack_read_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t *out,
                         const char *name, struct mv_err *err)
 {
+	uint32_t len = mv_zpack_frame_len(z, idx);
 	struct zscratch *s;
+	unsigned width;
 	size_t clen;
 	ssize_t got;
+	int ret;
 
 	if (idx >= z->n_frames)
 		return mv_err_set(err, -EINVAL, "%s: frame %" PRIu32 " out of range", name, idx);
@@ -385,7 +575,17 @@ int mv_zpack_read_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t 
 		                  strerror((int)-got));
 	if ((size_t)got != clen)
 		return mv_err_set(err, -EBADMSG, "%s: frame %" PRIu32 " is truncated", name, idx);
-	return decode_with(s->dctx, s->cbuf, clen, out, mv_zpack_frame_len(z, idx), name, idx, err);
+	width = z->width ? z->width[idx] : 1;
+	if (width == 1)
+		return decode_with(s->dctx, s->cbuf, clen, out, len, name, idx, err);
+	/* Byte planes: decompress under the same bound, then put the bytes back. */
+	if (scratch_planes(s, len))
+		return mv_err_set(err, -ENOMEM, "%s: out of memory", name);
+	ret = decode_with(s->dctx, s->cbuf, clen, s->pbuf, len, name, idx, err);
+	if (!ret && mv_zpack_planes_join(width, s->pbuf, out, len))
+		ret = mv_err_set(err, -EBADMSG, "%s: frame %" PRIu32 " has an unknown width %u",
+		                 name, idx, width);
+	return ret;
 }
 
 /* True if @z's frames line up with @t's blocks and sizes. */
@@ -427,6 +627,23 @@ int mv_zpack_load_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t 
  * Writer
  * ------------------------------------------------------------------------ */
 
+/*
+ * Trial compression for --tensor-transform: a sample of this many bytes from
+ * the middle of each frame is compressed as it is and as 2- and 4-byte
+ * planes; a width wins only if it saves at least 1/ZP_XFORM_MIN_GAIN of the
+ * sample's plain compressed size (below that, zstd -d compatibility is worth
+ * more). Measurements in docs/packing.md.
+ */
+#define ZP_XFORM_SAMPLE   (64u << 10)
+#define ZP_XFORM_MIN_GAIN 50
+/*
+ * zstd level for byte planes (or the user's, if lower): on weights, level 1
+ * compresses planes both better and about twice as fast as levels 2-19
+ * (the sign/exponent plane is all short matches that higher levels take
+ * and pay more for than Huffman-coded literals; docs/packing.md).
+ */
+#define ZP_PLANES_LEVEL 1
+
 /* State of one mv_zpack_write call. */
 struct zwriter {
 	int in_fd, out_fd;
@@ -436,9 +653,14 @@ struct zwriter {
 	uint64_t data_size;
 	uint64_t out_off;
 	ZSTD_CCtx *cctx;
+	ZSTD_CCtx *pctx; /* for byte planes, at ZP_PLANES_LEVEL (xform only) */
 	struct mv_tree_builder *tree;
 	uint8_t *in, *out, *table;
 	size_t out_cap;
+	bool xform;      /* --tensor-transform */
+	bool any_planes; /* a frame was transformed: write the transform table */
+	uint8_t *xtable; /* transform table: header, then n_frames widths (xform only) */
+	uint8_t *planes; /* frame_size bytes of planes (xform only) */
 };
 
 /* Checks options against the tree; fills frame size and frame count. */
@@ -467,6 +689,16 @@ static int writer_params(struct zwriter *zw, const struct mv_tree_params *p,
 	return 0;
 }
 
+/* Content size in every frame header (checked on read); no xxhash: the tree checks. */
+static int set_cparams(ZSTD_CCtx *c, int level)
+{
+	if (ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_contentSizeFlag, 1)) ||
+	    ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0)))
+		return -EINVAL;
+	return 0;
+}
+
 static int writer_init(struct zwriter *zw, const struct mv_tree_params *p,
                        const struct mv_zpack_opts *o, struct mv_err *err)
 {
@@ -479,12 +711,17 @@ static int writer_init(struct zwriter *zw, const struct mv_tree_params *p,
 	zw->in = malloc(zw->frame);
 	zw->out = malloc(zw->out_cap);
 	zw->table = malloc((size_t)zw->n_frames * ZP_ENTRY + ZP_SKIP_HEADER + ZP_FOOTER);
-	if (!zw->cctx || !zw->in || !zw->out || !zw->table)
+	zw->xform = o && o->tensor_transform;
+	if (zw->xform) {
+		zw->xtable = malloc((size_t)zw->n_frames + ZP_XFORM_HEADER);
+		zw->planes = malloc(zw->frame);
+		zw->pctx = ZSTD_createCCtx();
+	}
+	if (!zw->cctx || !zw->in || !zw->out || !zw->table ||
+	    (zw->xform && (!zw->xtable || !zw->planes || !zw->pctx)))
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", zw->name);
-	/* Content size in every frame header (checked on read); no xxhash: the tree checks. */
-	if (ZSTD_isError(ZSTD_CCtx_setParameter(zw->cctx, ZSTD_c_compressionLevel, level)) ||
-	    ZSTD_isError(ZSTD_CCtx_setParameter(zw->cctx, ZSTD_c_contentSizeFlag, 1)) ||
-	    ZSTD_isError(ZSTD_CCtx_setParameter(zw->cctx, ZSTD_c_checksumFlag, 0)))
+	if (set_cparams(zw->cctx, level) ||
+	    (zw->xform && set_cparams(zw->pctx, level < ZP_PLANES_LEVEL ? level : ZP_PLANES_LEVEL)))
 		return mv_err_set(err, -EINVAL, "%s: cannot set zstd parameters", zw->name);
 	ret = mv_tree_builder_new(p, NULL, NULL, &zw->tree);
 	if (ret)
@@ -496,10 +733,91 @@ static int writer_init(struct zwriter *zw, const struct mv_tree_params *p,
 static void writer_free(struct zwriter *zw)
 {
 	ZSTD_freeCCtx(zw->cctx);
+	ZSTD_freeCCtx(zw->pctx);
 	mv_tree_builder_free(zw->tree);
 	free(zw->in);
 	free(zw->out);
 	free(zw->table);
+	free(zw->xtable);
+	free(zw->planes);
+}
+
+/*
+ * Compresses the @len bytes of zw->planes, @width planes, into zw->out as one
+ * frame that ends a zstd block at every plane boundary (ZSTD_e_flush): each
+ * plane then gets entropy tables of its own, which is where the gain is (one
+ * block holding all planes would share one Huffman table and gain nothing).
+ * Returns the frame's size, or 0 if it does not fit ZSTD_compressBound(@len),
+ * the reader's bound on a frame.
+ */
+static size_t compress_planes(struct zwriter *zw, unsigned width, size_t len)
+{
+	ZSTD_outBuffer out = {zw->out, ZSTD_compressBound(len), 0};
+	size_t whole = len / width, rem = len % width, off = 0, r;
+
+	if (ZSTD_isError(ZSTD_CCtx_reset(zw->pctx, ZSTD_reset_session_only)) ||
+	    ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(zw->pctx, len)))
+		return 0;
+	for (unsigned p = 0; p < width; p++) {
+		ZSTD_inBuffer in = {zw->planes + off, whole + (p < rem), 0};
+		ZSTD_EndDirective mode = p + 1 == width ? ZSTD_e_end : ZSTD_e_flush;
+
+		/* r > 0: output pending; with out full, no progress is possible. */
+		do {
+			size_t before = out.pos + in.pos;
+
+			r = ZSTD_compressStream2(zw->pctx, &out, &in, mode);
+			if (ZSTD_isError(r) || (r && out.pos + in.pos == before))
+				goto fail;
+		} while (r || in.pos < in.size);
+		off += in.size;
+	}
+	return out.pos;
+fail:
+	ZSTD_CCtx_reset(zw->pctx, ZSTD_reset_session_only);
+	return 0;
+}
+
+/* Compresses @len bytes of @src as @width planes into zw->out; 0 on failure. */
+static size_t compress_as(struct zwriter *zw, unsigned width, const uint8_t *src, size_t len)
+{
+	size_t c;
+
+	if (width > 1) {
+		mv_zpack_planes_split(width, src, zw->planes, len);
+		return compress_planes(zw, width, len);
+	}
+	c = ZSTD_compress2(zw->cctx, zw->out, zw->out_cap, src, len);
+	return ZSTD_isError(c) ? 0 : c;
+}
+
+/*
+ * Element width for a frame of @len bytes at @in: the one whose planes
+ * compress best on a sample, if it beats narrower ones by the margin. The
+ * sample starts at a multiple of 4 from the frame start (frames start at
+ * multiples of the block size), so its planes are the frame's planes.
+ */
+static unsigned choose_width(struct zwriter *zw, const uint8_t *in, size_t len)
+{
+	static const unsigned widths[] = {2, 4};
+	size_t n = len < ZP_XFORM_SAMPLE ? len : ZP_XFORM_SAMPLE;
+	const uint8_t *sample = in + (((len - n) / 2) & ~(size_t)3);
+	size_t plain = compress_as(zw, 1, sample, n), best;
+	unsigned pick = 1;
+
+	if (!plain)
+		return 1;
+	best = plain - plain / ZP_XFORM_MIN_GAIN;
+	for (size_t i = 0; i < sizeof(widths) / sizeof(widths[0]); i++) {
+		size_t c = compress_as(zw, widths[i], sample, n);
+
+		/* A wider split must beat a narrower one by the margin too. */
+		if (c && c < best) {
+			best = c - c / ZP_XFORM_MIN_GAIN;
+			pick = widths[i];
+		}
+	}
+	return pick;
 }
 
 /* Reads, measures, compresses and writes frame @i. */
@@ -509,7 +827,8 @@ static int write_frame(struct zwriter *zw, uint32_t i)
 	size_t len =
 	    zw->data_size - start < zw->frame ? (size_t)(zw->data_size - start) : zw->frame;
 	ssize_t got = mv_pread_full(zw->in_fd, zw->in, len, start);
-	size_t c;
+	unsigned width = 1;
+	size_t c = 0;
 	int ret;
 
 	if (got < 0)
@@ -519,8 +838,17 @@ static int write_frame(struct zwriter *zw, uint32_t i)
 	ret = mv_tree_builder_update(zw->tree, zw->in, len);
 	if (ret)
 		return ret;
-	c = ZSTD_compress2(zw->cctx, zw->out, zw->out_cap, zw->in, len);
-	if (ZSTD_isError(c))
+	if (zw->xform) {
+		width = choose_width(zw, zw->in, len);
+		c = width > 1 ? compress_as(zw, width, zw->in, len) : 0;
+		if (!c)
+			width = 1; /* planes did not fit the bound: store the frame as it is */
+		zw->xtable[ZP_XFORM_HEADER + i] = (uint8_t)width;
+		zw->any_planes |= width > 1;
+	}
+	if (width == 1)
+		c = compress_as(zw, 1, zw->in, len);
+	if (!c)
 		return -EIO;
 	ret = mv_pwrite_full(zw->out_fd, zw->out, c, zw->out_off);
 	if (ret)
@@ -529,6 +857,27 @@ static int write_frame(struct zwriter *zw, uint32_t i)
 	mv_put_le32(zw->table + ZP_SKIP_HEADER + (size_t)i * ZP_ENTRY, (uint32_t)c);
 	mv_put_le32(zw->table + ZP_SKIP_HEADER + (size_t)i * ZP_ENTRY + 4, (uint32_t)len);
 	return 0;
+}
+
+/*
+ * Appends the transform table, only if a frame was transformed: a file
+ * without one stays a plain seekable file that `zstd -d` restores.
+ */
+static int write_xform(struct zwriter *zw)
+{
+	size_t len = ZP_XFORM_HEADER + (size_t)zw->n_frames;
+	int ret;
+
+	if (!zw->any_planes)
+		return 0;
+	/* n_frames <= (UINT32_MAX - 9) / 8 (writer_params): 4 + n fits a u32. */
+	mv_put_le32(zw->xtable, ZP_XFORM_MAGIC);
+	mv_put_le32(zw->xtable + 4, (uint32_t)(len - ZP_SKIP_HEADER));
+	mv_put_le32(zw->xtable + 8, ZP_XFORM_ID);
+	ret = mv_pwrite_full(zw->out_fd, zw->xtable, len, zw->out_off);
+	if (!ret)
+		zw->out_off += len;
+	return ret;
 }
 
 /* Appends the seek table in its skippable frame. */
@@ -564,7 +913,9 @@ int mv_zpack_write(int in_fd, const struct mv_tree_params *p, const struct mv_zp
 			ret = mv_err_set(err, ret, "%s: packing failed: %s", name, strerror(-ret));
 	}
 	if (!ret) {
-		ret = write_table(&zw);
+		ret = write_xform(&zw);
+		if (!ret)
+			ret = write_table(&zw);
 		if (ret)
 			mv_err_set(err, ret, "%s: cannot write the packed file: %s", name,
 			           strerror(-ret));

@@ -11,6 +11,14 @@
  *   u32 n                           number of frames
  *   u8  descriptor                  bit 7: checksums present; bits 6-2: 0
  *   u32 0x8F92EAB1                  seekable magic: the file's last bytes
+ *
+ * modelfs addition (only when `pack --tensor-transform` transformed at least
+ * one frame), between the last frame and the seek table, listed in no seek
+ * table entry (docs/formats.md):
+ *   u32 0x184D2A5B                  skippable frame magic (another nibble)
+ *   u32 4 + n                       frame size
+ *   u32 0x5042464D                  "MFBP": modelfs byte planes
+ *   n * u8                          element width of frame i: 1 (none), 2, 4
  */
 #ifndef MODELFS_ZPACK_INTERNAL_H
 #define MODELFS_ZPACK_INTERNAL_H
@@ -24,5 +32,8 @@
 #define ZP_ENTRY_CSUM      12 /* ... + checksum */
 #define ZP_DESC_CHECKSUM   0x80u
 #define ZP_DESC_RESERVED   0x7Cu
+#define ZP_XFORM_MAGIC     0x184D2A5Bu
+#define ZP_XFORM_ID        0x5042464Du /* "MFBP" */
+#define ZP_XFORM_HEADER    12          /* skippable magic + frame size + id */
 
 #endif /* MODELFS_ZPACK_INTERNAL_H */

@@ -394,3 +394,110 @@ def test_cache_size_option(tmp_path, keys):
     p = run_modelfs("mount", "--trust", trusted(keys), "--cache-size", "12Q", store,
                     tmp_path / "mnt")
     assert p.returncode == 2 and "cache-size" in p.stderr
+
+
+# --------------------------------------------------------------------------
+# --tensor-transform: frames stored as byte planes read back transparently
+# --------------------------------------------------------------------------
+
+def torch_weights(n: int, dtype: str, seed: int) -> bytes:
+    """normal(0, 0.02) weights as torch writes them, bf16 or f32."""
+    import torch
+    w = torch.randn(n, generator=torch.Generator().manual_seed(seed)) * 0.02
+    if dtype == "bf16":
+        return w.to(torch.bfloat16).view(torch.int16).numpy().tobytes()
+    return w.numpy().tobytes()
+
+
+def transform_widths(path):
+    """Per-frame widths of the transform table (docs/formats.md), None if absent."""
+    raw = pathlib.Path(path).read_bytes()
+    table = seek_table(path)
+    end = sum(c for _, c, _ in table)
+    if end == len(raw) - 17 - 8 * len(table):
+        return None
+    magic, size, ident = struct.unpack("<III", raw[end:end + 12])
+    assert (magic, size, ident) == (0x184D2A5B, 4 + len(table), 0x5042464D)
+    return list(raw[end + 12:end + 12 + len(table)])
+
+
+def make_transformed(store, keys):
+    src = {"w.bf16.bin": torch_weights(1_500_001, "bf16", 1),
+           "w.f32.bin": torch_weights(300_000, "f32", 2),
+           "ok.bin": torch_weights(200_000, "bf16", 3)}
+    model = store / "t"
+    for name, data in src.items():
+        write(model / name, data)
+    blob = make_safetensors(model / "model.safetensors")[0]
+    seal(model, keys["trusted"])
+    pack(model, "--tensor-transform")
+    src["model.safetensors"] = blob
+    return model, src
+
+
+def test_transformed_reads_identically(tmp_path, keys):
+    store = tmp_path / "store"
+    model, src = make_transformed(store, keys)
+    for name in src:
+        assert not (model / name).exists(), name
+        widths = transform_widths(packed_file(model, name))
+        assert widths and set(widths) <= {1, 2, 4} and set(widths) - {1}, name
+    assert 4 in transform_widths(packed_file(model, "w.f32.bin"))
+    assert 2 in transform_widths(packed_file(model, "w.bf16.bin"))
+    with Mount(store, tmp_path / "mnt", trusted(keys), "--cache-size", "1M") as m:
+        for name, data in src.items():
+            path = m.mnt / "t" / name
+            assert path.read_bytes() == data, name
+            assert os.getxattr(path, "user.modelfs.stored_as") == b"packed"
+        drop_caches()
+        big = src["w.bf16.bin"]
+        rng = random.Random(9)
+        fd = os.open(m.mnt / "t" / "w.bf16.bin", os.O_RDONLY)
+        try:
+            for _ in range(200):
+                off = rng.randrange(0, len(big) + 10)
+                ln = rng.choice([1, 3, 4097, FRAME - 1, FRAME + 3, 200000])
+                assert os.pread(fd, ln, off) == big[off:off + ln], (off, ln)
+        finally:
+            os.close(fd)
+    v = run_modelfs("verify", "--trust", trusted(keys), model, check=0)
+    assert v.stdout.startswith("verified: 4 files")
+
+
+@pytest.mark.parametrize("damage", ["unknown-width", "wrong-width"])
+def test_transformed_bad_table_gives_eio(tmp_path, keys, damage):
+    store = tmp_path / "store"
+    model, src = make_transformed(store, keys)
+    zst = packed_file(model, "w.bf16.bin")
+    raw = bytearray(zst.read_bytes())
+    table = seek_table(zst)
+    end = sum(c for _, c, _ in table)
+    bad = 5
+    assert raw[end + 12 + bad] == 2
+    raw[end + 12 + bad] = 3 if damage == "unknown-width" else 4
+    zst.write_bytes(bytes(raw))
+    data = src["w.bf16.bin"]
+    lo, hi = bad * FRAME, (bad + 1) * FRAME
+    with Mount(store, tmp_path / "mnt", trusted(keys)) as m:
+        path = m.mnt / "t" / "w.bf16.bin"
+        assert (m.mnt / "t" / "ok.bin").read_bytes() == src["ok.bin"]
+        if damage == "unknown-width":  # the table is refused at open
+            with pytest.raises(OSError) as e:
+                path.read_bytes()
+            assert e.value.errno == errno.EIO
+            assert "packed-damaged model=t file=w.bf16.bin" in m.log()
+            return
+        # a valid width, but the wrong one: only that frame's range fails
+        drop_caches()
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            for off in range(0, len(data), 16384):
+                if lo <= off < hi:
+                    assert read_err(path, off) == errno.EIO, off
+                else:
+                    assert os.pread(fd, 4096, off) == data[off:off + 4096], off
+        finally:
+            os.close(fd)
+        log = m.log()
+        assert "verify-failure model=t file=w.bf16.bin" in log
+        assert f"frame {bad}" in log, log

@@ -81,9 +81,10 @@ struct fixture {
 	struct mv_tree tree;
 };
 
-static int fixture_init(struct fixture *f, size_t len, uint32_t frame, int level)
+/* Packs @data (@len bytes, taken over) with @o into @f. */
+static int fixture_init_with(struct fixture *f, uint8_t *data, size_t len,
+                             const struct mv_zpack_opts *o)
 {
-	struct mv_zpack_opts o = {.level = level, .frame_size = frame};
 	struct mv_measurement wm;
 	struct mv_err err = {0};
 	uint64_t psize = 0;
@@ -91,11 +92,11 @@ static int fixture_init(struct fixture *f, size_t len, uint32_t frame, int level
 
 	memset(f, 0, sizeof(*f));
 	f->len = len;
-	f->data = make_data(len, (unsigned)len);
+	f->data = data;
 	f->p = params(len);
 	f->plain_fd = memfd_with(f->data, len);
 	f->packed_fd = memfd_create("packed", MFD_CLOEXEC);
-	ret = mv_zpack_write(f->plain_fd, &f->p, &o, f->packed_fd, "plain", &wm, &psize, &err);
+	ret = mv_zpack_write(f->plain_fd, &f->p, o, f->packed_fd, "plain", &wm, &psize, &err);
 	if (ret) {
 		printf("# write: %s\n", err.msg);
 		return ret;
@@ -110,6 +111,13 @@ static int fixture_init(struct fixture *f, size_t len, uint32_t frame, int level
 	if (!ret && memcmp(wm.digest, f->m.digest, 32) != 0)
 		ret = -EBADMSG;
 	return ret;
+}
+
+static int fixture_init(struct fixture *f, size_t len, uint32_t frame, int level)
+{
+	struct mv_zpack_opts o = {.level = level, .frame_size = frame};
+
+	return fixture_init_with(f, make_data(len, (unsigned)len), len, &o);
 }
 
 static void fixture_free(struct fixture *f)
@@ -862,6 +870,349 @@ static void test_pread_tampered(void)
 	fixture_free(&f);
 }
 
+/* ---- --tensor-transform: byte planes ---- */
+
+enum kind { K_BF16, K_F32, K_TEXT };
+
+/* Sign/exponent byte of a small weight, normal(0, 0.02)-like: few values. */
+static uint8_t exp_byte(uint32_t x)
+{
+	return (uint8_t)((x >> 31 ? 0x80 : 0) | (0x3a + ((x >> 28) & 3)));
+}
+
+/* Fills @len bytes of @d with data of @k (little-endian elements from 0). */
+static void fill_kind(uint8_t *d, size_t len, enum kind k, unsigned seed)
+{
+	uint32_t x = seed * 2654435761u + 7;
+	char word[32];
+	size_t i = 0;
+
+	while (i < len) {
+		x = x * 1103515245u + 12345u;
+		if (k == K_TEXT) {
+			int n = snprintf(word, sizeof(word), "\"tok%u\": %zu,\n", x >> 20, i % 977);
+
+			for (int j = 0; j < n && i < len; j++)
+				d[i++] = (uint8_t)word[j];
+			continue;
+		}
+		if ((k == K_BF16 && i % 2 == 1) || (k == K_F32 && i % 4 == 3))
+			d[i] = exp_byte(x);
+		else
+			d[i] = (uint8_t)(x >> 16);
+		i++;
+	}
+}
+
+static uint8_t *kind_data(size_t len, enum kind k)
+{
+	uint8_t *d = malloc(len ? len : 1);
+
+	fill_kind(d, len, k, (unsigned)len);
+	return d;
+}
+
+static int fixture_xform(struct fixture *f, uint8_t *data, size_t len, uint32_t frame)
+{
+	struct mv_zpack_opts o = {.frame_size = frame, .tensor_transform = true};
+
+	return fixture_init_with(f, data, len, &o);
+}
+
+/* Split and join are inverses at every width and length; the layout is planes. */
+static void test_planes(void)
+{
+	static const unsigned widths[] = {1, 2, 4};
+	uint8_t src[19], planes[19], back[19];
+	uint8_t abcde[5] = {'a', 'b', 'c', 'd', 'e'};
+
+	for (size_t i = 0; i < sizeof(src); i++)
+		src[i] = (uint8_t)(i * 37 + 11);
+	for (size_t w = 0; w < 3; w++)
+		for (size_t len = 0; len <= sizeof(src); len++) {
+			memset(back, 0, sizeof(back));
+			CHECK_EQ_INT(mv_zpack_planes_split(widths[w], src, planes, len), 0);
+			CHECK_EQ_INT(mv_zpack_planes_join(widths[w], planes, back, len), 0);
+			CHECK(memcmp(src, back, len) == 0);
+		}
+	CHECK_EQ_INT(mv_zpack_planes_split(2, abcde, planes, 5), 0);
+	CHECK(memcmp(planes, "acebd", 5) == 0);
+	CHECK_EQ_INT(mv_zpack_planes_split(4, abcde, planes, 5), 0);
+	CHECK(memcmp(planes, "aebcd", 5) == 0);
+	CHECK_EQ_INT(mv_zpack_planes_split(3, abcde, planes, 5), -EINVAL);
+	CHECK_EQ_INT(mv_zpack_planes_join(0, abcde, planes, 5), -EINVAL);
+	CHECK_EQ_INT(mv_zpack_planes_join(8, abcde, planes, 5), -EINVAL);
+}
+
+/* Reads every frame of @f through the verifying path and compares. */
+static void check_frames(struct fixture *f, const struct mv_zpack *z)
+{
+	struct mv_measurement m;
+	struct mv_err err = {0};
+	uint8_t sha[32], want[32];
+	uint8_t *buf = malloc(z->frame_size ? z->frame_size : 1);
+
+	for (uint32_t i = 0; i < z->n_frames; i++) {
+		int ret = mv_zpack_load_frame(z, f->packed_fd, i, buf, &f->tree, &mv_mem_tree_ops,
+		                              f->mt, "t.zst", &err);
+
+		CHECK_EQ_INT(ret, 0);
+		if (ret)
+			printf("# %s\n", err.msg);
+		CHECK(memcmp(buf, f->data + (size_t)i * z->frame_size, mv_zpack_frame_len(z, i)) ==
+		      0);
+	}
+	CHECK_EQ_INT(mv_zpack_measure(f->packed_fd, "t.zst", &f->p, sha, NULL, NULL, &m, &err), 0);
+	mv_sha256(f->data, f->len, want);
+	CHECK(memcmp(sha, want, 32) == 0);
+	CHECK(memcmp(m.digest, f->m.digest, 32) == 0);
+	free(buf);
+}
+
+/* Round trip of transformed files; @want: width expected of every whole frame. */
+static void check_xform_round_trip(enum kind k, size_t len, uint32_t frame, unsigned want)
+{
+	struct fixture f;
+	struct mv_zpack *z = NULL;
+	struct mv_err err = {0};
+
+	CHECK_EQ_INT(fixture_xform(&f, kind_data(len, k), len, frame), 0);
+	CHECK_EQ_INT(mv_zpack_open(f.packed_fd, "t.zst", len, BS, &z, &err), 0);
+	if (!z) {
+		printf("# %s\n", err.msg);
+		goto out;
+	}
+	if (want == 1) {
+		CHECK(z->width == NULL);
+	} else if (want > 1) {
+		CHECK(z->width != NULL);
+		for (uint32_t i = 0; z->width && i < z->n_frames; i++)
+			if (mv_zpack_frame_len(z, i) >= 1024 && z->width[i] != want) {
+				printf("# kind %d len %zu frame %u: width[%u] = %u\n", k, len,
+				       frame, i, z->width[i]);
+				tap_cur_failed = 1;
+			}
+	}
+	check_frames(&f, z);
+out:
+	mv_zpack_free(z);
+	fixture_free(&f);
+}
+
+static void test_xform_round_trip(void)
+{
+	static const size_t sizes[] = {BS, 5 * BS + 3, 3 * BS - 1, (1 << 20) + 7};
+	static const uint32_t frames[] = {BS, 3 * BS, MV_ZPACK_DEFAULT_FRAME};
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		for (size_t j = 0; j < sizeof(frames) / sizeof(frames[0]); j++) {
+			check_xform_round_trip(K_BF16, sizes[i], frames[j], 2);
+			check_xform_round_trip(K_F32, sizes[i], frames[j], 4);
+			check_xform_round_trip(K_TEXT, sizes[i], frames[j], 1);
+		}
+	/* Tiny files: whatever is chosen reads back. */
+	for (size_t len = 1; len < 9; len++) {
+		check_xform_round_trip(K_BF16, len, BS, 0);
+		check_xform_round_trip(K_F32, len, BS, 0);
+	}
+}
+
+/* Without a transformed frame, the output is the same as without the option. */
+static void test_xform_untouched_when_useless(void)
+{
+	struct mv_zpack_opts o = {.frame_size = 2 * BS};
+	struct fixture a, b;
+
+	CHECK_EQ_INT(fixture_init_with(&a, kind_data(9 * BS + 5, K_TEXT), 9 * BS + 5, &o), 0);
+	CHECK_EQ_INT(fixture_xform(&b, kind_data(9 * BS + 5, K_TEXT), 9 * BS + 5, 2 * BS), 0);
+	CHECK(a.packed_len == b.packed_len && memcmp(a.packed, b.packed, a.packed_len) == 0);
+	fixture_free(&a);
+	fixture_free(&b);
+}
+
+/* A file like a safetensors one: header text, then bf16, then f32 tensors. */
+static void test_xform_mixed(void)
+{
+	static const unsigned want[] = {1, 2, 2, 4, 4, 4};
+	size_t len = 5 * 4 * BS + 1000;
+	uint8_t *d = malloc(len);
+	struct mv_zpack *z = NULL;
+	struct fixture f;
+
+	fill_kind(d, 4 * BS, K_TEXT, 1);
+	fill_kind(d + 4 * BS, 8 * BS, K_BF16, 2);
+	fill_kind(d + 12 * BS, len - 12 * BS, K_F32, 3);
+	CHECK_EQ_INT(fixture_xform(&f, d, len, 4 * BS), 0);
+	CHECK_EQ_INT(mv_zpack_open(f.packed_fd, "t.zst", len, BS, &z, NULL), 0);
+	if (!z || !z->width) {
+		tap_cur_failed = 1;
+		goto out;
+	}
+	CHECK_EQ_INT(z->n_frames, 6);
+	for (uint32_t i = 0; i < z->n_frames; i++)
+		if (z->width[i] != want[i]) {
+			printf("# frame %u: width %u, want %u\n", i, z->width[i], want[i]);
+			tap_cur_failed = 1;
+		}
+	check_frames(&f, z);
+out:
+	mv_zpack_free(z);
+	fixture_free(&f);
+}
+
+/* Plain zstd -d gives the byte planes of a transformed file, not its bytes. */
+static void test_xform_zstd_d(void)
+{
+	size_t len = 6 * BS + 10, n;
+	struct mv_zpack *z = NULL;
+	uint8_t *out, *planes;
+	struct fixture f;
+
+	CHECK_EQ_INT(fixture_xform(&f, kind_data(len, K_BF16), len, 2 * BS), 0);
+	CHECK_EQ_INT(mv_zpack_open(f.packed_fd, "t.zst", len, BS, &z, NULL), 0);
+	out = malloc(len + 1);
+	planes = malloc(len);
+	n = ZSTD_decompress(out, len + 1, f.packed, f.packed_len);
+	CHECK(!ZSTD_isError(n) && n == len);
+	CHECK(memcmp(out, f.data, len) != 0);
+	for (uint32_t i = 0; z && z->width && i < z->n_frames; i++) {
+		size_t off = (size_t)i * z->frame_size, fl = mv_zpack_frame_len(z, i);
+
+		mv_zpack_planes_split(z->width[i], f.data + off, planes + off, fl);
+	}
+	CHECK(memcmp(out, planes, len) == 0);
+	free(out);
+	free(planes);
+	mv_zpack_free(z);
+	fixture_free(&f);
+}
+
+/* Offset of the transform table in a packed buffer without checksums. */
+static size_t xform_off(const uint8_t *b, size_t len)
+{
+	uint32_t n = mv_get_le32_test(b + len - 9);
+
+	return len - 17 - (size_t)n * 8 - ZP_XFORM_HEADER - n;
+}
+
+static void mut_x_width3(uint8_t *b, size_t *len)
+{
+	b[xform_off(b, *len) + ZP_XFORM_HEADER + 1] = 3;
+}
+
+static void mut_x_width0(uint8_t *b, size_t *len)
+{
+	b[xform_off(b, *len) + ZP_XFORM_HEADER] = 0;
+}
+
+/* One width fewer, with the frame size fixed: a count mismatch. */
+static void mut_x_count_short(uint8_t *b, size_t *len)
+{
+	size_t x = xform_off(b, *len), w = x + ZP_XFORM_HEADER;
+
+	put32(b + x + 4, mv_get_le32_test(b + x + 4) - 1);
+	memmove(b + w, b + w + 1, *len - w - 1);
+	(*len)--;
+}
+
+/* One width more (the caller's buffer has room), with the frame size fixed. */
+static void mut_x_count_long(uint8_t *b, size_t *len)
+{
+	size_t x = xform_off(b, *len), w = x + ZP_XFORM_HEADER;
+
+	put32(b + x + 4, mv_get_le32_test(b + x + 4) + 1);
+	memmove(b + w + 1, b + w, *len - w);
+	b[w] = 2;
+	(*len)++;
+}
+
+static void mut_x_id(uint8_t *b, size_t *len)
+{
+	b[xform_off(b, *len) + 8] ^= 1;
+}
+
+static void mut_x_size(uint8_t *b, size_t *len)
+{
+	size_t x = xform_off(b, *len);
+
+	put32(b + x + 4, mv_get_le32_test(b + x + 4) + 1);
+}
+
+static void mut_x_magic(uint8_t *b, size_t *len)
+{
+	put32(b + xform_off(b, *len), ZP_SKIPPABLE_MAGIC);
+}
+
+static void test_xform_lying_tables(void)
+{
+	static const struct {
+		const char *name;
+		void (*mut)(uint8_t *, size_t *);
+		const char *want; /* substring of the message */
+	} cases[] = {
+	    {"width 3", mut_x_width3, "transform table gives frame 1 an unknown element width 3"},
+	    {"width 0", mut_x_width0, "transform table gives frame 0 an unknown element width 0"},
+	    {"count short", mut_x_count_short, "transform table lists 3 frames, the seek table 4"},
+	    {"count long", mut_x_count_long, "are not a transform table for 4 frames"},
+	    {"id", mut_x_id, "unknown id"},
+	    {"size", mut_x_size, "transform table frame size is wrong"},
+	    {"magic", mut_x_magic, "are not a transform table"},
+	};
+	size_t len = 7 * BS + 100;
+	struct fixture f;
+	char msg[1024];
+
+	CHECK_EQ_INT(fixture_xform(&f, kind_data(len, K_F32), len, 2 * BS), 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int ret = parse_mutated(&f, cases[i].mut, msg, sizeof(msg));
+
+		if (ret != -EBADMSG || !strstr(msg, cases[i].want) || strncmp(msg, "t.zst: ", 7)) {
+			printf("# case %s: ret %d, msg '%s'\n", cases[i].name, ret, msg);
+			tap_cur_failed = 1;
+		}
+	}
+	fixture_free(&f);
+}
+
+/* A valid but wrong width decodes to other bytes: verification refuses them. */
+static void test_xform_wrong_width(void)
+{
+	size_t len = 7 * BS + 100, x;
+	struct mv_zpack *z = NULL;
+	struct mv_err err = {0};
+	uint8_t *b, *buf = malloc(2 * BS);
+	struct fixture f;
+	int fd;
+
+	CHECK_EQ_INT(fixture_xform(&f, kind_data(len, K_F32), len, 2 * BS), 0);
+	b = malloc(f.packed_len);
+	memcpy(b, f.packed, f.packed_len);
+	x = xform_off(b, f.packed_len) + ZP_XFORM_HEADER;
+	CHECK_EQ_INT(b[x + 1], 4);
+	b[x + 1] = 2;
+	b[x + 2] = 1;
+	fd = memfd_with(b, f.packed_len);
+	CHECK_EQ_INT(mv_zpack_open(fd, "t.zst", len, BS, &z, &err), 0);
+	if (!z)
+		goto out;
+	for (uint32_t i = 1; i <= 2; i++) {
+		CHECK_EQ_INT(mv_zpack_load_frame(z, fd, i, buf, &f.tree, &mv_mem_tree_ops, f.mt,
+		                                 "t.zst", &err),
+		             -EBADMSG);
+		CHECK(strstr(err.msg, "t.zst: frame ") && strstr(err.msg, "fails verification"));
+	}
+	CHECK_EQ_INT(
+	    mv_zpack_load_frame(z, fd, 0, buf, &f.tree, &mv_mem_tree_ops, f.mt, "t.zst", NULL), 0);
+	CHECK_EQ_INT(
+	    mv_zpack_load_frame(z, fd, 3, buf, &f.tree, &mv_mem_tree_ops, f.mt, "t.zst", NULL), 0);
+out:
+	mv_zpack_free(z);
+	close(fd);
+	free(b);
+	free(buf);
+	fixture_free(&f);
+}
+
 int main(void)
 {
 	TAP_RUN(test_round_trip_sizes);
@@ -879,5 +1230,12 @@ int main(void)
 	TAP_RUN(test_cache_bound);
 	TAP_RUN(test_pread);
 	TAP_RUN(test_pread_tampered);
+	TAP_RUN(test_planes);
+	TAP_RUN(test_xform_round_trip);
+	TAP_RUN(test_xform_untouched_when_useless);
+	TAP_RUN(test_xform_mixed);
+	TAP_RUN(test_xform_zstd_d);
+	TAP_RUN(test_xform_lying_tables);
+	TAP_RUN(test_xform_wrong_width);
 	TAP_DONE();
 }
