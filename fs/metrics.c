@@ -134,7 +134,7 @@ static void read_counters(struct sbuf *b, struct mfs_mount *m)
 /* The per-model failure counters and the exposed/refused gauge. */
 static void model_series(struct sbuf *b, struct mfs_mount *m)
 {
-	uint64_t exposed = 0, refused = 0;
+	uint64_t exposed = 0, refused = 0, last_good = 0;
 
 	family(b, "modelfs_verify_failures_total", "counter",
 	       "Blocks (or packed frames) that failed verification, per model.");
@@ -146,6 +146,8 @@ static void model_series(struct sbuf *b, struct mfs_mount *m)
 		pthread_mutex_lock(&model->lock);
 		is_refused = model->refused != NULL;
 		pthread_mutex_unlock(&model->lock);
+		if (model->reload_error)
+			last_good++;
 		if (is_refused) {
 			refused++;
 			continue;
@@ -162,6 +164,27 @@ static void model_series(struct sbuf *b, struct mfs_mount *m)
 	family(b, "modelfs_models", "gauge", "Models in the store, by state.");
 	sb_printf(b, "modelfs_models{state=\"exposed\"} %" PRIu64 "\n", exposed);
 	sb_printf(b, "modelfs_models{state=\"refused\"} %" PRIu64 "\n", refused);
+	single(b, "modelfs_models_last_good", "gauge",
+	       "Exposed models still serving their last good version: a newer model.sig "
+	       "failed to verify.",
+	       last_good);
+}
+
+/* Live reload: how many ran and when the last one ended (0 before the first). */
+static void reload_series(struct sbuf *b, struct mfs_mount *m)
+{
+	struct mfs_reload_info ri;
+
+	pthread_rwlock_rdlock(&m->ns_lock);
+	ri = m->reload_info;
+	pthread_rwlock_unlock(&m->ns_lock);
+	single(b, "modelfs_reloads_total", "counter", "Store rescans (SIGHUP or --watch).",
+	       ri.count);
+	family(b, "modelfs_last_reload_timestamp_seconds", "gauge",
+	       "When the last rescan ended, in seconds since the Unix epoch; 0 before the first.");
+	sb_printf(b, "modelfs_last_reload_timestamp_seconds %lld.%09ld\n",
+	          ri.count ? (long long)ri.last.tv_sec : 0LL,
+	          ri.count ? (long)ri.last.tv_nsec : 0L);
 }
 
 /* Hash-block and frame cache statistics. */
@@ -230,6 +253,7 @@ char *mfs_metrics_text(struct mfs_mount *m, size_t *len)
 
 	read_counters(&b, m);
 	model_series(&b, m);
+	reload_series(&b, m);
 	cache_series(&b, m);
 	histogram(&b, m);
 	family(&b, "modelfs_start_time_seconds", "gauge",

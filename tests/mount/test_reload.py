@@ -222,6 +222,10 @@ def test_bad_new_signature_keeps_last_good(tmp_path, keys, store):
         assert (m.mnt / "org" / "a" / "a.bin").read_bytes() == a_bin
         ev = model_events(m, "org/a")
         assert len(ev) == 1 and "model-kept-last-good " in ev[0] and "reason=" in ev[0], ev
+        prom = (m.mnt / ".modelfs" / "metrics.prom").read_text()
+        assert "\nmodelfs_models_last_good 1\n" in prom
+        assert "\nmodelfs_reloads_total 1\n" in prom
+        assert "\nmodelfs_last_reload_timestamp_seconds 0.000000000\n" not in prom
         # The same refused signature is not retried nor logged again.
         r = sighup(m)
         assert r["refused"] == 0
