@@ -1,0 +1,406 @@
+"""bench_util - mounts, timers and readers shared by tools/bench (not a test).
+
+Everything here runs under Debian's /usr/bin/python3 (numpy is needed by the
+loader). Mount helpers always unmount on exit, also after an exception, so a
+failed benchmark never leaves a FUSE mount or a daemon behind.
+"""
+import json
+import mmap
+import os
+import pathlib
+import statistics
+import struct
+import subprocess
+import threading
+import time
+
+MiB = 1 << 20
+PAGE = 4096
+
+
+def sh(*args, **kw):
+    """Runs a command, raising with its stderr when it fails."""
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kw)
+    if p.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, args))}: exit {p.returncode}: "
+                           f"{p.stderr.strip()[-500:]}")
+    return p
+
+
+def have(cmd) -> bool:
+    return any(os.access(os.path.join(d, cmd), os.X_OK)
+               for d in os.environ.get("PATH", "/usr/bin:/bin").split(":"))
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def is_mounted(p) -> bool:
+    p = os.path.realpath(p)
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == p for line in f)
+
+
+def unmount(p):
+    """Unmounts @p if mounted: fusermount3 -u, then lazily as a last resort."""
+    for cmd in (["fusermount3", "-u", str(p)], ["fusermount3", "-uz", str(p)]):
+        if not is_mounted(p):
+            return
+        subprocess.run(cmd, capture_output=True)
+        for _ in range(100):
+            if not is_mounted(p):
+                return
+            time.sleep(0.02)
+
+
+def proc_status(pid, key) -> int:
+    """A /proc/PID/status field in KiB (VmRSS, VmHWM), 0 if gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def proc_cpu_s(pid) -> float:
+    """User + system CPU seconds used by a process so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Daemon:
+    """A FUSE daemon in the foreground; unmounted and reaped on exit."""
+
+    cmd = []
+    ready_path = None
+
+    def __init__(self, mnt):
+        self.mnt = pathlib.Path(mnt)
+        self.proc = None
+        self.mount_s = None
+
+    def _ready(self) -> bool:
+        if self.ready_path is not None:
+            try:
+                os.stat(self.ready_path)
+                return True
+            except OSError:
+                return False
+        return is_mounted(self.mnt)
+
+    def __enter__(self):
+        t0 = time.perf_counter()
+        self.proc = subprocess.Popen([str(c) for c in self.cmd], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        end = t0 + 120
+        while not self._ready():
+            if self.proc.poll() is not None or time.perf_counter() > end:
+                err = self.proc.stderr.read().decode(errors="replace") if \
+                    self.proc.poll() is not None else "timeout"
+                self.__exit__()
+                raise RuntimeError(f"{self.cmd[0]}: mount at {self.mnt} did not come up: "
+                                   f"{err.strip()[-400:]}")
+            time.sleep(0.001)
+        self.mount_s = time.perf_counter() - t0
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def rss_kib(self):
+        return proc_status(self.pid, "VmRSS")
+
+    def hwm_kib(self):
+        return proc_status(self.pid, "VmHWM")
+
+    def cpu_s(self):
+        return proc_cpu_s(self.pid)
+
+    def __exit__(self, *exc):
+        unmount(self.mnt)
+        if self.proc:
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc.stderr.close()
+        return False
+
+
+class ModelfsMount(Daemon):
+    """`modelfs mount -f`; ready when @ready_rel (a path inside) can be
+    stat'ed, or when the --ready-file appears if the binary has it."""
+
+    def __init__(self, binary, store, mnt, pub, cache, extra=(), ready_rel=None,
+                 ready_file=None):
+        super().__init__(mnt)
+        self.cmd = [binary, "mount", "-f", "--trust", pub, "--cache-dir", cache, *extra]
+        if ready_file:
+            self.cmd += ["--ready-file", ready_file]
+            try:
+                os.unlink(ready_file)
+            except FileNotFoundError:
+                pass
+            self.ready_path = ready_file
+        elif ready_rel:
+            self.ready_path = self.mnt / ready_rel
+        self.cmd += [store, mnt]
+
+
+class GocryptfsMount(Daemon):
+    def __init__(self, cipher, mnt):
+        super().__init__(mnt)
+        self.cmd = ["gocryptfs", "-q", "-fg", "-extpass", "echo pw", cipher, mnt]
+
+
+class SquashfuseMount(Daemon):
+    def __init__(self, image, mnt):
+        super().__init__(mnt)
+        self.cmd = ["squashfuse", "-f", image, mnt]
+
+
+def seq_read(path, drop_behind=False) -> tuple:
+    """One sequential pass with 1 MiB read()s. Returns (bytes, seconds).
+
+    @drop_behind: drop what was read from the page cache every 256 MiB
+    (posix_fadvise DONTNEED), so a file bigger than memory's spare room does
+    not push its own backing copy out of the cache.
+    """
+    buf = bytearray(MiB)
+    total = done_drop = 0
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            n = os.readv(fd, [buf])
+            if not n:
+                break
+            total += n
+            if drop_behind and total - done_drop >= 256 * MiB:
+                os.posix_fadvise(fd, done_drop, total - done_drop, os.POSIX_FADV_DONTNEED)
+                done_drop = total
+    finally:
+        os.close(fd)
+    return total, time.perf_counter() - t0
+
+
+def read_tree(root) -> tuple:
+    """Reads every regular file under @root (sorted). Returns (bytes, seconds)."""
+    files = sorted(p for p in pathlib.Path(root).rglob("*") if p.is_file())
+    t0 = time.perf_counter()
+    total = 0
+    for p in files:
+        total += seq_read(p)[0]
+    return total, time.perf_counter() - t0
+
+
+def mb_s(res) -> float:
+    nbytes, secs = res
+    return nbytes / secs / 1e6
+
+
+def warm(*paths):
+    """Reads files (or every file under folders) so they sit in the page cache."""
+    for p in paths:
+        p = pathlib.Path(p)
+        for f in ([p] if p.is_file() else p.rglob("*")):
+            if f.is_file():
+                seq_read(f)
+
+
+def mmap_touch(path, advice=None) -> tuple:
+    """Maps the whole file read-only and shared, as safetensors' safe_open does
+    (memmap2), and touches one byte of every page, after madvise(@advice) if
+    given. Returns (bytes, seconds)."""
+    import numpy as np
+
+    t0 = time.perf_counter()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+        try:
+            if advice is not None:
+                mm.madvise(advice)
+            a = np.frombuffer(mm, dtype=np.uint8)
+            int(a[::PAGE].sum())  # one load per page, in order
+            del a
+        finally:
+            mm.close()
+    finally:
+        os.close(fd)
+    return size, time.perf_counter() - t0
+
+
+ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8",
+             "I32": "<i4", "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
+
+
+def load_safetensors(path, arena) -> tuple:
+    """A minimal safetensors loader: parses the header, then read()s each
+    tensor's bytes into its place in @arena and wraps them with
+    numpy.frombuffer (bf16 as uint16). Returns (bytes loaded, seconds).
+
+    @arena (a bytearray at least as big as the data section) is allocated and
+    touched by the caller before timing, as when a model's parameters exist
+    before its weights are loaded: on these VMs a first-touch page fault
+    costs ~13 us (3.5 s per GiB), which would otherwise dominate both sides.
+    """
+    import numpy as np
+
+    t0 = time.perf_counter()
+    total = 0
+    tensors = {}
+    with open(path, "rb", buffering=0) as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+        base = 8 + n
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            if end > len(arena) or start > end:
+                raise IOError(f"{path}: {name}: offsets outside the arena")
+            buf = memoryview(arena)[start:end]
+            view, got = buf, 0
+            f.seek(base + start)
+            while got < len(buf):  # 1 MiB reads, the mount's request size
+                k = f.readinto(view[got:got + MiB])
+                if not k:
+                    raise IOError(f"{path}: {name}: short read")
+                got += k
+            tensors[name] = np.frombuffer(buf, dtype=ST_DTYPES[info["dtype"]]).reshape(
+                info["shape"])
+            total += len(buf)
+    return total, time.perf_counter() - t0
+
+
+def write_safetensors(path, size):
+    """Writes a safetensors file of about @size bytes: 64 MiB (or smaller)
+    tensors of random bytes, alternately F32 and BF16, like a checkpoint
+    shard. Random content, so the data compresses like real weights do not
+    matter here (this file is for read speed)."""
+    chunk = min(64 * MiB, size)
+    header, offs, i = {}, 0, 0
+    while offs < size:
+        n = min(chunk, size - offs)
+        dt, el = ("F32", 4) if i % 2 == 0 else ("BF16", 2)
+        n -= n % el
+        if n == 0:
+            break
+        header[f"layers.{i}.weight"] = {"dtype": dt, "shape": [n // el],
+                                        "data_offsets": [offs, offs + n]}
+        offs += n
+        i += 1
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-(8 + len(h)) % 8)  # data section 8-aligned, as safetensors pads
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        fill_random(f, offs)
+
+
+def fill_random(f, n):
+    """Appends @n pseudo-random bytes to file object @f, fast (AES-CTR of
+    zeros through openssl, ~2 GB/s, instead of /dev/urandom's ~0.4 GB/s)."""
+    f.flush()
+    key = os.urandom(16).hex()
+    p = subprocess.Popen(["openssl", "enc", "-aes-128-ctr", "-K", key, "-iv", "0" * 32,
+                          "-nosalt", "-in", "/dev/zero"], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL)
+    left = n
+    try:
+        while left:
+            b = p.stdout.read(min(left, 4 * MiB))
+            if not b:
+                raise IOError("openssl enc stopped early")
+            f.write(b)
+            left -= len(b)
+    finally:
+        p.kill()
+        p.wait()
+        p.stdout.close()
+
+
+class RssSampler:
+    """Samples a process's VmRSS every @period seconds in a thread."""
+
+    def __init__(self, pid, period=0.05):
+        self.pid, self.period = pid, period
+        self.max_kib = 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.max_kib = max(self.max_kib, proc_status(self.pid, "VmRSS"))
+            self._stop.wait(self.period)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+        self.max_kib = max(self.max_kib, proc_status(self.pid, "VmRSS"))
+        return False
+
+
+def sha256_threads(path, threads=2) -> tuple:
+    """The hashing limit L: SHA-256 (OpenSSL, through hashlib, which releases
+    the GIL on large updates) over the file's bytes, split into @threads
+    contiguous parts hashed in parallel, 1 MiB per update. The file is mapped
+    and every page touched first, so only hashing is timed.
+    Returns (bytes, seconds)."""
+    import hashlib
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        size = os.fstat(fd).st_size
+        mm = mmap.mmap(fd, size, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    try:
+        view = memoryview(mm)
+        for off in range(0, size, PAGE):
+            view[off]  # fault everything in before the clock starts
+        part = -(-size // threads)
+        part += -part % MiB
+
+        def work(lo):
+            h = hashlib.sha256()
+            for off in range(lo, min(lo + part, size), MiB):
+                h.update(view[off:min(off + MiB, lo + part, size)])
+            h.digest()
+
+        ts = [threading.Thread(target=work, args=(i * part,)) for i in range(threads)]
+        t0 = time.perf_counter()
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        secs = time.perf_counter() - t0
+        view.release()
+    finally:
+        mm.close()
+    return size, secs
+
+
+def fio_iops(path, jobs, seconds, invalidate=True) -> float:
+    """IOPS of 4 KiB random reads (psync). FUSE files start from an empty page
+    cache (invalidate); the raw file must stay cached, else the disk is
+    measured."""
+    out = sh("fio", "--name=rand", f"--filename={path}", "--rw=randread", "--bs=4k",
+             "--ioengine=psync", f"--numjobs={jobs}", "--time_based",
+             f"--runtime={seconds}", "--group_reporting", "--output-format=json",
+             f"--invalidate={1 if invalidate else 0}").stdout
+    return json.loads(out[out.index("{"):])["jobs"][0]["read"]["iops"]
