@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,32 +104,42 @@ static uint64_t ld(const uint64_t *v)
 	return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
+/* The read path's counters: one counter family each, from struct mfs_counters. */
+static const struct {
+	const char *name, *help;
+	size_t off; /* offsetof(struct mfs_counters, ...) */
+} read_counter_defs[] = {
+    {"modelfs_reads_total", "Read requests served from signed files.",
+     offsetof(struct mfs_counters, reads)},
+    {"modelfs_read_bytes_total", "Bytes returned to readers.",
+     offsetof(struct mfs_counters, bytes_served)},
+    {"modelfs_verified_bytes_total", "Bytes hashed and checked against the signed Merkle trees.",
+     offsetof(struct mfs_counters, bytes_verified)},
+    {"modelfs_open_failures_total",
+     "Opens refused because the backing file was missing or of the wrong type or size.",
+     offsetof(struct mfs_counters, open_failures)},
+    {"modelfs_trees_built_total", "Merkle trees built from the data into the cache folder.",
+     offsetof(struct mfs_counters, trees_built)},
+    {"modelfs_tree_rebuilds_total",
+     "Trees rebuilt because a check failed (at most one per file per mount).",
+     offsetof(struct mfs_counters, tree_rebuilds)},
+    {"modelfs_transcodes_total", "Pickle checkpoints transcoded to safetensors into the cache.",
+     offsetof(struct mfs_counters, transcodes)},
+    {"modelfs_transcode_reuses_total", "Cached transcoded outputs checked and reused.",
+     offsetof(struct mfs_counters, transcode_reuses)},
+    {"modelfs_transcode_rejected_total", "Cached transcoded outputs that failed their check.",
+     offsetof(struct mfs_counters, transcode_rejected)},
+};
+
 /* Counters of the read path. */
 static void read_counters(struct sbuf *b, struct mfs_mount *m)
 {
-	single(b, "modelfs_reads_total", "counter", "Read requests served from signed files.",
-	       ld(&m->ctr.reads));
-	single(b, "modelfs_read_bytes_total", "counter", "Bytes returned to readers.",
-	       ld(&m->ctr.bytes_served));
-	single(b, "modelfs_verified_bytes_total", "counter",
-	       "Bytes hashed and checked against the signed Merkle trees.",
-	       ld(&m->ctr.bytes_verified));
-	single(b, "modelfs_open_failures_total", "counter",
-	       "Opens refused because the backing file was missing or of the wrong type or size.",
-	       ld(&m->ctr.open_failures));
-	single(b, "modelfs_trees_built_total", "counter",
-	       "Merkle trees built from the data into the cache folder.", ld(&m->ctr.trees_built));
-	single(b, "modelfs_tree_rebuilds_total", "counter",
-	       "Trees rebuilt because a check failed (at most one per file per mount).",
-	       ld(&m->ctr.tree_rebuilds));
-	single(b, "modelfs_transcodes_total", "counter",
-	       "Pickle checkpoints transcoded to safetensors into the cache.",
-	       ld(&m->ctr.transcodes));
-	single(b, "modelfs_transcode_reuses_total", "counter",
-	       "Cached transcoded outputs checked and reused.", ld(&m->ctr.transcode_reuses));
-	single(b, "modelfs_transcode_rejected_total", "counter",
-	       "Cached transcoded outputs that failed their check.",
-	       ld(&m->ctr.transcode_rejected));
+	for (size_t i = 0; i < sizeof(read_counter_defs) / sizeof(read_counter_defs[0]); i++) {
+		const uint64_t *v =
+		    (const uint64_t *)((const char *)&m->ctr + read_counter_defs[i].off);
+
+		single(b, read_counter_defs[i].name, "counter", read_counter_defs[i].help, ld(v));
+	}
 }
 
 /* The per-model failure counters and the exposed/refused gauge. */
