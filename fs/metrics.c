@@ -104,41 +104,41 @@ static uint64_t ld(const uint64_t *v)
 	return __atomic_load_n(v, __ATOMIC_RELAXED);
 }
 
-/* The read path's counters: one counter family each, from struct mfs_counters. */
-static const struct {
-	const char *name, *help;
-	size_t off; /* offsetof(struct mfs_counters, ...) */
-} read_counter_defs[] = {
-    {"modelfs_reads_total", "Read requests served from signed files.",
-     offsetof(struct mfs_counters, reads)},
-    {"modelfs_read_bytes_total", "Bytes returned to readers.",
-     offsetof(struct mfs_counters, bytes_served)},
-    {"modelfs_verified_bytes_total", "Bytes hashed and checked against the signed Merkle trees.",
-     offsetof(struct mfs_counters, bytes_verified)},
-    {"modelfs_open_failures_total",
-     "Opens refused because the backing file was missing or of the wrong type or size.",
-     offsetof(struct mfs_counters, open_failures)},
-    {"modelfs_trees_built_total", "Merkle trees built from the data into the cache folder.",
-     offsetof(struct mfs_counters, trees_built)},
-    {"modelfs_tree_rebuilds_total",
-     "Trees rebuilt because a check failed (at most one per file per mount).",
-     offsetof(struct mfs_counters, tree_rebuilds)},
-    {"modelfs_transcodes_total", "Pickle checkpoints transcoded to safetensors into the cache.",
-     offsetof(struct mfs_counters, transcodes)},
-    {"modelfs_transcode_reuses_total", "Cached transcoded outputs checked and reused.",
-     offsetof(struct mfs_counters, transcode_reuses)},
-    {"modelfs_transcode_rejected_total", "Cached transcoded outputs that failed their check.",
-     offsetof(struct mfs_counters, transcode_rejected)},
-};
+#define COUNTER(field, key_, metric_, help_)                                                       \
+	{                                                                                          \
+		.key = key_, .metric = metric_, .help = help_,                                     \
+		.off = offsetof(struct mfs_counters, field)                                        \
+	}
 
-/* Counters of the read path. */
+const struct mfs_counter_def mfs_counter_defs[] = {
+    COUNTER(reads, "reads", "modelfs_reads_total", "Read requests served from signed files."),
+    COUNTER(bytes_served, "bytes_served", "modelfs_read_bytes_total", "Bytes returned to readers."),
+    COUNTER(bytes_verified, "bytes_verified", "modelfs_verified_bytes_total",
+            "Bytes hashed and checked against the signed Merkle trees."),
+    COUNTER(verify_failures, "verify_failures", "modelfs_failed_checks_total",
+            "Every failed check of the mount, including transcoded views and tree builds."),
+    COUNTER(open_failures, "open_failures", "modelfs_open_failures_total",
+            "Opens refused because the backing file was missing or of the wrong type or size."),
+    COUNTER(trees_built, "trees_built", "modelfs_trees_built_total",
+            "Merkle trees built from the data into the cache folder."),
+    COUNTER(tree_rebuilds, "tree_rebuilds", "modelfs_tree_rebuilds_total",
+            "Trees rebuilt because a check failed (at most one per file per mount)."),
+    COUNTER(transcodes, "transcodes", "modelfs_transcodes_total",
+            "Pickle checkpoints transcoded to safetensors into the cache."),
+    COUNTER(transcode_reuses, "transcode_reuses", "modelfs_transcode_reuses_total",
+            "Cached transcoded outputs checked and reused."),
+    COUNTER(transcode_rejected, "transcode_rejected", "modelfs_transcode_rejected_total",
+            "Cached transcoded outputs that failed their check."),
+};
+const size_t mfs_n_counter_defs = sizeof(mfs_counter_defs) / sizeof(mfs_counter_defs[0]);
+
+/* The mount-wide counters, one family each. */
 static void read_counters(struct sbuf *b, struct mfs_mount *m)
 {
-	for (size_t i = 0; i < sizeof(read_counter_defs) / sizeof(read_counter_defs[0]); i++) {
-		const uint64_t *v =
-		    (const uint64_t *)((const char *)&m->ctr + read_counter_defs[i].off);
+	for (size_t i = 0; i < mfs_n_counter_defs; i++) {
+		const struct mfs_counter_def *d = &mfs_counter_defs[i];
 
-		single(b, read_counter_defs[i].name, "counter", read_counter_defs[i].help, ld(v));
+		single(b, d->metric, "counter", d->help, mfs_counter_get(m, d));
 	}
 }
 
@@ -169,9 +169,6 @@ static void model_series(struct sbuf *b, struct mfs_mount *m)
 		sb_printf(b, "\"} %" PRIu64 "\n", ld(&model->verify_failures));
 	}
 	pthread_rwlock_unlock(&m->ns_lock);
-	single(b, "modelfs_failed_checks_total", "counter",
-	       "Every failed check of the mount, including transcoded views and tree builds.",
-	       ld(&m->ctr.verify_failures));
 	family(b, "modelfs_models", "gauge", "Models in the store, by state.");
 	sb_printf(b, "modelfs_models{state=\"exposed\"} %" PRIu64 "\n", exposed);
 	sb_printf(b, "modelfs_models{state=\"refused\"} %" PRIu64 "\n", refused);

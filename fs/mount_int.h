@@ -253,6 +253,26 @@ struct mfs_mount {
 	gid_t gid;
 };
 
+/*
+ * One struct mfs_counters field as status.json and the metrics name it:
+ * one table (metrics.c) so the two can never list different counters.
+ */
+struct mfs_counter_def {
+	const char *key;    /* in status.json's "counters" */
+	const char *metric; /* Prometheus counter family */
+	const char *help;
+	size_t off; /* offsetof(struct mfs_counters, ...) */
+};
+extern const struct mfs_counter_def mfs_counter_defs[];
+extern const size_t mfs_n_counter_defs;
+
+/* The current value of counter @d of @m. */
+static inline uint64_t mfs_counter_get(const struct mfs_mount *m, const struct mfs_counter_def *d)
+{
+	return __atomic_load_n((const uint64_t *)((const char *)&m->ctr + d->off),
+	                       __ATOMIC_RELAXED);
+}
+
 /* Adds @v to a counter atomically. */
 static inline void mfs_count(uint64_t *ctr, uint64_t v)
 {

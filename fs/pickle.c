@@ -784,14 +784,33 @@ static ssize_t rawuni_decode(const unsigned char *in, size_t len, char *out)
 	return (ssize_t)o;
 }
 
+/*
+ * Pushes a string decoded from a protocol-0 line: @dl bytes of @tmp, or
+ * fails with @bad_escape when decoding did (@dl < 0). Frees @tmp.
+ */
+static int push_decoded(struct mfs_pickle *p, uint64_t off, char *tmp, ssize_t dl,
+                        const char *bad_escape)
+{
+	uint32_t id = 0;
+	int rc;
+
+	if (dl < 0) {
+		free(tmp);
+		return pk_fail(p, MFS_PK_MALFORMED, "%s", bad_escape);
+	}
+	rc = pk_new(p, MFS_PK_STR, off, &id);
+	if (!rc)
+		rc = pk_setstr(p, id, tmp, (size_t)dl);
+	free(tmp);
+	return rc ? rc : pk_push(p, id);
+}
+
 /* STRING: a quoted, escaped line. */
 static int op_string(struct mfs_pickle *p, uint64_t off)
 {
 	const char *l;
 	size_t n;
-	uint32_t id = 0;
 	char *tmp;
-	ssize_t dl;
 	int rc = pk_line(p, &l, &n);
 
 	if (rc)
@@ -801,16 +820,7 @@ static int op_string(struct mfs_pickle *p, uint64_t off)
 	tmp = malloc(n);
 	if (!tmp)
 		return pk_fail(p, MFS_PK_TOOBIG, "out of memory");
-	dl = escape_decode(l + 1, n - 2, tmp);
-	if (dl < 0) {
-		free(tmp);
-		return pk_fail(p, MFS_PK_MALFORMED, "bad escape in STRING");
-	}
-	rc = pk_new(p, MFS_PK_STR, off, &id);
-	if (!rc)
-		rc = pk_setstr(p, id, tmp, (size_t)dl);
-	free(tmp);
-	return rc ? rc : pk_push(p, id);
+	return push_decoded(p, off, tmp, escape_decode(l + 1, n - 2, tmp), "bad escape in STRING");
 }
 
 /* UNICODE: a raw-unicode-escape line. */
@@ -818,9 +828,7 @@ static int op_unicode(struct mfs_pickle *p, uint64_t off)
 {
 	const char *l;
 	size_t n;
-	uint32_t id = 0;
 	char *tmp;
-	ssize_t dl;
 	int rc = pk_line(p, &l, &n);
 
 	if (rc)
@@ -828,16 +836,8 @@ static int op_unicode(struct mfs_pickle *p, uint64_t off)
 	tmp = malloc(2 * n + 4);
 	if (!tmp)
 		return pk_fail(p, MFS_PK_TOOBIG, "out of memory");
-	dl = rawuni_decode((const unsigned char *)l, n, tmp);
-	if (dl < 0) {
-		free(tmp);
-		return pk_fail(p, MFS_PK_MALFORMED, "bad escape in UNICODE");
-	}
-	rc = pk_new(p, MFS_PK_STR, off, &id);
-	if (!rc)
-		rc = pk_setstr(p, id, tmp, (size_t)dl);
-	free(tmp);
-	return rc ? rc : pk_push(p, id);
+	return push_decoded(p, off, tmp, rawuni_decode((const unsigned char *)l, n, tmp),
+	                    "bad escape in UNICODE");
 }
 
 /* --------------------------------------------------------------- numbers */

@@ -36,12 +36,6 @@ static void add_time(cJSON *o, const char *key, const struct timespec *ts)
 	cJSON_AddStringToObject(o, key, buf);
 }
 
-/* Counters are JSON numbers (doubles): exact up to 2^53, plenty here. */
-static void add_u64(cJSON *o, const char *key, uint64_t *v)
-{
-	cJSON_AddNumberToObject(o, key, (double)__atomic_load_n(v, __ATOMIC_RELAXED));
-}
-
 static cJSON *counters(struct mfs_mount *m)
 {
 	struct mc_hblock_stats st;
@@ -52,16 +46,10 @@ static cJSON *counters(struct mfs_mount *m)
 		return NULL;
 	mc_hblock_cache_stats(m->hcache, &st);
 	mc_frame_cache_stats(m->fcache, &fst);
-	add_u64(c, "reads", &m->ctr.reads);
-	add_u64(c, "bytes_served", &m->ctr.bytes_served);
-	add_u64(c, "bytes_verified", &m->ctr.bytes_verified);
-	add_u64(c, "verify_failures", &m->ctr.verify_failures);
-	add_u64(c, "open_failures", &m->ctr.open_failures);
-	add_u64(c, "trees_built", &m->ctr.trees_built);
-	add_u64(c, "tree_rebuilds", &m->ctr.tree_rebuilds);
-	add_u64(c, "transcodes", &m->ctr.transcodes);
-	add_u64(c, "transcode_reuses", &m->ctr.transcode_reuses);
-	add_u64(c, "transcode_rejected", &m->ctr.transcode_rejected);
+	/* JSON numbers are doubles: exact up to 2^53, plenty for these counters. */
+	for (size_t i = 0; i < mfs_n_counter_defs; i++)
+		cJSON_AddNumberToObject(c, mfs_counter_defs[i].key,
+		                        (double)mfs_counter_get(m, &mfs_counter_defs[i]));
 	cJSON_AddNumberToObject(c, "hblock_cache_hits", (double)st.hits);
 	cJSON_AddNumberToObject(c, "hblock_cache_misses", (double)st.misses);
 	cJSON_AddNumberToObject(c, "hblock_cache_evictions", (double)st.evictions);

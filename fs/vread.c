@@ -68,16 +68,8 @@ static uint8_t *thread_buf(size_t need)
 			return NULL;
 		}
 	}
-	if (b->cap < need) {
-		size_t cap = need < TBUF_MIN ? TBUF_MIN : need;
-		uint8_t *p = malloc(cap);
-
-		if (!p)
-			return NULL;
-		free(b->p);
-		b->p = p;
-		b->cap = cap;
-	}
+	if (mv_buf_reserve(&b->p, &b->cap, need < TBUF_MIN ? TBUF_MIN : need))
+		return NULL;
 	return b->p;
 }
 

@@ -64,6 +64,8 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage(const char *name);
 /* Prints an mv_err line ("modelfs: <msg>") and maps it to an exit status. */
 int cli_report(const struct mv_err *err);
+/* Parses a decimal count in [@min, @max] into @out. -EINVAL on error. */
+int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
 /* Parses a size with an optional K/M/G suffix (binary). -EINVAL on error. */
 int cli_parse_size(const char *s, unsigned long long *out);
 /* Parses tree options shared by digest and seal into @p. */

@@ -40,6 +40,21 @@ int cli_report(const struct mv_err *err)
 	}
 }
 
+int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s || *s == '-')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
 int cli_parse_size(const char *s, unsigned long long *out)
 {
 	char *end;

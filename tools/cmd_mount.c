@@ -61,23 +61,10 @@ static int parse_cache_size(struct mount_args *a, const char *s)
 }
 
 /* Parses a decimal number 0..@max. 0 or -EINVAL. */
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || v > max || *s == '-')
-		return -EINVAL;
-	*out = (unsigned)v;
-	return 0;
-}
-
 /* --unmount-timeout / unmount_timeout=: seconds, 1 to 3600. */
 static int parse_timeout(struct mount_args *a, const char *s)
 {
-	if (parse_uint(s, 3600, &a->o.unmount_timeout) || a->o.unmount_timeout == 0) {
+	if (cli_parse_uint(s, 1, 3600, &a->o.unmount_timeout)) {
 		cli_error("mount: bad --unmount-timeout '%s' (1 to 3600 seconds)", s);
 		return -EINVAL;
 	}
@@ -199,7 +186,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_WATCH: a->o.watch = true; break;
 		case OPT_UNMOUNT_TIMEOUT: ret = parse_timeout(a, optarg); break;
 		case OPT_THREADS:
-			ret = parse_uint(optarg, 1024, &a->o.threads);
+			ret = cli_parse_uint(optarg, 0, 1024, &a->o.threads);
 			if (ret || a->o.threads == 0) {
 				cli_error("mount: bad --threads '%s'", optarg);
 				ret = -EINVAL;

@@ -50,19 +50,6 @@ static int parse_level(const char *s, int *out)
 	return 0;
 }
 
-static int parse_uint(const char *s, unsigned max, unsigned *out)
-{
-	char *end;
-	unsigned long v;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || end == s || *end || *s == '-' || v == 0 || v > max)
-		return -EINVAL;
-	*out = (unsigned)v;
-	return 0;
-}
-
 /* Parses argv into @a; returns 1 for --help, -1 on a usage error. */
 static int parse_args(int argc, char **argv, struct pack_args *a)
 {
@@ -101,7 +88,7 @@ static int parse_args(int argc, char **argv, struct pack_args *a)
 		case 'r': a->o.remove_original = true; break;
 		case 's': a->o.signature = optarg; break;
 		case 't':
-			if (parse_uint(optarg, 1024, &a->o.threads)) {
+			if (cli_parse_uint(optarg, 1, 1024, &a->o.threads)) {
 				cli_error("pack: bad --threads '%s'", optarg);
 				return -1;
 			}

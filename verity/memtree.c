@@ -164,8 +164,8 @@ int mv_mem_tree_load(const char *tree_path, const struct mv_tree *t, struct mv_m
 	}
 	ret = mem_tree_alloc(&t->params, &mt);
 	if (!ret)
-		ret =
-		    mv_pread_exact(fd, mt->blocks, mt->geo.tree_blocks * mt->block_size, h.tree_offset);
+		ret = mv_pread_exact(fd, mt->blocks, mt->geo.tree_blocks * mt->block_size,
+		                     h.tree_offset);
 	if (ret) {
 		mv_err_set(err, ret, "%s: cannot read tree: %s", tree_path, strerror(-ret));
 		goto out;

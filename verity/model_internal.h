@@ -128,7 +128,6 @@ struct mv_hash_job {
  */
 int mv_hash_file(struct mv_hash_job *job);
 
-
 /* Number of worker threads for @threads (0 = online CPUs). */
 unsigned mv_thread_count(unsigned threads);
 

@@ -149,8 +149,8 @@ int mv_tree_writer_sink(void *ctx, unsigned level, uint64_t index, const void *b
 	if (level >= w->geo.num_levels || index >= w->geo.level_blocks[level])
 		return -EINVAL;
 	return mv_pwrite_full(w->fd, block, block_size,
-	                  MV_TREE_HEADER_SIZE +
-	                      ((w->geo.level_start[level] + index) << w->geo.log_block_size));
+	                      MV_TREE_HEADER_SIZE +
+	                          ((w->geo.level_start[level] + index) << w->geo.log_block_size));
 }
 
 int mv_tree_writer_commit(struct mv_tree_writer *w, const struct mv_measurement *m,

@@ -306,3 +306,19 @@ int mv_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	}
 	return 0;
 }
+
+int mv_buf_reserve(uint8_t **buf, size_t *cap, size_t need)
+{
+	uint8_t *p;
+
+	if (*cap >= need)
+		return 0;
+	/* malloc, not realloc: nothing is worth copying into the new buffer. */
+	p = malloc(need);
+	if (!p)
+		return -ENOMEM;
+	free(*buf);
+	*buf = p;
+	*cap = need;
+	return 0;
+}

@@ -52,7 +52,7 @@ struct mv_err {
  * Return: @code, so callers can write "return mv_err_set(err, -EINVAL, ...)".
  */
 int mv_err_set(struct mv_err *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* ------------------------------------------------------------------------
  * Small helpers shared by every layer (util.c)
@@ -85,7 +85,7 @@ int mv_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_l
  * contents or all of @data, never a mix.
  */
 int mv_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
-			 struct mv_err *err);
+                         struct mv_err *err);
 
 /*
  * Positioned I/O that retries short transfers and EINTR.
@@ -98,6 +98,12 @@ int mv_write_file_atomic(const char *path, const void *data, size_t len, unsigne
 ssize_t mv_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int mv_pread_exact(int fd, void *buf, size_t len, uint64_t off);
 int mv_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/*
+ * mv_buf_reserve: makes *@buf (of *@cap bytes, may be NULL/0) hold at least
+ * @need bytes. The old contents are not kept: it is scratch space.
+ * 0 or -ENOMEM (then *@buf and *@cap are unchanged).
+ */
+int mv_buf_reserve(uint8_t **buf, size_t *cap, size_t need);
 
 /**
  * mv_read_file() - read a small whole file (signature, key, JSON)
@@ -117,9 +123,9 @@ enum mv_hash_alg {
 };
 
 #define MV_MAX_DIGEST_SIZE 64
-#define MV_MAX_SALT_SIZE 32
-#define MV_MIN_LOG_BLOCK 10 /* 1 KiB */
-#define MV_MAX_LOG_BLOCK 16 /* 64 KiB */
+#define MV_MAX_SALT_SIZE   32
+#define MV_MIN_LOG_BLOCK   10 /* 1 KiB */
+#define MV_MAX_LOG_BLOCK   16 /* 64 KiB */
 
 /* Name ("sha256"), digest size and input block size; NULL/0 if unknown. */
 const char *mv_hash_name(enum mv_hash_alg alg);
@@ -138,7 +144,7 @@ struct mv_hasher *mv_hasher_new(enum mv_hash_alg alg);
 void mv_hasher_free(struct mv_hasher *h);
 /* Hashes prefix || data into @out (mv_hash_digest_size bytes). */
 int mv_hasher_digest(struct mv_hasher *h, const void *prefix, size_t prefix_len, const void *data,
-		     size_t len, uint8_t *out);
+                     size_t len, uint8_t *out);
 /*
  * Returns this thread's hasher for @alg, created on first use and freed at
  * thread exit. Lets concurrent verifiers share no hashing state.
@@ -205,10 +211,10 @@ void mv_descriptor_digest(const struct mv_tree_params *p, const uint8_t *root, u
  * Not thread-safe: one builder per stream.
  */
 typedef int (*mv_tree_sink_fn)(void *ctx, unsigned level, uint64_t index, const void *block,
-			       size_t block_size);
+                               size_t block_size);
 struct mv_tree_builder;
 int mv_tree_builder_new(const struct mv_tree_params *p, mv_tree_sink_fn sink, void *sink_ctx,
-			struct mv_tree_builder **out);
+                        struct mv_tree_builder **out);
 int mv_tree_builder_update(struct mv_tree_builder *b, const void *data, size_t len);
 /* Checks that exactly params.data_size bytes came, and fills @m. */
 int mv_tree_builder_final(struct mv_tree_builder *b, struct mv_measurement *m);
@@ -222,7 +228,7 @@ void mv_tree_builder_free(struct mv_tree_builder *b);
  * @m: out: the measurement
  */
 int mv_measure_fd(int fd, const struct mv_tree_params *p, mv_tree_sink_fn sink, void *sink_ctx,
-		  struct mv_measurement *m);
+                  struct mv_measurement *m);
 
 /* ------------------------------------------------------------------------
  * Tree files (treefile.c) - the on-disk form of a Merkle tree; see
@@ -230,7 +236,7 @@ int mv_measure_fd(int fd, const struct mv_tree_params *p, mv_tree_sink_fn sink, 
  * is only a hint, and every hash block is checked against the signed root.
  * ------------------------------------------------------------------------ */
 
-#define MV_TREE_MAGIC "MFSTREE1"
+#define MV_TREE_MAGIC       "MFSTREE1"
 #define MV_TREE_HEADER_SIZE 4096 /* header area; levels follow, block aligned */
 
 struct mv_tree_header {
@@ -248,7 +254,7 @@ void mv_tree_header_encode(const struct mv_tree_header *h, uint8_t *buf);
  * derived from the parameters. @file_size, if non-zero, must hold the tree.
  */
 int mv_tree_header_decode(const uint8_t *buf, size_t len, uint64_t file_size,
-			  struct mv_tree_header *h, struct mv_err *err);
+                          struct mv_tree_header *h, struct mv_err *err);
 
 /* Tree files are named after the fs-verity digest: "<hex>.tree". */
 #define MV_TREE_NAME_MAX (2 * MV_MAX_DIGEST_SIZE + sizeof(".tree"))
@@ -271,7 +277,7 @@ struct mv_tree_writer {
 int mv_tree_writer_open(struct mv_tree_writer *w, int dirfd, const struct mv_tree_params *p);
 /* The mv_tree_sink_fn to give the builder; ctx is the writer. */
 int mv_tree_writer_sink(void *ctx, unsigned level, uint64_t index, const void *block,
-			size_t block_size);
+                        size_t block_size);
 /*
  * Writes the header for @m and renames the file to @name in the folder.
  * @created (may be NULL) tells whether no file of that name existed before.
@@ -279,7 +285,7 @@ int mv_tree_writer_sink(void *ctx, unsigned level, uint64_t index, const void *b
  * skips it; the mount's cache keeps it).
  */
 int mv_tree_writer_commit(struct mv_tree_writer *w, const struct mv_measurement *m,
-			  const char *name, bool durable, bool *created);
+                          const char *name, bool durable, bool *created);
 /* Removes the temporary file, if any. Safe after commit. */
 void mv_tree_writer_abort(struct mv_tree_writer *w);
 
@@ -292,7 +298,7 @@ void mv_tree_writer_abort(struct mv_tree_writer *w);
  * @err: out: error line
  */
 int mv_tree_file_write(int data_fd, const struct mv_tree_params *p, const char *tree_path,
-		       struct mv_measurement *m, struct mv_err *err);
+                       struct mv_measurement *m, struct mv_err *err);
 
 /* ------------------------------------------------------------------------
  * Block verification (verify.c)
@@ -328,8 +334,8 @@ struct mv_hblock_ops {
 
 /* What the verifier found wrong, for a log line. */
 struct mv_verify_failure {
-	uint64_t block;   /* data block index, or hash block index at @level */
-	int level;        /* -1: data block; >= 0: hash block at that level */
+	uint64_t block; /* data block index, or hash block index at @level */
+	int level;      /* -1: data block; >= 0: hash block at that level */
 	uint8_t expected[MV_MAX_DIGEST_SIZE];
 	uint8_t actual[MV_MAX_DIGEST_SIZE];
 };
@@ -361,15 +367,15 @@ int mv_tree_init(struct mv_tree *t, const struct mv_tree_params *p, const uint8_
  * outside the file, or the error from ops->get.
  */
 int mv_verify_blocks(const struct mv_tree *t, const struct mv_hblock_ops *ops, void *ctx,
-		     uint64_t first_block, const uint8_t *data, size_t len,
-		     struct mv_verify_failure *fail);
+                     uint64_t first_block, const uint8_t *data, size_t len,
+                     struct mv_verify_failure *fail);
 
 /*
  * Rounds [off, off+len) out to whole blocks, clamped to the file size.
  * Returns -EINVAL on overflow or an offset past the end.
  */
 int mv_range_to_blocks(const struct mv_tree *t, uint64_t off, uint64_t len, uint64_t *aligned_off,
-		       uint64_t *aligned_len);
+                       uint64_t *aligned_len);
 
 /*
  * A simple hash-block source: the whole tree of a tree file held in memory,
@@ -379,10 +385,10 @@ int mv_range_to_blocks(const struct mv_tree *t, uint64_t off, uint64_t len, uint
 struct mv_mem_tree;
 /* Loads a tree file; its header must match @t's params (else -EBADMSG). */
 int mv_mem_tree_load(const char *tree_path, const struct mv_tree *t, struct mv_mem_tree **out,
-		     struct mv_err *err);
+                     struct mv_err *err);
 /* Builds the tree from data in memory (tests, small files). */
 int mv_mem_tree_build(const struct mv_tree_params *p, int data_fd, struct mv_mem_tree **out,
-		      struct mv_measurement *m);
+                      struct mv_measurement *m);
 void mv_mem_tree_free(struct mv_mem_tree *mt);
 extern const struct mv_hblock_ops mv_mem_tree_ops;
 /* Counts for tests: how many hash blocks were hashed (verification work). */
@@ -410,7 +416,7 @@ int mv_key_load_private(const char *path, struct mv_key **out, struct mv_err *er
 int mv_key_load_public(const char *path, struct mv_key **out, struct mv_err *err);
 /* Public key from SPKI DER or from PEM text (rawBytes of pre-1.1 bundles). */
 int mv_key_from_public_bytes(const uint8_t *buf, size_t len, struct mv_key **out,
-			     struct mv_err *err);
+                             struct mv_err *err);
 void mv_key_free(struct mv_key *k);
 enum mv_key_type mv_key_get_type(const struct mv_key *k);
 /* OMS key hint: hex SHA-256 of the canonical PEM_write_PUBKEY output. */
@@ -418,11 +424,11 @@ void mv_key_hint(const struct mv_key *k, char out[65]);
 /* modelfs key id: hex SHA-256 of the SPKI DER. */
 void mv_key_id(const struct mv_key *k, char out[65]);
 /* Sign @msg (ECDSA with the curve's hash, DER; or Ed25519). malloc'd sig. */
-int mv_key_sign(const struct mv_key *k, const void *msg, size_t len, uint8_t **sig,
-		size_t *sig_len, struct mv_err *err);
+int mv_key_sign(const struct mv_key *k, const void *msg, size_t len, uint8_t **sig, size_t *sig_len,
+                struct mv_err *err);
 /* 0 if @sig is a valid signature of @msg, -EBADMSG otherwise. */
 int mv_key_verify(const struct mv_key *k, const void *msg, size_t len, const uint8_t *sig,
-		  size_t sig_len);
+                  size_t sig_len);
 
 /* ------------------------------------------------------------------------
  * Trust (trust.c): the keys and CA anchors a verifier accepts.
@@ -440,17 +446,17 @@ size_t mv_trust_count(const struct mv_trust *t);
  * Manifests: the content of a verified model.sig (bundle.c, statement.c)
  * ------------------------------------------------------------------------ */
 
-#define MV_SIG_NAME "model.sig"
-#define MV_HIDDEN_DIR ".modelfs"      /* modelfs's folder inside a model */
-#define MV_TREES_DIR ".modelfs/trees" /* tree files, named <fsverity hex>.tree */
-#define MV_EXT_KEY "modelfs"          /* member of the predicate we own */
+#define MV_SIG_NAME     "model.sig"
+#define MV_HIDDEN_DIR   ".modelfs"       /* modelfs's folder inside a model */
+#define MV_TREES_DIR    ".modelfs/trees" /* tree files, named <fsverity hex>.tree */
+#define MV_EXT_KEY      "modelfs"        /* member of the predicate we own */
 #define MV_MAX_SIG_SIZE (64u << 20)
 
 /* One signed file. */
 struct mv_resource {
-	char *name;        /* POSIX relative path, validated; "." = single file */
+	char *name; /* POSIX relative path, validated; "." = single file */
 	uint8_t sha256[32];
-	bool has_merkle;   /* modelfs extension present for this file */
+	bool has_merkle;              /* modelfs extension present for this file */
 	struct mv_measurement merkle; /* params (incl. data_size), root, digest */
 };
 
@@ -473,10 +479,10 @@ struct mv_provenance {
 /* How the signer was identified. */
 struct mv_signer {
 	bool is_certificate;
-	char key_id[65];      /* hex SHA-256 of the SPKI DER of the signing key */
-	char *subject;        /* certificate subject (one line), or NULL */
+	char key_id[65]; /* hex SHA-256 of the SPKI DER of the signing key */
+	char *subject;   /* certificate subject (one line), or NULL */
 	enum mv_key_type key_type;
-	char hint[65];        /* OMS hint of the signing key ("" if unknown) */
+	char hint[65]; /* OMS hint of the signing key ("" if unknown) */
 };
 
 struct mv_manifest {
@@ -486,9 +492,9 @@ struct mv_manifest {
 	size_t n_res;
 	char **ignore_paths; /* from predicate.serialization, may be empty */
 	size_t n_ignore;
-	bool has_extension;  /* modelfs member present */
+	bool has_extension; /* modelfs member present */
 	struct mv_provenance prov;
-	char *statement;     /* the signed in-toto statement JSON (payload) */
+	char *statement; /* the signed in-toto statement JSON (payload) */
 	size_t statement_len;
 	uint8_t statement_sha256[32];
 	struct mv_signer signer;
@@ -522,12 +528,12 @@ typedef void (*mv_warn_fn)(void *ctx, const char *line);
  * No data file is read. Return: 0, -EINVAL (malformed), -EKEYREJECTED
  * (no trusted signer), -EBADMSG (bad signature or subject digest).
  */
-int mv_sig_open(const char *sig_path, const struct mv_trust *trust, mv_warn_fn warn,
-		void *warn_ctx, struct mv_manifest **out, struct mv_err *err);
+int mv_sig_open(const char *sig_path, const struct mv_trust *trust, mv_warn_fn warn, void *warn_ctx,
+                struct mv_manifest **out, struct mv_err *err);
 
 /* The same, on bundle bytes already in memory (fuzzing, tests). */
 int mv_sig_parse(const char *json, size_t len, const struct mv_trust *trust, mv_warn_fn warn,
-		 void *warn_ctx, struct mv_manifest **out, struct mv_err *err);
+                 void *warn_ctx, struct mv_manifest **out, struct mv_err *err);
 
 /*
  * Reads a model.sig and parses bundle and statement WITHOUT checking the
@@ -535,12 +541,11 @@ int mv_sig_parse(const char *json, size_t len, const struct mv_trust *trust, mv_
  * hint (key method) or subject and key_id (certificate). Never use the
  * result to decide what is trusted.
  */
-int mv_sig_inspect(const char *sig_path, mv_warn_fn warn, void *warn_ctx,
-		   struct mv_manifest **out, struct mv_err *err);
+int mv_sig_inspect(const char *sig_path, mv_warn_fn warn, void *warn_ctx, struct mv_manifest **out,
+                   struct mv_err *err);
 
 /* Parses a statement payload alone, without any signature (inspect, fuzz). */
-int mv_statement_parse(const char *json, size_t len, struct mv_manifest **out,
-		       struct mv_err *err);
+int mv_statement_parse(const char *json, size_t len, struct mv_manifest **out, struct mv_err *err);
 
 /*
  * mv_statement_build() - serialize an in-toto Statement v1 for @m
@@ -558,11 +563,11 @@ int mv_statement_build(struct mv_manifest *m, char **out, size_t *out_len, struc
  * @out, @out_len: out: malloc'd bundle JSON
  */
 int mv_bundle_build(const char *statement, size_t len, const struct mv_key *key, char **out,
-		    size_t *out_len, struct mv_err *err);
+                    size_t *out_len, struct mv_err *err);
 
 /* DSSE pre-authentication encoding; malloc'd. */
 int mv_dsse_pae(const char *type, const void *body, size_t body_len, uint8_t **out,
-		size_t *out_len);
+                size_t *out_len);
 
 /* ------------------------------------------------------------------------
  * Sealing and whole-model verification (seal.c, model_verify.c, walk.c)
@@ -577,14 +582,14 @@ struct mv_seal_stats {
 struct mv_seal_opts {
 	const char *name; /* subject name; default: folder's base name */
 	struct mv_provenance prov;
-	struct mv_tree_params tree; /* alg, block_size, salt; data_size ignored */
-	bool trees_only;            /* rebuild trees for an existing signature */
+	struct mv_tree_params tree;   /* alg, block_size, salt; data_size ignored */
+	bool trees_only;              /* rebuild trees for an existing signature */
 	const struct mv_trust *trust; /* with trees_only: to check it first */
 	unsigned threads;             /* 0 = number of CPUs */
 	const char **ignore_paths;    /* extra paths to leave out, relative to the model */
 	size_t n_ignore_paths;
-	const char *signature;        /* default: MODEL/model.sig; FILE.sig for a single file */
-	struct mv_seal_stats *stats;  /* out (may be NULL) */
+	const char *signature;       /* default: MODEL/model.sig; FILE.sig for a single file */
+	struct mv_seal_stats *stats; /* out (may be NULL) */
 };
 
 /**
@@ -599,7 +604,7 @@ struct mv_seal_opts {
  * Symlinks and special files are errors (-ELOOP / -EINVAL).
  */
 int mv_seal(const char *model_path, const struct mv_key *key, const struct mv_seal_opts *opts,
-	    struct mv_err *err);
+            struct mv_err *err);
 
 struct mv_verify_opts {
 	const char *signature;     /* default: MODEL/model.sig */
@@ -626,8 +631,8 @@ typedef void (*mv_problem_fn)(void *ctx, const char *line);
  * errors.
  */
 int mv_model_verify(const char *model_path, const struct mv_trust *trust,
-		    const struct mv_verify_opts *opts, mv_problem_fn problem, void *pctx,
-		    mv_warn_fn warn, void *wctx, struct mv_manifest **out);
+                    const struct mv_verify_opts *opts, mv_problem_fn problem, void *pctx,
+                    mv_warn_fn warn, void *wctx, struct mv_manifest **out);
 
 /* Path of the tree file of a resource: MODEL/.modelfs/trees/<digest>.tree */
 int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, size_t out_len);
@@ -650,13 +655,13 @@ int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, 
  * file; memory stays bounded by the frame size.
  */
 
-#define MV_PACKED_DIR ".modelfs/packed" /* packed files, <fsverity hex>.zst */
-#define MV_ZPACK_EXT ".zst"
-#define MV_ZPACK_NAME_MAX (2 * MV_MAX_DIGEST_SIZE + sizeof(MV_ZPACK_EXT))
+#define MV_PACKED_DIR          ".modelfs/packed" /* packed files, <fsverity hex>.zst */
+#define MV_ZPACK_EXT           ".zst"
+#define MV_ZPACK_NAME_MAX      (2 * MV_MAX_DIGEST_SIZE + sizeof(MV_ZPACK_EXT))
 #define MV_ZPACK_DEFAULT_FRAME (1u << 20)
-#define MV_ZPACK_MAX_FRAME (16u << 20) /* bound on one frame's plain bytes */
+#define MV_ZPACK_MAX_FRAME     (16u << 20) /* bound on one frame's plain bytes */
 #define MV_ZPACK_DEFAULT_LEVEL 3
-#define MV_ZPACK_MIN_SAVING 5 /* percent: pack only files that shrink this much */
+#define MV_ZPACK_MIN_SAVING    5 /* percent: pack only files that shrink this much */
 
 /* A parsed, checked seek table. Immutable after mv_zpack_open; shareable. */
 struct mv_zpack {
@@ -664,7 +669,7 @@ struct mv_zpack {
 	uint64_t file_size;  /* packed bytes, seek table included */
 	uint32_t frame_size; /* plain bytes of every frame but the last */
 	uint32_t n_frames;
-	uint64_t *offset;    /* n_frames + 1 compressed offsets; offset[n] = table */
+	uint64_t *offset; /* n_frames + 1 compressed offsets; offset[n] = table */
 	/* Element width of each frame's byte-plane transform (1: none; 2, 4:
 	 * the frame holds byte planes, see mv_zpack_planes_split); NULL when
 	 * the file has no transform table (no frame transformed). */
@@ -692,12 +697,12 @@ int mv_zpack_path(const char *model_dir, const struct mv_resource *r, char *out,
  * @data_size / @block_size. Return: 0, -EBADMSG (bad table), -ENOMEM, -errno.
  */
 int mv_zpack_open(int fd, const char *name, uint64_t data_size, uint32_t block_size,
-		  struct mv_zpack **out, struct mv_err *err);
+                  struct mv_zpack **out, struct mv_err *err);
 
 /* The same on the last bytes of a file held in memory (tests, fuzzing). */
 int mv_zpack_parse(const uint8_t *tail, size_t tail_len, uint64_t file_size, const char *name,
-		   uint64_t data_size, uint32_t block_size, struct mv_zpack **out,
-		   struct mv_err *err);
+                   uint64_t data_size, uint32_t block_size, struct mv_zpack **out,
+                   struct mv_err *err);
 
 void mv_zpack_free(struct mv_zpack *z);
 
@@ -709,7 +714,7 @@ static inline uint32_t mv_zpack_frame_len(const struct mv_zpack *z, uint32_t idx
 	if (idx >= z->n_frames)
 		return 0;
 	return z->data_size - start < z->frame_size ? (uint32_t)(z->data_size - start)
-						    : z->frame_size;
+	                                            : z->frame_size;
 }
 
 /**
@@ -727,11 +732,11 @@ static inline uint32_t mv_zpack_frame_len(const struct mv_zpack *z, uint32_t idx
  * Return: 0, -EBADMSG (corrupt or lying frame), -EINVAL, -ENOMEM, -errno.
  */
 int mv_zpack_read_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t *out,
-			const char *name, struct mv_err *err);
+                        const char *name, struct mv_err *err);
 
 /* The same on a compressed frame already in memory (tests, fuzzing). */
 int mv_zpack_decode_frame(const void *src, size_t src_len, uint8_t *out, size_t out_len,
-			  const char *name, uint32_t idx, struct mv_err *err);
+                          const char *name, uint32_t idx, struct mv_err *err);
 
 /**
  * mv_zpack_load_frame() - mv_zpack_read_frame() and mv_verify_blocks() on it
@@ -744,8 +749,8 @@ int mv_zpack_decode_frame(const void *src, size_t src_len, uint8_t *out, size_t 
  * garbage. Thread-safe. Return: 0, -EBADMSG, or another negative errno.
  */
 int mv_zpack_load_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t *out,
-			const struct mv_tree *t, const struct mv_hblock_ops *ops, void *ctx,
-			const char *name, struct mv_err *err);
+                        const struct mv_tree *t, const struct mv_hblock_ops *ops, void *ctx,
+                        const char *name, struct mv_err *err);
 
 /* Options of the writer. */
 struct mv_zpack_opts {
@@ -786,8 +791,8 @@ int mv_zpack_planes_join(unsigned width, const uint8_t *src, uint8_t *dst, size_
  * Reads each byte once: the tree is built in the same pass.
  */
 int mv_zpack_write(int in_fd, const struct mv_tree_params *p, const struct mv_zpack_opts *o,
-		   int out_fd, const char *name, struct mv_measurement *m, uint64_t *packed_size,
-		   struct mv_err *err);
+                   int out_fd, const char *name, struct mv_measurement *m, uint64_t *packed_size,
+                   struct mv_err *err);
 
 /**
  * mv_zpack_measure() - decompress a whole packed file and measure it
@@ -803,22 +808,22 @@ int mv_zpack_write(int in_fd, const struct mv_tree_params *p, const struct mv_zp
  * compares @m and @sha256 with the signature.
  */
 int mv_zpack_measure(int fd, const char *name, const struct mv_tree_params *p, uint8_t *sha256,
-		     mv_tree_sink_fn sink, void *sink_ctx, struct mv_measurement *m,
-		     struct mv_err *err);
+                     mv_tree_sink_fn sink, void *sink_ctx, struct mv_measurement *m,
+                     struct mv_err *err);
 
 /* Options of `modelfs pack`. */
 struct mv_pack_opts {
 	struct mv_zpack_opts z;
-	bool remove_original; /* delete plain files once their packed copy checks out */
-	unsigned threads;     /* 0 = number of CPUs */
+	bool remove_original;  /* delete plain files once their packed copy checks out */
+	unsigned threads;      /* 0 = number of CPUs */
 	const char *signature; /* default MODEL/model.sig */
 };
 
 struct mv_pack_stats {
-	size_t packed;    /* files packed now */
-	size_t kept;      /* packed copy already there and good */
-	size_t plain;     /* left plain: shrink less than MV_ZPACK_MIN_SAVING % */
-	size_t removed;   /* originals removed */
+	size_t packed;  /* files packed now */
+	size_t kept;    /* packed copy already there and good */
+	size_t plain;   /* left plain: shrink less than MV_ZPACK_MIN_SAVING % */
+	size_t removed; /* originals removed */
 	size_t failed;
 	uint64_t plain_bytes, packed_bytes; /* over packed files */
 };
@@ -838,7 +843,7 @@ struct mv_pack_stats {
  * I/O errors (each failure reported through @problem).
  */
 int mv_model_pack(const char *model_dir, const struct mv_pack_opts *o, mv_problem_fn info,
-		  void *ictx, mv_problem_fn problem, void *pctx, struct mv_pack_stats *stats);
+                  void *ictx, mv_problem_fn problem, void *pctx, struct mv_pack_stats *stats);
 
 /* ---- provenance: BOM, attestations, policy ---- */
 
@@ -847,7 +852,8 @@ struct mv_bom_opts {
 	const char *spec;          /* "1.6" (default) or "1.7" */
 	const char *serial_number; /* "urn:uuid:..."; NULL: a random v4 UUID */
 	const char *timestamp;     /* RFC 3339; NULL: now */
-	const char *model_dir;     /* for config.json (used only if its SHA-256 is signed); may be NULL */
+	const char
+	    *model_dir; /* for config.json (used only if its SHA-256 is signed); may be NULL */
 };
 
 /**
@@ -860,23 +866,23 @@ struct mv_bom_opts {
  * Deterministic apart from serialNumber and timestamp.
  */
 int mv_bom_build(const struct mv_manifest *m, const struct mv_bom_opts *o, char **out,
-		 size_t *out_len, struct mv_err *err);
+                 size_t *out_len, struct mv_err *err);
 
 /* Attestations (attest.c): DSSE-signed in-toto statements about a model.sig. */
-#define MV_ATTEST_DIR ".modelfs/attestations" /* <sha256 of bundle>.json */
+#define MV_ATTEST_DIR       ".modelfs/attestations" /* <sha256 of bundle>.json */
 #define MV_ATTEST_MAX_FILES 1024u
-#define MV_ATTEST_MAX_SIZE (16u << 20)
+#define MV_ATTEST_MAX_SIZE  (16u << 20)
 
 struct mv_attestation {
-	char *file;            /* file name in MV_ATTEST_DIR */
-	char *predicate_type;  /* NULL if the statement could not be read */
-	char *predicate;       /* compact predicate JSON, or NULL */
+	char *file;           /* file name in MV_ATTEST_DIR */
+	char *predicate_type; /* NULL if the statement could not be read */
+	char *predicate;      /* compact predicate JSON, or NULL */
 	char *subject_name;
 	char subject_sha256[65]; /* hex, "" if unknown */
-	char key_id[65];       /* signer key id ("" if the key is unknown) */
-	char hint[65];         /* OMS hint the bundle names */
-	bool verified;         /* signature good, key trusted, subject = this model.sig */
-	char *reason;          /* why not verified (one line), NULL if verified */
+	char key_id[65];         /* signer key id ("" if the key is unknown) */
+	char hint[65];           /* OMS hint the bundle names */
+	bool verified;           /* signature good, key trusted, subject = this model.sig */
+	char *reason;            /* why not verified (one line), NULL if verified */
 };
 
 struct mv_attestation_list {
@@ -895,12 +901,13 @@ void mv_attestations_free(struct mv_attestation_list *l);
  * @out, @out_len: out: malloc'd bundle JSON
  */
 int mv_attest_build(const struct mv_manifest *m, const char *predicate_type,
-		    const char *predicate_json, size_t len, const struct mv_key *key, char **out,
-		    size_t *out_len, struct mv_err *err);
+                    const char *predicate_json, size_t len, const struct mv_key *key, char **out,
+                    size_t *out_len, struct mv_err *err);
 
-/* Writes @bundle to MODEL/.modelfs/attestations/<sha256>.json atomically; @name out (may be NULL). */
+/* Writes @bundle to MODEL/.modelfs/attestations/<sha256>.json atomically; @name out (may be NULL).
+ */
 int mv_attest_write(const char *model_dir, const char *bundle, size_t len, char name[70],
-		    struct mv_err *err);
+                    struct mv_err *err);
 
 /**
  * mv_attestations_load() - read and check every attestation of a model
@@ -912,12 +919,12 @@ int mv_attest_write(const char *model_dir, const char *bundle, size_t len, char 
  * @err: out: error line (I/O errors only; bad attestations are entries)
  */
 int mv_attestations_load(const char *model_dir, const struct mv_manifest *m,
-			 const struct mv_trust *trust, struct mv_attestation_list *out,
-			 struct mv_err *err);
+                         const struct mv_trust *trust, struct mv_attestation_list *out,
+                         struct mv_err *err);
 /* The same on the attestation folder itself (the mount: a /proc/self/fd path). */
 int mv_attestations_load_dir(const char *dir, const struct mv_manifest *m,
-			     const struct mv_trust *trust, struct mv_attestation_list *out,
-			     struct mv_err *err);
+                             const struct mv_trust *trust, struct mv_attestation_list *out,
+                             struct mv_err *err);
 
 /* Trust policy (policy.c); format in docs/policy.md. Immutable once loaded. */
 struct mv_policy;
@@ -937,9 +944,10 @@ void mv_policy_free(struct mv_policy *p);
  * Return: 0 allowed, -EKEYREJECTED refused, -ENOMEM.
  */
 int mv_policy_check(const struct mv_policy *p, const char *model_path, const struct mv_manifest *m,
-		    const struct mv_attestation_list *atts, struct mv_err *err);
+                    const struct mv_attestation_list *atts, struct mv_err *err);
 
-/* The pickle policy ("hide", "show", "deny") of the first rule matching @model_path that sets one; NULL if none. */
+/* The pickle policy ("hide", "show", "deny") of the first rule matching @model_path that sets one;
+ * NULL if none. */
 const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path);
 
 /*

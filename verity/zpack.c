@@ -109,32 +109,7 @@ static struct zscratch *thread_scratch(size_t need)
 			return NULL;
 		}
 	}
-	if (s->cap < need) {
-		uint8_t *p = malloc(need);
-
-		if (!p)
-			return NULL;
-		free(s->cbuf);
-		s->cbuf = p;
-		s->cap = need;
-	}
-	return s;
-}
-
-/* Grows @s's plane buffer to @need bytes (at most MV_ZPACK_MAX_FRAME). */
-static int scratch_planes(struct zscratch *s, size_t need)
-{
-	uint8_t *p;
-
-	if (s->pcap >= need)
-		return 0;
-	p = malloc(need);
-	if (!p)
-		return -ENOMEM;
-	free(s->pbuf);
-	s->pbuf = p;
-	s->pcap = need;
-	return 0;
+	return mv_buf_reserve(&s->cbuf, &s->cap, need) ? NULL : s;
 }
 
 /* ------------------------------------------------------------------------
@@ -579,7 +554,7 @@ int mv_zpack_read_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t 
 	if (width == 1)
 		return decode_with(s->dctx, s->cbuf, clen, out, len, name, idx, err);
 	/* Byte planes: decompress under the same bound, then put the bytes back. */
-	if (scratch_planes(s, len))
+	if (mv_buf_reserve(&s->pbuf, &s->pcap, len))
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", name);
 	ret = decode_with(s->dctx, s->cbuf, clen, s->pbuf, len, name, idx, err);
 	if (!ret && mv_zpack_planes_join(width, s->pbuf, out, len))
