@@ -181,7 +181,13 @@ struct mfs_pickle {
 	bool seen_import;       /* a GLOBAL/INST/STACK_GLOBAL/EXT was parsed */
 	bool seen_named_import; /* ... naming a dotted identifier (not EXT) */
 	bool seen_proto;        /* this stream's first pickle began with PROTO */
-	uint64_t first_ops;     /* opcodes of the current pickle */
+	/*
+	 * Set by the caller: read as plain pickle.load does, which has no
+	 * persistent_load and stops at a persistent id (the byte-0 test of a
+	 * file that is also something else).
+	 */
+	bool persid_stops;
+	uint64_t first_ops; /* opcodes of the current pickle */
 	/* failure */
 	enum mfs_pk_fail fail;
 	int fail_errno;
@@ -247,6 +253,7 @@ struct mfs_zip_entry {
 	bool bad_local;                    /* local header missing or unreadable */
 	bool mismatch;                     /* CD and local header disagree */
 	bool overlap;                      /* data overlaps an earlier member: not scanned */
+	bool hidden;                       /* a local entry the central directory does not list */
 	char why[128];                     /* first anomaly of this entry */
 };
 
@@ -254,8 +261,17 @@ struct mfs_zip {
 	mfs_pread_fn rd;
 	void *ctx;
 	uint64_t size;
-	struct mfs_zip_entry *e;
+	struct mfs_zip_entry *e; /* the central directory's entries */
 	size_t n;
+	/*
+	 * Local entries found between the listed members that the central
+	 * directory does not name (streaming unzip tools extract them): name,
+	 * method and sizes from the local header alone.
+	 */
+	struct mfs_zip_entry *hidden;
+	size_t nhidden;
+	uint64_t base; /* bytes before the archive (tail mode; zipfile's "concat") */
+	bool tail;     /* opened as zipfile finds an archive at the end of a file */
 	bool zip64;
 	char anomaly[160]; /* archive-level anomaly, "" when none */
 };
@@ -263,6 +279,7 @@ struct mfs_zip {
 /* Limits of the zip reader. */
 #define MFS_ZIP_MAX_ENTRIES (1u << 20)
 #define MFS_ZIP_MAX_CD      (256u << 20)
+#define MFS_ZIP_MAX_HIDDEN  64
 
 /**
  * mfs_zip_open() - read the central directory and every local header
@@ -272,6 +289,13 @@ struct mfs_zip {
  * says why); -ENOMEM; or the errno of @rd.
  */
 int mfs_zip_open(struct mfs_zip *z, mfs_pread_fn rd, void *ctx, uint64_t size);
+/*
+ * mfs_zip_open_mode() - as mfs_zip_open(); with @tail, reads an archive that
+ * may sit at the end of another file, as Python's zipfile does (offsets
+ * shifted by the bytes before it, z->base). Without @tail, an archive whose
+ * offsets would need such a shift is read as torch reads it, with an anomaly.
+ */
+int mfs_zip_open_mode(struct mfs_zip *z, mfs_pread_fn rd, void *ctx, uint64_t size, bool tail);
 void mfs_zip_close(struct mfs_zip *z);
 
 /**
@@ -284,6 +308,9 @@ void mfs_zip_close(struct mfs_zip *z);
  * -EBADMSG when the local header is unusable or the data runs past the file.
  */
 int mfs_zip_stream(const struct mfs_zip *z, size_t i, struct mfs_stream *s, uint64_t limit);
+/* As mfs_zip_stream(), for entry @e of @z (listed or hidden). */
+int mfs_zip_entry_stream(const struct mfs_zip *z, const struct mfs_zip_entry *e,
+                         struct mfs_stream *s, uint64_t limit);
 
 /* ----------------------------------------------------------------- tar */
 
@@ -291,6 +318,42 @@ int mfs_zip_stream(const struct mfs_zip *z, size_t i, struct mfs_stream *s, uint
 bool mfs_tar_num(const uint8_t *f, size_t n, uint64_t *v);
 /* Checks a 512-byte tar header's checksum. */
 bool mfs_tar_header_ok(const uint8_t *h);
+
+/* ------------------------------------------------------- strict formats */
+
+/* Reads up to @len bytes at @off (short only at the end); count or -errno. */
+ssize_t mfs_read_at(mfs_pread_fn rd, void *ctx, void *buf, size_t len, uint64_t off);
+
+/*
+ * Strict recognisers (fmt_strict.c). Each sets *@ok when the whole header
+ * parses by its format's rules, and returns 0 or the negative errno of @rd
+ * (malformed bytes are *@ok = false, not an error).
+ *   GGUF: v2/v3, every metadata pair and tensor info to the end, known
+ *         tensor types, aligned offsets, tensor data inside the file.
+ *   ONNX: every top-level ModelProto field with its wire type, to the last
+ *         byte; ir_version and graph present.
+ *   npy:  a complete header dict without object dtype; for a simple dtype,
+ *         data exactly shape x itemsize bytes.
+ *   JSON: a whole object or array (files up to 64 MiB).
+ */
+int mfs_gguf_check(mfs_pread_fn rd, void *ctx, uint64_t size, bool *ok);
+int mfs_onnx_check(mfs_pread_fn rd, void *ctx, uint64_t size, bool *ok);
+int mfs_npy_check(mfs_pread_fn rd, void *ctx, uint64_t size, bool *ok);
+int mfs_json_check(mfs_pread_fn rd, void *ctx, uint64_t size, bool *ok);
+
+/* Valid UTF-8 with no control byte but JSON's whitespace (\t \n \r). */
+bool mfs_json_bytes_ok(const char *s, size_t n);
+/* Valid UTF-8 text without NUL or control bytes; @prefix: may end mid-sequence. */
+bool mfs_is_text(const uint8_t *s, size_t n, bool prefix);
+
+/**
+ * mfs_format_strict() - what a file is, pickle-ness aside
+ * @rd, @ctx, @size: in: the file (random access)
+ * @out: out: safetensors, gguf, onnx, npy, zip (a zip archive at the head,
+ *       whatever it holds), json, text, empty or unknown; never pickle
+ * Return: 0 or the negative errno of @rd.
+ */
+int mfs_format_strict(mfs_pread_fn rd, void *ctx, uint64_t size, enum mfs_format *out);
 
 /* ----------------------------------------------------------------- sniffing */
 
@@ -310,27 +373,5 @@ int mfs_npy_parse(const uint8_t *buf, size_t len, struct mfs_npy_info *out);
 
 /* True when @buf starts with the pickle PROTO opcode and protocol 0..5. */
 bool mfs_sniff_proto(const uint8_t *buf, size_t len);
-
-/*
- * mfs_pickle_probe_file() - is this whole file a loadable pickle stream?
- * @rd, @ctx, @size: in: the file
- * @err: out: a read error, 0 if none (the answer is then "yes", fail safe)
- *
- * Unlike mfs_pickle_probe() on a prefix, this parses on through the file, so
- * a binary file whose first bytes happen to look like opcodes is not taken
- * for a pickle. Cheap: random data fails within a few opcodes, and long
- * string payloads are skipped, not kept.
- */
-bool mfs_pickle_probe_file(mfs_pread_fn rd, void *ctx, uint64_t size, int *err);
-
-/**
- * mfs_pickle_probe() - does a prefix look like a pickle stream?
- * @buf, @len: in: the first bytes of a file or member
- * @complete: in: @buf is the whole data (not a prefix)
- *
- * Runs the reader on the prefix: a pickle if it reached a STOP, parsed an
- * import, or ran out of prefix without an error.
- */
-bool mfs_pickle_probe(const uint8_t *buf, size_t len, bool complete);
 
 #endif /* MODELFS_FMT_INTERNAL_H */

@@ -56,8 +56,11 @@ const char *mfs_format_name(enum mfs_format f);
  * @size: in: the file size
  * @out: out: the format
  *
- * Reads only what it needs (headers, a zip's central directory).
- * Thread-safe. Return: 0, or the negative errno from @rd.
+ * The scanner's answer (mfs_scan(), report.format): MFS_FMT_PICKLE for
+ * every file the scanner does not call not-pickle, polyglots included;
+ * otherwise a format only when its header parses strictly. Reads headers,
+ * archive directories and the pickles themselves, never tensor data.
+ * Thread-safe. Return: 0, -ENOMEM, or the negative errno from @rd.
  */
 int mfs_format_detect(mfs_pread_fn rd, void *ctx, uint64_t size, enum mfs_format *out);
 
@@ -98,6 +101,18 @@ struct mfs_scan_item {
 struct mfs_scan_report {
 	struct mfs_scan_item *items; /* items[0] is the whole file (worst verdict) */
 	size_t nitems;
+	/*
+	 * What the file is, the one answer the mount and `modelfs scan` give:
+	 * MFS_FMT_PICKLE when some part holds a pickle that pickle.load would
+	 * act on, or the verdict is suspicious or worse (polyglots included);
+	 * else the format a strict recogniser accepted (unknown if none). So
+	 * not-pickle files and numeric .npy/.npz ("safe", no pickle) are shown.
+	 */
+	enum mfs_format format;
+	bool pickle; /* some item holds a pickle stream (any verdict) */
+	/* The format the bytes satisfy besides any pickle (strict), for reports. */
+	enum mfs_format strict;
+	bool polyglot; /* two things at once: a "polyglot" reason is in items[0] */
 };
 
 /**

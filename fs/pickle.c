@@ -1242,6 +1242,11 @@ static int op_persid(struct mfs_pickle *p, uint32_t pid, uint64_t off, bool text
 	uint32_t id = 0;
 	int rc;
 
+	if (p->persid_stops)
+		return pk_fail(
+		    p, MFS_PK_MALFORMED,
+		    "offset %llu: a persistent id, where pickle.load (no persistent_load) stops",
+		    (unsigned long long)off);
 	if (text || !t || t->kind != MFS_PK_TUPLE || t->n < 1 || !str_of(p, t->kids[0]) ||
 	    strcmp(str_of(p, t->kids[0]), "storage") != 0)
 		mfs_pickle_add_reason(p, MFS_VERDICT_UNSAFE,
@@ -1529,66 +1534,4 @@ int mfs_pickle_next(struct mfs_pickle *p, uint32_t *root)
 bool mfs_sniff_proto(const uint8_t *buf, size_t len)
 {
 	return len >= 2 && buf[0] == 0x80 && buf[1] <= 5;
-}
-
-bool mfs_pickle_probe(const uint8_t *buf, size_t len, bool complete)
-{
-	struct mfs_membuf mb = {buf, len};
-	struct mfs_pickle_limits lim = mfs_pickle_default_limits;
-	struct mfs_stream s;
-	struct mfs_pickle p;
-	uint32_t root;
-	bool yes;
-	int rc;
-
-	if (!len)
-		return false;
-	lim.max_expansion = 8u << 20;
-	mfs_stream_raw(&s, mfs_mem_pread, &mb, 0, len);
-	if (mfs_pickle_init(&p, &s, &lim))
-		return true; /* fail safe: treat as pickle */
-	rc = mfs_pickle_next(&p, &root);
-	if (rc == 1 || p.seen_import)
-		yes = true;
-	else if (p.fail == MFS_PK_TRUNCATED && !complete)
-		yes = p.first_ops >= 2 || p.seen_proto; /* ran out of prefix, still a pickle */
-	else
-		yes = false;
-	mfs_pickle_free(&p);
-	return yes;
-}
-
-bool mfs_pickle_probe_file(mfs_pread_fn rd, void *ctx, uint64_t size, int *err)
-{
-	struct mfs_pickle_limits lim = mfs_pickle_default_limits;
-	struct mfs_stream s;
-	struct mfs_pickle p;
-	uint32_t root;
-	bool yes;
-	int rc;
-
-	*err = 0;
-	if (!size)
-		return false;
-	mfs_stream_raw(&s, rd, ctx, 0, size);
-	if (mfs_pickle_init(&p, &s, &lim))
-		return true; /* fail safe: treat as pickle */
-	/* Trailing bytes after STOP must be further pickles (as torch reads them). */
-	while ((rc = mfs_pickle_next(&p, &root)) == 1)
-		if (!(s.end - s.off) && p.blen == p.bpos)
-			break;
-	/*
-	 * Only a stream that reaches STOP is loadable, and only one that names
-	 * an importable global can run code on the way (extension codes are
-	 * unregistered unless code already ran). Random binary data fails to
-	 * parse within a few opcodes. Limits are adversarial: fail safe.
-	 */
-	yes = rc == 1 || p.seen_named_import || p.fail == MFS_PK_LIMIT || p.fail == MFS_PK_TOOBIG;
-	if (p.fail == MFS_PK_IO) {
-		*err = s.err ? s.err : -EIO;
-		yes = true;
-	}
-	mfs_pickle_free(&p);
-	mfs_stream_close(&s);
-	return yes;
 }

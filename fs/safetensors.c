@@ -13,6 +13,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "fmt_internal.h"
 #include "tx_internal.h"
 
 static const struct {
@@ -433,7 +434,7 @@ int mfs_safetensors_check(mfs_pread_fn rd, void *ctx, uint64_t size, size_t *nte
 		goto out;
 	}
 	h[hl] = 0;
-	if (h[0] != '{' || memchr(h, 0, (size_t)hl) || !mv_utf8_valid(h, hl)) {
+	if (h[0] != '{' || !mfs_json_bytes_ok(h, (size_t)hl)) {
 		rc = mv_err_set(err, -EBADMSG, "header is not UTF-8 JSON starting with '{'");
 		goto out;
 	}

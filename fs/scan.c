@@ -51,8 +51,8 @@ struct blob {
 	mfs_pread_fn rd; /* random access (NULL for a compressed zip member) */
 	void *ctx;
 	uint64_t size;
-	const struct mfs_zip *z; /* else: member zi of z */
-	size_t zi;
+	const struct mfs_zip *z; /* else: member ze of z */
+	const struct mfs_zip_entry *ze;
 	bool zlib; /* else: a zlib/gzip stream over rd */
 };
 
@@ -82,7 +82,7 @@ static int blob_open(const struct blob *b, struct mfs_stream *s)
 		mfs_stream_raw(s, b->rd, b->ctx, 0, b->size);
 		return 0;
 	}
-	return mfs_zip_stream(b->z, b->zi, s, INFLATE_LIMIT);
+	return mfs_zip_entry_stream(b->z, b->ze, s, INFLATE_LIMIT);
 }
 
 /*
@@ -146,7 +146,8 @@ out:
 
 struct scanner {
 	struct mfs_scan_report *rep;
-	int err; /* first I/O error: the scan fails with it */
+	int err;             /* first I/O error: the scan fails with it */
+	enum mfs_format top; /* strict format of the whole file (mfs_format_strict) */
 };
 
 static struct mfs_scan_item *item_at(struct scanner *sc, size_t i)
@@ -225,20 +226,29 @@ static void item_global(struct mfs_scan_item *it, const struct mfs_pglobal *g)
 	it->nglobals++;
 }
 
+/* Forgets an item's findings (not its name). */
+static void item_reset(struct mfs_scan_item *it)
+{
+	for (size_t j = 0; j < it->nglobals; j++) {
+		free(it->globals[j].module);
+		free(it->globals[j].name);
+	}
+	free(it->globals);
+	for (size_t j = 0; j < it->nreasons; j++)
+		free(it->reasons[j]);
+	free(it->reasons);
+	it->globals = NULL;
+	it->reasons = NULL;
+	it->nglobals = it->nreasons = 0;
+	it->kind = NULL;
+	it->verdict = MFS_VERDICT_NOT_PICKLE;
+}
+
 void mfs_scan_report_free(struct mfs_scan_report *r)
 {
 	for (size_t i = 0; r->items && i < r->nitems; i++) {
-		struct mfs_scan_item *it = &r->items[i];
-
-		free(it->member);
-		for (size_t j = 0; j < it->nglobals; j++) {
-			free(it->globals[j].module);
-			free(it->globals[j].name);
-		}
-		free(it->globals);
-		for (size_t j = 0; j < it->nreasons; j++)
-			free(it->reasons[j]);
-		free(it->reasons);
+		free(r->items[i].member);
+		item_reset(&r->items[i]);
 	}
 	free(r->items);
 	r->items = NULL;
@@ -285,7 +295,7 @@ static void pickle_failure(struct scanner *sc, struct mfs_pickle *p, struct mfs_
 	case MFS_PK_OK: return;
 	case MFS_PK_MALFORMED:
 	case MFS_PK_TRUNCATED:
-		if (!p->pickles && !p->seen_import && (!p->seen_proto || o->lenient)) {
+		if (!p->pickles && !p->seen_named_import && (!p->seen_proto || o->lenient)) {
 			/* Nothing was imported before the bytes stopped parsing. */
 			it->kind = it->kind ? it->kind : "data";
 			return;
@@ -390,6 +400,7 @@ static int scan_pickles(struct scanner *sc, const struct blob *b, size_t ii,
 		return rc;
 	}
 	p.boff = o->skip;
+	p.persid_stops = o->lenient;
 	while ((rc = mfs_pickle_next(&p, &root)) == 1) {
 		if (p.pickles == 1 && o->legacy && is_torch_magic(&p, root)) {
 			item_at(sc, ii)->kind = "torch-legacy";
@@ -401,9 +412,10 @@ static int scan_pickles(struct scanner *sc, const struct blob *b, size_t ii,
 	struct mfs_scan_item *it = item_at(sc, ii);
 
 	bool no_pickle = (p.fail == MFS_PK_MALFORMED || p.fail == MFS_PK_TRUNCATED) && !p.pickles &&
-	                 !p.seen_import && (!p.seen_proto || o->lenient);
+	                 !p.seen_named_import && (!p.seen_proto || o->lenient);
 
 	if (!no_pickle) {
+		sc->rep->pickle = true;
 		pickle_findings(&p, it);
 		pickle_failure(sc, &p, it, o);
 	}
@@ -667,11 +679,11 @@ static bool is_storage(const char *name, const char *pkl, char **keys, size_t nk
 	return nkeys && bsearch(&key, keys, nkeys, sizeof(char *), str_cmp) != NULL;
 }
 
-/* Scans zip member @i of @z as item named prefix+name. */
-static int scan_member(struct scanner *sc, const struct mfs_zip *z, size_t i, const char *prefix,
-                       int depth, bool storage, bool *torch_hit, char ***keys, size_t *nkeys)
+/* Scans member @e of @z as item named prefix+name. */
+static int scan_member(struct scanner *sc, const struct mfs_zip *z, const struct mfs_zip_entry *e,
+                       const char *prefix, int depth, bool storage, bool *torch_hit, char ***keys,
+                       size_t *nkeys)
 {
-	const struct mfs_zip_entry *e = &z->e[i];
 	char *name;
 	ssize_t ii;
 	int rc = 0;
@@ -682,6 +694,11 @@ static int scan_member(struct scanner *sc, const struct mfs_zip *z, size_t i, co
 	free(name);
 	if (ii < 0)
 		return (int)ii;
+	if (e->hidden)
+		item_reason(item_at(sc, (size_t)ii), MFS_VERDICT_SUSPICIOUS,
+		            "local entry at offset %llu is not in the central directory (streaming "
+		            "unzip tools extract it; torch and zipfile never see it)",
+		            (unsigned long long)e->header_off);
 	if (e->mismatch)
 		item_reason(item_at(sc, (size_t)ii), MFS_VERDICT_UNSAFE,
 		            "central directory and local header disagree: %s", e->why);
@@ -705,7 +722,7 @@ static int scan_member(struct scanner *sc, const struct mfs_zip *z, size_t i, co
 		return 0;
 	}
 	struct subrange sr = {z->rd, z->ctx, e->data_off, e->comp_size};
-	struct blob b = {.z = z, .zi = i};
+	struct blob b = {.z = z, .ze = e};
 
 	if (e->method == 0) {
 		b.rd = sub_pread;
@@ -747,17 +764,48 @@ static const char *zip_kind(const struct mfs_zip *z, bool torch)
 	return npz ? "npz" : cfg && meta ? "keras" : "zip";
 }
 
+/* Marks item @ii as two things at once (docs/scanner.md, "polyglot"). */
+__attribute__((format(printf, 3, 4))) static void polyglot(struct scanner *sc, size_t ii,
+                                                           const char *fmt, ...)
+{
+	char what[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	item_reason(item_at(sc, ii), MFS_VERDICT_SUSPICIOUS, "polyglot: %s", what);
+	item_at(sc, ii)->kind = "polyglot";
+	sc->rep->polyglot = true;
+}
+
+/*
+ * Scans a zip archive: at the head of @b, or with @tail, one that Python's
+ * zipfile would find at the end of a file that starts as something else
+ * (then only a readable archive with members counts, and it is a polyglot).
+ */
 static int scan_zip(struct scanner *sc, const struct blob *b, size_t ii, const char *prefix,
-                    int depth)
+                    int depth, bool tail)
 {
 	struct mfs_zip z;
 	char **keys = NULL, *pfx = NULL;
 	size_t nkeys = 0, pkl = SIZE_MAX, first;
-	bool torch = false;
+	bool torch = false, dummy = true;
 	int rc;
 
-	item_at(sc, ii)->kind = "zip";
-	rc = mfs_zip_open(&z, b->rd, b->ctx, b->size);
+	rc = mfs_zip_open_mode(&z, b->rd, b->ctx, b->size, tail);
+	if (tail && (rc == -EBADMSG || (!rc && !z.n))) {
+		rc = 0; /* no archive is reachable from the end */
+		goto out;
+	}
+	if (tail)
+		polyglot(sc, ii,
+		         "a zip archive of %zu members (from offset %llu) ends the file behind a "
+		         "%s head; zipfile reads it",
+		         z.n, (unsigned long long)z.base,
+		         item_at(sc, ii)->kind ? item_at(sc, ii)->kind : "data");
+	else
+		item_at(sc, ii)->kind = "zip";
 	if (rc == -EBADMSG) {
 		item_reason(item_at(sc, ii), MFS_VERDICT_UNSAFE, "zip: %s", z.anomaly);
 		rc = 0;
@@ -780,7 +828,7 @@ static int scan_zip(struct scanner *sc, const struct blob *b, size_t ii, const c
 		if (is_data_pkl(z.e[i].name) && !z.e[i].mismatch)
 			pkl = i;
 	if (pkl != SIZE_MAX &&
-	    (rc = scan_member(sc, &z, pkl, pfx, depth, false, &torch, &keys, &nkeys)))
+	    (rc = scan_member(sc, &z, &z.e[pkl], pfx, depth, false, &torch, &keys, &nkeys)))
 		goto out;
 	if (nkeys)
 		qsort(keys, nkeys, sizeof(char *), str_cmp);
@@ -790,11 +838,15 @@ static int scan_zip(struct scanner *sc, const struct blob *b, size_t ii, const c
 
 		if (i == pkl)
 			continue;
-		rc = scan_member(sc, &z, i, pfx, depth, st, &torch, NULL, NULL);
+		rc = scan_member(sc, &z, &z.e[i], pfx, depth, st, &torch, NULL, NULL);
 		if (rc)
 			goto out;
 	}
-	item_at(sc, ii)->kind = zip_kind(&z, torch);
+	for (size_t i = 0; i < z.nhidden; i++)
+		if ((rc = scan_member(sc, &z, &z.hidden[i], pfx, depth, false, &dummy, NULL, NULL)))
+			goto out;
+	if (!tail)
+		item_at(sc, ii)->kind = zip_kind(&z, torch);
 	for (size_t i = first; i < sc->rep->nitems; i++)
 		item_level(item_at(sc, ii), item_at(sc, i)->verdict);
 out:
@@ -924,7 +976,7 @@ static int scan_nested(struct scanner *sc, const struct blob *b, size_t ii, cons
 	int rc;
 
 	if (b->rd && !b->zlib)
-		return tar ? scan_tar(sc, b, ii, depth) : scan_zip(sc, b, ii, prefix, depth);
+		return tar ? scan_tar(sc, b, ii, depth) : scan_zip(sc, b, ii, prefix, depth, false);
 	rc = read_upto(b, NESTED_INMEM, &buf, &n, &more);
 	if (rc == -ENOMEM)
 		return rc;
@@ -940,7 +992,8 @@ static int scan_nested(struct scanner *sc, const struct blob *b, size_t ii, cons
 	} else {
 		mb = (struct mfs_membuf){buf, n};
 		mbb = (struct blob){.rd = mfs_mem_pread, .ctx = &mb, .size = (uint64_t)n};
-		rc = tar ? scan_tar(sc, &mbb, ii, depth) : scan_zip(sc, &mbb, ii, prefix, depth);
+		rc = tar ? scan_tar(sc, &mbb, ii, depth)
+		         : scan_zip(sc, &mbb, ii, prefix, depth, false);
 	}
 	free(buf);
 	return rc;
@@ -948,23 +1001,34 @@ static int scan_nested(struct scanner *sc, const struct blob *b, size_t ii, cons
 
 /* --------------------------------------------------------------- routing */
 
-static bool is_safetensors(const uint8_t *h, size_t n, uint64_t size)
-{
-	uint64_t hl = 0;
-
-	if (n < 9 || size < 9)
-		return false;
-	for (int i = 0; i < 8; i++)
-		hl |= (uint64_t)h[i] << (8 * i);
-	return hl >= 2 && hl <= size - 8 && h[8] == '{';
-}
-
 static bool zlib_header(const uint8_t *h, size_t n)
 {
 	if (n >= 3 && h[0] == 0x1f && h[1] == 0x8b && h[2] == 8)
 		return true; /* gzip */
 	return n >= 2 && (h[0] & 0x0f) == 8 && (h[0] >> 4) <= 7 && ((h[0] << 8) | h[1]) % 31 == 0 &&
 	       !(h[1] & 0x20);
+}
+
+static bool zip_head(const uint8_t *h, size_t n)
+{
+	return n >= 4 && (memcmp(h, "PK\3\4", 4) == 0 || memcmp(h, "PK\5\6", 4) == 0);
+}
+
+static bool tar_head(const uint8_t *h, size_t n)
+{
+	return n >= 512 && memcmp(h + 257, "ustar", 5) == 0 && mfs_tar_header_ok(h);
+}
+
+/* bzip2, xz, lz4 frame, zstd: compressions this scanner cannot look into. */
+static bool other_compression(const uint8_t *h, size_t n)
+{
+	return (n >= 3 && memcmp(h, "BZh", 3) == 0) ||
+	       (n >= 6 && memcmp(h,
+	                         "\xfd"
+	                         "7zXZ\0",
+	                         6) == 0) ||
+	       (n >= 4 && memcmp(h, "\x04\x22\x4d\x18", 4) == 0) ||
+	       (n >= 4 && memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0);
 }
 
 /* Reads the first bytes of @b. */
@@ -981,6 +1045,7 @@ static ssize_t sniff(const struct blob *b, uint8_t *h, size_t n)
 	return r;
 }
 
+/* Returns 1 when @b is not a zlib/gzip stream after all (scan it as plain bytes). */
 static int scan_compressed(struct scanner *sc, const struct blob *b, size_t ii, const char *prefix,
                            int depth)
 {
@@ -995,18 +1060,14 @@ static int scan_compressed(struct scanner *sc, const struct blob *b, size_t ii, 
 	}
 	zb.zlib = true;
 	n = sniff(&zb, h, sizeof(h));
-	if (n < 0) {
-		/* not actually a zlib stream: treat the bytes as they are */
-		struct pk_opts o = {.legacy = true};
-
-		return scan_pickles(sc, b, ii, &o, NULL, NULL);
-	}
+	if (n < 0)
+		return 1;
 	item_at(sc, ii)->kind = "compressed";
 	if (n >= 6 && memcmp(h, "\x93NUMPY", 6) == 0)
 		return scan_npy(sc, &zb, ii);
-	if (n >= 4 && memcmp(h, "PK\3\4", 4) == 0)
+	if (zip_head(h, (size_t)n) && !memcmp(h, "PK\3\4", 4))
 		return scan_nested(sc, &zb, ii, prefix, depth, false);
-	if (n >= 512 && memcmp(h + 257, "ustar", 5) == 0 && mfs_tar_header_ok(h))
+	if (tar_head(h, (size_t)n))
 		return scan_nested(sc, &zb, ii, prefix, depth, true);
 	struct pk_opts o = {.legacy = true};
 	int rc = scan_pickles(sc, &zb, ii, &o, NULL, NULL);
@@ -1016,12 +1077,147 @@ static int scan_compressed(struct scanner *sc, const struct blob *b, size_t ii, 
 	return rc;
 }
 
+/*
+ * A container recognised by its first bytes. Returns 1 when the head names
+ * no container, 0 or -errno when it was scanned as one.
+ */
+static int scan_container(struct scanner *sc, const struct blob *b, size_t ii, const char *prefix,
+                          int depth, const uint8_t *h, size_t n)
+{
+	bool archive = zip_head(h, n) || tar_head(h, n);
+
+	if (archive && depth >= MAX_DEPTH) {
+		item_reason(item_at(sc, ii), MFS_VERDICT_UNSCANNABLE,
+		            "archives nested deeper than %d", MAX_DEPTH);
+		return 0;
+	}
+	if (zip_head(h, n))
+		return scan_nested(sc, b, ii, prefix, depth, false);
+	if (n >= 6 && memcmp(h, "\x93NUMPY", 6) == 0)
+		return scan_npy(sc, b, ii);
+	if (tar_head(h, n))
+		return scan_nested(sc, b, ii, prefix, depth, true);
+	if (n >= 6 && memcmp(h, "7z\xbc\xaf\x27\x1c", 6) == 0) {
+		item_at(sc, ii)->kind = "7z";
+		item_reason(item_at(sc, ii), MFS_VERDICT_UNSCANNABLE,
+		            "7z archives are not scanned");
+		return carve(sc, b, ii);
+	}
+	if (other_compression(h, n)) {
+		item_at(sc, ii)->kind = "compressed";
+		item_reason(item_at(sc, ii), MFS_VERDICT_UNSCANNABLE,
+		            "compressed with an unsupported method (bzip2, xz, lz4 or zstd)");
+		return 0;
+	}
+	if (!mfs_sniff_proto(h, n) && zlib_header(h, n))
+		return scan_compressed(sc, b, ii, prefix, depth);
+	return 1;
+}
+
+/* Would scan_container() take these first bytes? */
+static bool container_head(const uint8_t *h, size_t n)
+{
+	return zip_head(h, n) || tar_head(h, n) || (n >= 6 && memcmp(h, "\x93NUMPY", 6) == 0) ||
+	       (n >= 6 && memcmp(h, "7z\xbc\xaf\x27\x1c", 6) == 0) || other_compression(h, n) ||
+	       (!mfs_sniff_proto(h, n) && zlib_header(h, n));
+}
+
+/*
+ * The strict format of @b for the polyglot test: the whole file's (computed
+ * once by mfs_scan), a random-access member's, or for a compressed member a
+ * guess from its head (such members cannot be read out of order).
+ */
+static int blob_format(struct scanner *sc, const struct blob *b, size_t ii, const uint8_t *h,
+                       size_t n, enum mfs_format *f)
+{
+	if (ii == 0) {
+		*f = sc->top;
+		return 0;
+	}
+	if (b->rd && !b->zlib)
+		return mfs_format_strict(b->rd, b->ctx, b->size, f);
+	*f = MFS_FMT_UNKNOWN;
+	if (n >= 4 && memcmp(h, "GGUF", 4) == 0)
+		*f = MFS_FMT_GGUF;
+	else if (n >= 9 && h[8] == '{')
+		*f = MFS_FMT_SAFETENSORS;
+	return 0;
+}
+
+/* The format a file's first bytes claim (magic number or header shape), if any. */
+static const char *looks_like(const uint8_t *h, size_t n)
+{
+	uint64_t hl = 0;
+
+	if (n >= 4 && memcmp(h, "GGUF", 4) == 0)
+		return "gguf";
+	for (size_t i = 0; n >= 9 && i < 8; i++)
+		hl |= (uint64_t)h[i] << (8 * i);
+	if (n >= 9 && h[8] == '{' && hl >= 2 && hl <= (100u << 20))
+		return "safetensors";
+	return NULL;
+}
+
+/* Formats a pickle can hide behind: a file both one of these and a pickle is a polyglot. */
+static bool carrier_format(enum mfs_format f)
+{
+	return f == MFS_FMT_SAFETENSORS || f == MFS_FMT_GGUF || f == MFS_FMT_ONNX ||
+	       f == MFS_FMT_NPY || f == MFS_FMT_ZIP || f == MFS_FMT_JSON;
+}
+
+/*
+ * Pickle-ness first (issue #11): would pickle.load act on @b from byte 0,
+ * reaching an import or a STOP before its first invalid opcode, whatever
+ * container its first bytes also start? The findings go to item @ii;
+ * *@acts tells.
+ */
+static int byte0_pickle(struct scanner *sc, const struct blob *b, size_t ii, bool *acts)
+{
+	struct pk_opts o = {.lenient = true};
+	const char *kind = item_at(sc, ii)->kind;
+	enum mfs_verdict before = item_at(sc, ii)->verdict;
+	int rc = scan_pickles(sc, b, ii, &o, NULL, NULL);
+
+	*acts = item_at(sc, ii)->verdict > before;
+	item_at(sc, ii)->kind = kind;
+	return rc;
+}
+
+/* Bytes no container claims: a pickle stream (several, or legacy torch), or data. */
+static int scan_plain(struct scanner *sc, const struct blob *b, size_t ii, const uint8_t *h,
+                      size_t n)
+{
+	struct pk_opts o = {.legacy = true};
+	enum mfs_format f;
+	int rc = blob_format(sc, b, ii, h, n, &f);
+
+	if (rc)
+		return rc;
+	/* A valid header whose bytes fail as opcodes before any import is no pickle. */
+	o.lenient = carrier_format(f);
+	if (f == MFS_FMT_SAFETENSORS || f == MFS_FMT_GGUF || f == MFS_FMT_ONNX)
+		item_at(sc, ii)->kind = mfs_format_name(f);
+	rc = scan_pickles(sc, b, ii, &o, NULL, NULL);
+	if (rc || item_at(sc, ii)->verdict == MFS_VERDICT_NOT_PICKLE)
+		return rc;
+	if (o.lenient)
+		polyglot(sc, ii, "a valid %s file that pickle.load also runs from byte 0",
+		         mfs_format_name(f));
+	else if (looks_like(h, n))
+		polyglot(sc, ii,
+		         "starts like a %s file (not a valid one) and pickle.load runs it "
+		         "from byte 0",
+		         looks_like(h, n));
+	return 0;
+}
+
 static int scan_blob(struct scanner *sc, const struct blob *b, size_t ii, const char *prefix,
                      int depth)
 {
 	uint8_t h[SNIFF];
 	ssize_t n = sniff(b, h, sizeof(h));
-	struct pk_opts o = {.legacy = true};
+	bool acts = false;
+	int rc;
 
 	if (n < 0) {
 		if (n == -EBADMSG || n == -EFBIG || n == -ENOMEM) {
@@ -1036,52 +1232,27 @@ static int scan_blob(struct scanner *sc, const struct blob *b, size_t ii, const 
 		item_at(sc, ii)->kind = "empty";
 		return 0;
 	}
-	if (n >= 4 && (memcmp(h, "PK\3\4", 4) == 0 || memcmp(h, "PK\5\6", 4) == 0)) {
-		if (depth >= MAX_DEPTH) {
-			item_reason(item_at(sc, ii), MFS_VERDICT_UNSCANNABLE,
-			            "archives nested deeper than %d", MAX_DEPTH);
-			return 0;
-		}
-		return scan_nested(sc, b, ii, prefix, depth, false);
+	if (!container_head(h, (size_t)n)) {
+		rc = scan_plain(sc, b, ii, h, (size_t)n);
+		goto tail;
 	}
-	if (n >= 6 && memcmp(h, "\x93NUMPY", 6) == 0)
-		return scan_npy(sc, b, ii);
-	if (n >= 512 && memcmp(h + 257, "ustar", 5) == 0 && mfs_tar_header_ok(h)) {
-		if (depth >= MAX_DEPTH) {
-			item_reason(item_at(sc, ii), MFS_VERDICT_UNSCANNABLE,
-			            "archives nested deeper than %d", MAX_DEPTH);
-			return 0;
-		}
-		return scan_nested(sc, b, ii, prefix, depth, true);
+	/* Pickle-ness never short-circuits: a container head is checked as opcodes too. */
+	rc = byte0_pickle(sc, b, ii, &acts);
+	if (!rc)
+		rc = scan_container(sc, b, ii, prefix, depth, h, (size_t)n);
+	if (rc == 1) {
+		/* not a zlib stream after all: redo the byte-0 findings with the plain rules */
+		item_reset(item_at(sc, ii));
+		rc = scan_plain(sc, b, ii, h, (size_t)n);
+	} else if (!rc && acts) {
+		polyglot(sc, ii, "a %s that pickle.load also runs from byte 0",
+		         item_at(sc, ii)->kind ? item_at(sc, ii)->kind : "container");
 	}
-	if (n >= 6 && memcmp(h, "7z\xbc\xaf\x27\x1c", 6) == 0) {
-		item_at(sc, ii)->kind = "7z";
-		item_reason(item_at(sc, ii), MFS_VERDICT_UNSCANNABLE,
-		            "7z archives are not scanned");
-		return carve(sc, b, ii);
-	}
-	if ((n >= 3 && memcmp(h, "BZh", 3) == 0) ||
-	    (n >= 6 && memcmp(h,
-	                      "\xfd"
-	                      "7zXZ\0",
-	                      6) == 0) ||
-	    (n >= 4 && memcmp(h, "\x04\x22\x4d\x18", 4) == 0) ||
-	    (n >= 4 && memcmp(h, "\x28\xb5\x2f\xfd", 4) == 0)) {
-		item_at(sc, ii)->kind = "compressed";
-		item_reason(item_at(sc, ii), MFS_VERDICT_UNSCANNABLE,
-		            "compressed with an unsupported method (bzip2, xz, lz4 or zstd)");
-		return 0;
-	}
-	if (!mfs_sniff_proto(h, (size_t)n) && zlib_header(h, (size_t)n))
-		return scan_compressed(sc, b, ii, prefix, depth);
-	if (is_safetensors(h, (size_t)n, b->rd ? b->size : UINT64_MAX)) {
-		item_at(sc, ii)->kind = "safetensors";
-		o.lenient = true;
-	} else if (n >= 4 && memcmp(h, "GGUF", 4) == 0) {
-		item_at(sc, ii)->kind = "gguf";
-		o.lenient = true;
-	}
-	return scan_pickles(sc, b, ii, &o, NULL, NULL);
+tail:
+	/* An archive zipfile finds from the end, behind any other head. */
+	if (!rc && !zip_head(h, (size_t)n) && b->rd && !b->zlib && depth < MAX_DEPTH)
+		rc = scan_zip(sc, b, ii, prefix, depth, true);
+	return rc;
 }
 
 int mfs_scan(mfs_pread_fn rd, void *ctx, uint64_t size, struct mfs_scan_report *out)
@@ -1092,6 +1263,9 @@ int mfs_scan(mfs_pread_fn rd, void *ctx, uint64_t size, struct mfs_scan_report *
 	int rc;
 
 	memset(out, 0, sizeof(*out));
+	rc = mfs_format_strict(rd, ctx, size, &sc.top);
+	if (rc)
+		return rc;
 	ii = item_new(&sc, NULL, NULL);
 	if (ii < 0)
 		return (int)ii;
@@ -1109,5 +1283,9 @@ int mfs_scan(mfs_pread_fn rd, void *ctx, uint64_t size, struct mfs_scan_report *
 		if (!out->items[i].kind)
 			out->items[i].kind =
 			    out->items[i].verdict == MFS_VERDICT_NOT_PICKLE ? "data" : "pickle";
+	out->strict = sc.top;
+	/* Shown only when nothing would be unpickled and nothing is in doubt. */
+	out->format =
+	    out->pickle || out->items[0].verdict > MFS_VERDICT_SAFE ? MFS_FMT_PICKLE : sc.top;
 	return 0;
 }

@@ -183,20 +183,14 @@ static uint64_t le64(const uint8_t *p)
 /* Reads exactly @len bytes at @off; -EBADMSG when the file is shorter. */
 static int zread(const struct mfs_zip *z, void *buf, size_t len, uint64_t off)
 {
-	size_t got = 0;
+	ssize_t r;
 
 	if (off > z->size || len > z->size - off)
 		return -EBADMSG;
-	while (got < len) {
-		ssize_t r = z->rd(z->ctx, (uint8_t *)buf + got, len - got, off + got);
-
-		if (r < 0)
-			return (int)r;
-		if (r == 0)
-			return -EBADMSG;
-		got += (size_t)r;
-	}
-	return 0;
+	r = mfs_read_at(z->rd, z->ctx, buf, len, off);
+	if (r < 0)
+		return (int)r;
+	return (size_t)r == len ? 0 : -EBADMSG;
 }
 
 __attribute__((format(printf, 2, 3))) static int zanomaly(struct mfs_zip *z, const char *fmt, ...)
@@ -213,7 +207,42 @@ __attribute__((format(printf, 2, 3))) static int zanomaly(struct mfs_zip *z, con
 
 struct cd_loc {
 	uint64_t off, size, count;
+	uint64_t eocd; /* file offset of the end of central directory record */
 };
+
+/*
+ * Where the central directory really starts. Python's zipfile takes the
+ * distance between where the end record says the directory is and where it
+ * actually ends ("concat") as data prepended to the archive, and shifts
+ * every offset by it; torch's miniz does not. So a zip appended to another
+ * file is readable by zipfile (a polyglot: MFS_ZIP_TAIL mode shifts as
+ * zipfile does), and an archive at the head of a file whose offsets need a
+ * shift is read differently by the two (an anomaly).
+ */
+static int place_cd(struct mfs_zip *z, struct cd_loc *cd)
+{
+	uint64_t rec = z->zip64 ? 56 + 20 : 0, end;
+
+	if (__builtin_add_overflow(cd->off, cd->size, &end) ||
+	    __builtin_add_overflow(end, rec, &end) || end > cd->eocd) {
+		if (z->tail)
+			return zanomaly(z, "central directory overlaps its end record");
+		return 0; /* reported below as lying outside the file, or read as miniz does */
+	}
+	z->base = cd->eocd - end;
+	if (!z->base)
+		return 0;
+	if (!z->tail) {
+		zanomaly(z,
+		         "the central directory is %llu bytes from where its end record puts "
+		         "it (zip readers disagree)",
+		         (unsigned long long)z->base);
+		z->base = 0;
+		return 0;
+	}
+	cd->off += z->base;
+	return 0;
+}
 
 /* Finds the end of central directory record (and its zip64 twin). */
 static int find_eocd(struct mfs_zip *z, struct cd_loc *cd)
@@ -242,6 +271,7 @@ static int find_eocd(struct mfs_zip *z, struct cd_loc *cd)
 		rc = zanomaly(z, "no end of central directory record");
 		goto out;
 	}
+	cd->eocd = base + (uint64_t)at;
 	cd->count = le16(buf + at + 10);
 	cd->size = le32(buf + at + 12);
 	cd->off = le32(buf + at + 16);
@@ -252,7 +282,15 @@ static int find_eocd(struct mfs_zip *z, struct cd_loc *cd)
 	/* A zip64 locator sits right before the record. */
 	if (at >= 20 && le32(buf + at - 20) == 0x07064b50) {
 		uint8_t e64[56];
+		/* zipfile reads the zip64 record right before its locator; miniz where it says */
 		uint64_t off64 = le64(buf + at - 20 + 8);
+
+		if (z->tail && base + (uint64_t)at < 76) {
+			rc = zanomaly(z, "bad zip64 end of central directory");
+			goto out;
+		}
+		if (z->tail)
+			off64 = base + (uint64_t)at - 76;
 
 		rc = zread(z, e64, sizeof(e64), off64);
 		if (rc || le32(e64) != 0x06064b50) {
@@ -267,6 +305,9 @@ static int find_eocd(struct mfs_zip *z, struct cd_loc *cd)
 		rc = zanomaly(z, "zip64 archive without a zip64 locator");
 		goto out;
 	}
+	rc = place_cd(z, cd);
+	if (rc)
+		goto out;
 	if (cd->off > z->size || cd->size > z->size - cd->off)
 		rc = zanomaly(z, "central directory lies outside the file");
 	else if (cd->size > MFS_ZIP_MAX_CD || cd->count > MFS_ZIP_MAX_ENTRIES)
@@ -383,6 +424,9 @@ static int parse_cd_entry(struct mfs_zip *z, const uint8_t *p, size_t left, size
 	e->uncomp_size = le32(p + 24);
 	e->header_off = le32(p + 42);
 	zip64_extra(p + 46 + nlen, xlen, &e->uncomp_size, &e->comp_size, &e->header_off);
+	if (e->header_off > UINT64_MAX - z->base)
+		return zanomaly(z, "central directory entry %zu has an impossible offset", z->n);
+	e->header_off += z->base;
 	e->name = strndup((const char *)p + 46, nlen);
 	if (!e->name)
 		return -ENOMEM;
@@ -464,7 +508,132 @@ static int flag_duplicates(struct mfs_zip *z)
 	return 0;
 }
 
+/* ------------------------------------------------- local entries not in the CD */
+
+struct span {
+	uint64_t from, to;
+};
+
+static int span_cmp(const void *a, const void *b)
+{
+	const struct span *x = a, *y = b;
+
+	return x->from < y->from ? -1 : x->from > y->from;
+}
+
+/*
+ * Records a local header at @off that no central directory entry names.
+ * Its sizes come from the local header alone, as a streaming reader takes
+ * them. *@next: where the search goes on (after its data when known).
+ */
+static int add_hidden(struct mfs_zip *z, uint64_t off, uint64_t *next)
+{
+	struct mfs_zip_entry *e;
+	void *np;
+	int rc;
+
+	*next = off + 4;
+	if (z->nhidden >= MFS_ZIP_MAX_HIDDEN)
+		return 0;
+	np = realloc(z->hidden, (z->nhidden + 1) * sizeof(*z->hidden));
+	if (!np)
+		return -ENOMEM;
+	z->hidden = np;
+	e = &z->hidden[z->nhidden];
+	memset(e, 0, sizeof(*e));
+	e->header_off = off;
+	e->hidden = true;
+	e->name = strdup("");
+	if (!e->name)
+		return -ENOMEM;
+	z->nhidden++;
+	rc = read_local(z, e);
+	if (rc || e->bad_local)
+		return rc;
+	/* what a streaming reader does: trust the local header */
+	free(e->name);
+	e->name = strdup(e->local_name);
+	if (!e->name)
+		return -ENOMEM;
+	e->mismatch = false;
+	e->why[0] = 0;
+	e->method = e->local_method;
+	e->comp_size = e->local_comp;
+	e->uncomp_size = e->local_uncomp;
+	if (e->data_off <= z->size && e->comp_size <= z->size - e->data_off)
+		*next = e->data_off + e->comp_size;
+	return 0;
+}
+
+/* Searches [@from, @to) for local header signatures, in chunks. */
+static int search_gap(struct mfs_zip *z, uint64_t from, uint64_t to)
+{
+	uint8_t buf[IN_CHUNK + 3];
+	uint64_t at = from;
+
+	while (at + 4 <= to) {
+		size_t n = to - at < sizeof(buf) ? (size_t)(to - at) : sizeof(buf);
+		uint64_t next = 0;
+		int rc = zread(z, buf, n, at);
+
+		if (rc)
+			return rc == -EBADMSG ? 0 : rc;
+		for (size_t i = 0; i + 4 <= n; i++) {
+			if (le32(buf + i) != 0x04034b50)
+				continue;
+			if ((rc = add_hidden(z, at + i, &next)))
+				return rc;
+			break;
+		}
+		/* overlap by 3 bytes so that a signature across chunks is seen */
+		at = next ? next : at + n - 3;
+		if (n < 4)
+			break;
+	}
+	return 0;
+}
+
+/*
+ * Finds local entries that the central directory does not account for: a
+ * streaming unzip walks the local headers from the start and extracts them,
+ * while torch and zipfile never see them. Only the bytes no listed member
+ * covers are searched (the gaps), so member data never raises a false alarm.
+ */
+static int find_hidden(struct mfs_zip *z, uint64_t cd_off)
+{
+	struct span *v = malloc((z->n ? z->n : 1) * sizeof(*v));
+	uint64_t at = z->base;
+	size_t k = 0;
+	int rc = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < z->n; i++) {
+		const struct mfs_zip_entry *e = &z->e[i];
+
+		if (e->bad_local || e->data_off > z->size || e->comp_size > z->size - e->data_off)
+			continue;
+		v[k++] = (struct span){e->header_off, e->data_off + e->comp_size};
+	}
+	qsort(v, k, sizeof(*v), span_cmp);
+	for (size_t i = 0; i <= k && !rc; i++) {
+		uint64_t to = i < k ? v[i].from : cd_off;
+
+		if (to > at)
+			rc = search_gap(z, at, to > z->size ? z->size : to);
+		if (i < k && v[i].to > at)
+			at = v[i].to;
+	}
+	free(v);
+	return rc;
+}
+
 int mfs_zip_open(struct mfs_zip *z, mfs_pread_fn rd, void *ctx, uint64_t size)
+{
+	return mfs_zip_open_mode(z, rd, ctx, size, false);
+}
+
+int mfs_zip_open_mode(struct mfs_zip *z, mfs_pread_fn rd, void *ctx, uint64_t size, bool tail)
 {
 	struct cd_loc cd = {0};
 	uint8_t *buf = NULL;
@@ -475,6 +644,7 @@ int mfs_zip_open(struct mfs_zip *z, mfs_pread_fn rd, void *ctx, uint64_t size)
 	z->rd = rd;
 	z->ctx = ctx;
 	z->size = size;
+	z->tail = tail;
 	rc = find_eocd(z, &cd);
 	if (rc)
 		return rc;
@@ -502,6 +672,8 @@ int mfs_zip_open(struct mfs_zip *z, mfs_pread_fn rd, void *ctx, uint64_t size)
 		if ((rc = read_local(z, &z->e[i])))
 			goto out;
 	rc = flag_duplicates(z);
+	if (!rc)
+		rc = find_hidden(z, cd.off);
 out:
 	free(buf);
 	return rc;
@@ -513,15 +685,24 @@ void mfs_zip_close(struct mfs_zip *z)
 		free(z->e[i].name);
 		free(z->e[i].local_name);
 	}
+	for (size_t i = 0; z->hidden && i < z->nhidden; i++) {
+		free(z->hidden[i].name);
+		free(z->hidden[i].local_name);
+	}
 	free(z->e);
-	z->e = NULL;
-	z->n = 0;
+	free(z->hidden);
+	z->e = z->hidden = NULL;
+	z->n = z->nhidden = 0;
 }
 
 int mfs_zip_stream(const struct mfs_zip *z, size_t i, struct mfs_stream *s, uint64_t limit)
 {
-	const struct mfs_zip_entry *e = &z->e[i];
+	return mfs_zip_entry_stream(z, &z->e[i], s, limit);
+}
 
+int mfs_zip_entry_stream(const struct mfs_zip *z, const struct mfs_zip_entry *e,
+                         struct mfs_stream *s, uint64_t limit)
+{
 	memset(s, 0, sizeof(*s));
 	if (e->bad_local)
 		return -EBADMSG;

@@ -252,10 +252,19 @@ static void report_out(struct scan_run *run, const char *path, const struct mfs_
 		return;
 	}
 	for (size_t i = 0; i < rep->nitems; i++) {
-		if (run->fmt == OUT_JSON)
-			cJSON_AddItemToArray(run->results, json_item(path, &rep->items[i]));
-		else
+		if (run->fmt != OUT_JSON) {
 			sarif_item(run, path, &rep->items[i]);
+			continue;
+		}
+		cJSON *o = json_item(path, &rep->items[i]);
+
+		/* the whole file: what the mount makes of it (the same report) */
+		if (i == 0) {
+			cJSON_AddStringToObject(o, "format", mfs_format_name(rep->format));
+			cJSON_AddBoolToObject(o, "holds_pickle", rep->pickle);
+			cJSON_AddBoolToObject(o, "polyglot", rep->polyglot);
+		}
+		cJSON_AddItemToArray(run->results, o);
 	}
 }
 

@@ -274,8 +274,7 @@ static void test_limit_nesting(void)
 static void test_limit_lengths(void)
 {
 	/* BINBYTES8 of 2^62 bytes in a tiny file: runs past the end, truncated */
-	CHECK_EQ_INT(SCAN("\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x40."),
-	             MFS_VERDICT_UNSAFE);
+	CHECK_EQ_INT(SCAN("\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x40."), MFS_VERDICT_UNSAFE);
 	/* BINUNICODE claiming 4 GiB in a tiny file: truncated */
 	CHECK_EQ_INT(SCAN("\x80\x03X\xff\xff\xff\xff"
 	                  "abc."),
@@ -683,12 +682,25 @@ static void test_detect(void)
 	static const char js[] = "{\"a\": [1, 2]}";
 
 	CHECK_EQ_INT(detect("", 0), MFS_FMT_EMPTY);
-	CHECK_EQ_INT(detect("GGUF\x03\x00\x00\x00", 8), MFS_FMT_GGUF);
+	/* strict: a complete header, not a magic number */
+	CHECK_EQ_INT(detect("GGUF\x03\x00\x00\x00\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24),
+	             MFS_FMT_GGUF);
+	CHECK_EQ_INT(detect("GGUF\x03\x00\x00\x00", 8), MFS_FMT_UNKNOWN);
+	CHECK_EQ_INT(detect("GGUF\x03\x00\x00\x00\1\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 24),
+	             MFS_FMT_UNKNOWN); /* one tensor promised, none there */
 	memcpy(st, "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":{}}        ", 24);
-	CHECK_EQ_INT(detect(st, 32), MFS_FMT_SAFETENSORS);
+	CHECK_EQ_INT(detect(st, 32), MFS_FMT_UNKNOWN); /* '{' ... '}' is not enough */
+	static const char stv[] =
+	    "\x35\0\0\0\0\0\0\0"
+	    "{\"t\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}}ab";
+	CHECK_EQ_INT(detect(stv, sizeof(stv) - 1), MFS_FMT_SAFETENSORS);
+	CHECK_EQ_INT(detect(stv, sizeof(stv) - 2),
+	             MFS_FMT_UNKNOWN); /* data shorter than the tensors */
 	CHECK_EQ_INT(detect(js, sizeof(js) - 1), MFS_FMT_JSON);
 	CHECK_EQ_INT(detect("hello world\n", 12), MFS_FMT_TEXT);
-	CHECK_EQ_INT(detect("\x08\x07\x12\x07pytorch", 11), MFS_FMT_ONNX);
+	CHECK_EQ_INT(detect("\x08\x07\x12\x07pytorch\x3a\x00", 13), MFS_FMT_ONNX);
+	CHECK_EQ_INT(detect("\x08\x07\x12\x07pytorch", 11), MFS_FMT_UNKNOWN); /* no graph */
+	CHECK_EQ_INT(detect("\x08\x07\x12\x09pytorch\x3a\x00", 13), MFS_FMT_UNKNOWN);
 	CHECK_EQ_INT(detect(evil, sizeof(evil) - 1), MFS_FMT_PICKLE);
 	CHECK_EQ_INT(detect("(lp0\nI1\naI2\na.", 14), MFS_FMT_PICKLE);
 	CHECK_EQ_INT(detect("\x00\x01\x02\xff\xfe", 5), MFS_FMT_UNKNOWN);
