@@ -271,6 +271,15 @@ struct mfs_mount_opts {
 	const char *ready_file;    /* written once the mount answers, removed at unmount */
 	bool watch;                /* rescan the store when inotify sees a change */
 	unsigned unmount_timeout;  /* seconds from SIGTERM/SIGINT to exit; 0: default (10) */
+	/* how a model's signed name must fit its store path; 0: suffix */
+	enum mv_name_check name_check;
+	/* Owners and modes shown (docs/mount.md, "Owners and permissions"): */
+	bool set_uid; /* -o uid=: every node shows owner @uid, not the store's */
+	uid_t uid;
+	bool set_gid; /* -o gid=: every node shows group @gid */
+	gid_t gid;
+	unsigned umask;   /* -o umask=: bits cleared from every mode shown */
+	bool control_all; /* --control-access=all: .modelfs readable by all, not the owner only */
 };
 
 /* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise. */

@@ -10,9 +10,11 @@
  * a kernel inode may still point at an old version), so a node pointer and
  * its inode number (its index + 1 in the node table) stay valid for the
  * whole mount without locks. What a node is never changes: a new version of
- * a model is a new set of nodes with new inode numbers. Only the children
- * of folders outside models (the root, folders synthesized from model
- * paths, the BOM tree) and the model list change, under m->ns_lock.
+ * a model is a new set of nodes with new inode numbers; only its owner,
+ * group and mode may change (attr.c: re-read from the store at each
+ * reload, under the node's lock). Only the children of folders outside
+ * models (the root, folders synthesized from model paths, the BOM tree)
+ * and the model list change, under m->ns_lock.
  * Only five things are decided lazily, each guarded as noted: a file's
  * format, a file's loaded tree, (--pickle=deny) a model's verdict,
  * (--pickle=transcode) whether a view node shows and its cached output, and
@@ -99,6 +101,13 @@ enum mfs_deny_state {
 struct mfs_node;
 struct mfs_ftree;
 
+/* Who may see a node: owner, group and permission bits (no file type). */
+struct mfs_attr {
+	uid_t uid;
+	gid_t gid;
+	mode_t mode; /* 0555 at most: never write, setuid, setgid or sticky bits */
+};
+
 /* Which copy of a signed file serves it; decided at its first open (atomic). */
 enum mfs_stored {
 	MFS_STORED_UNKNOWN = 0,
@@ -172,6 +181,15 @@ struct mfs_node {
 	struct mfs_node *tx;          /* files: their MFS_N_TX view, or NULL */
 	struct mfs_txview *txv;       /* MFS_N_TX nodes */
 	struct mfs_ratelimit fail_rl; /* files: rate limit of failure log lines (log.c) */
+	/*
+	 * Owner, group and permission bits the store gives this node (attr.c),
+	 * before -o uid=,gid=,umask=. Guarded by @lock: the reload thread
+	 * refreshes them (chmod, chown in the store). Unused by the nodes whose
+	 * attributes derive from another node (MFS_N_TX, MFS_N_BOM) or from
+	 * the mount (@ctl).
+	 */
+	struct mfs_attr attr;
+	bool ctl; /* in the control folder: owned by the mount's user, not mapped */
 };
 
 /* A loaded tree file of one file node. */
@@ -211,13 +229,26 @@ struct mfs_reload_info {
 struct mfs_mount {
 	char *store;      /* absolute */
 	char *mountpoint; /* absolute */
-	char *cache_dir;  /* absolute, created at mount */
-	int cache_fd;     /* the cache folder */
+	char *cache_dir;  /* absolute: CACHE/trees, created and checked at mount */
+	int cache_fd;     /* CACHE/trees */
+	/*
+	 * The cache folder CACHE (--cache-dir) and CACHE/transcoded: owned by
+	 * the daemon's user and writable by no one else, checked with the
+	 * folders above CACHE before mounting (daemon.c, docs/mount.md).
+	 */
+	char *cache_base; /* CACHE, absolute, no symlinks */
+	int cache_base_fd;
+	char *tx_dir;       /* CACHE/transcoded, absolute, for messages */
+	int tx_fd;          /* CACHE/transcoded: cached outputs and their records */
+	bool have_tx_key;   /* tx_key is loaded (a read-only cache may have none) */
+	uint8_t tx_key[32]; /* HMAC-SHA-256 key of the records (CACHE/cache.key) */
 	int store_fd;
 	enum mfs_pickle_policy pickle;
 	struct mv_trust *trust;
 	struct mv_policy *policy; /* --policy, or NULL */
 	char *policy_path;        /* for messages */
+	/* --name-check: how a signed name must fit its store path (store.c) */
+	enum mv_name_check name_check;
 	struct mc_hblock_cache *hcache;
 	struct mc_frame_cache *fcache; /* decompressed, verified frames of packed files */
 	/*
@@ -249,8 +280,14 @@ struct mfs_mount {
 	void *conn_opts;         /* struct fuse_conn_info_opts from -o, applied at init */
 	pthread_mutex_t fh_lock; /* guards open_fhs */
 	void *open_fhs;          /* open file handles (ops.c), freed at unmount */
-	uid_t uid;
+	uid_t uid;               /* the mount's user: owns the control folder */
 	gid_t gid;
+	/* -o uid=,gid=,umask= (attr.c): what every node shows instead of the store's */
+	bool map_uid, map_gid;
+	uid_t shown_uid;
+	gid_t shown_gid;
+	mode_t umask;     /* cleared from every mode shown, the control folder's too */
+	bool control_all; /* --control-access=all: .modelfs readable by everyone */
 };
 
 /*
@@ -458,6 +495,24 @@ void mfs_reload_stop(struct mfs_mount *m);
 
 /* ---- txview.c: --pickle=transcode ---- */
 
+#define MFS_CACHE_TREES "trees"      /* CACHE/trees: Merkle trees the mount built */
+#define MFS_CACHE_TX    "transcoded" /* CACHE/transcoded: outputs and their records */
+#define MFS_CACHE_KEY   "cache.key"  /* CACHE/cache.key: the records' HMAC key */
+
+/**
+ * mfs_tx_key_load() - load the records' HMAC key, creating it if missing
+ * @m: in/out: m->cache_base_fd and m->cache_base set; fills tx_key and
+ *   have_tx_key
+ * @err: out: the one-line reason when the mount must not start
+ * A missing key is made of 32 random bytes, mode 0600, published with
+ * link() so that concurrent daemons agree on one. A key owned by another
+ * user, readable by group or others, or not 32 bytes refuses the mount.
+ * On a cache that cannot be written (EROFS, EACCES) and holds no key, a
+ * warning is logged and views cannot be cached (their opens give EIO).
+ * Return: 0 or -errno (with @err set).
+ */
+int mfs_tx_key_load(struct mfs_mount *m, struct mv_err *err);
+
 /**
  * mfs_tx_nodes_add() - add the safetensors views of a model's files
  * @m: in/out: the mount; new MFS_N_TX nodes are appended
@@ -500,6 +555,45 @@ int mfs_prov_bom(struct mfs_model *model, const char **bom, size_t *len);
 int mfs_prov_atts_json(const struct mfs_model *model, char **out);
 /* Frees what prov.c holds for @model (after unmount). */
 void mfs_prov_free(struct mfs_model *model);
+
+/* ---- attr.c: owners and modes (docs/mount.md, "Owners and permissions") ---- */
+
+/**
+ * mfs_node_attr() - the owner, group and mode a node shows
+ * @n: in: any node
+ * @out: out: after -o uid=,gid=,umask= and --control-access
+ * A view takes its source's, a BOM file its model folder's read bits, the
+ * control folder and its files the mount user's. Thread-safe.
+ */
+void mfs_node_attr(struct mfs_mount *m, const struct mfs_node *n, struct mfs_attr *out);
+/* Control folder nodes (@n and the ones ns_link() makes under it): mark @n. */
+void mfs_attr_ctl(struct mfs_node *n);
+/**
+ * mfs_attr_model() - take a model's owners and modes from its store folder
+ * @model: in/out: a model whose nodes are built (not yet visible) or served
+ * @inv: in/out: at a reload, gets the inodes whose attributes changed; NULL at build
+ * Each path is opened without following links, relative to the model
+ * folder. A missing file takes its packed copy's, else its folder's owner
+ * with mode 0400 at most; a missing folder takes its parent's.
+ */
+void mfs_attr_model(struct mfs_mount *m, struct mfs_model *model, struct mfs_inval *inv);
+/**
+ * mfs_attr_ns_dir() - take a new folder's attributes from the store
+ * @dir: in/out: a folder ns_link() just made, linked under its parent
+ * @path, @len: in: its store path (the first @len bytes of @path)
+ * Under the control folder it is marked @ctl instead.
+ */
+void mfs_attr_ns_dir(struct mfs_mount *m, struct mfs_node *dir, const char *path, size_t len);
+/* Sets the store root's attributes (root node @root) from m->store_fd. */
+void mfs_attr_root(struct mfs_mount *m, struct mfs_node *root);
+/**
+ * mfs_attr_refresh() - after a reload, re-read every served node's attributes
+ * @inv: in/out: gets every inode whose attributes changed (and its views)
+ * Called by the reload thread only, the one writer of folders' children.
+ */
+void mfs_attr_refresh(struct mfs_mount *m, struct mfs_inval *inv);
+/* Appends @ino to what the kernel must forget (store.c). */
+void mfs_inval_ino(struct mfs_inval *inv, uint64_t ino);
 
 /* ---- ops.c ---- */
 

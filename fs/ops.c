@@ -9,7 +9,9 @@
  * that may read files run after it is dropped), their names get a short
  * entry timeout and their listings are not cached. Every mutating operation
  * answers EROFS. Reads go through vread.c and answer EIO rather than ever
- * returning an unverified byte.
+ * returning an unverified byte. Owners and modes are the store's (attr.c);
+ * the kernel enforces them (default_permissions), and the daemon checks
+ * read permission itself before answering with extended attributes.
  */
 #define FUSE_USE_VERSION 312
 
@@ -92,21 +94,28 @@ static bool is_snapshot(const struct mfs_node *n)
 	return n->kind == MFS_N_STATUS || n->kind == MFS_N_METRICS;
 }
 
-/* Fills @st for @n. A status or metrics file's size is that of a fresh snapshot. */
+/*
+ * Fills @st for @n. Owner, group and mode are the store's, as mapped by
+ * -o uid=,gid=,umask= (attr.c): the kernel enforces them (default_permissions).
+ * A status or metrics file's size is that of a fresh snapshot.
+ */
 static void node_stat(struct mfs_mount *m, const struct mfs_node *n, struct stat *st)
 {
+	struct mfs_attr a;
+
+	mfs_node_attr(m, n, &a);
 	memset(st, 0, sizeof(*st));
 	st->st_ino = n->ino;
-	st->st_uid = m->uid;
-	st->st_gid = m->gid;
+	st->st_uid = a.uid;
+	st->st_gid = a.gid;
 	st->st_blksize = MFS_MAX_READ;
 	st->st_mtim = st->st_ctim = st->st_atim = n->model ? n->model->mtime : m->started;
 	if (is_dir(n)) {
-		st->st_mode = S_IFDIR | 0555;
+		st->st_mode = S_IFDIR | a.mode;
 		st->st_nlink = 2;
 		return;
 	}
-	st->st_mode = S_IFREG | 0444;
+	st->st_mode = S_IFREG | a.mode;
 	st->st_nlink = 1;
 	if (n->kind == MFS_N_FILE) {
 		st->st_size = (off_t)n->res->merkle.params.data_size;
@@ -661,14 +670,81 @@ static void reply_xattr(fuse_req_t req, int ret, char *val, size_t len, size_t s
 	free(val);
 }
 
+/*
+ * Is the caller of @req in group @gid, through its supplementary groups?
+ * libfuse reads them from /proc/PID/task/PID/status: a caller the daemon
+ * cannot see there (another PID namespace) counts as not in the group.
+ */
+static bool in_groups(fuse_req_t req, gid_t gid)
+{
+	gid_t small[32], *list = small;
+	int cap = 32, n = fuse_req_getgroups(req, cap, small);
+	bool found = false;
+
+	if (n > cap) {
+		cap = n;
+		list = malloc((size_t)cap * sizeof(*list));
+		n = list ? fuse_req_getgroups(req, cap, list) : -ENOMEM;
+	}
+	/* The count is the total, even above @cap (the groups may have just grown). */
+	if (n > cap)
+		n = cap;
+	for (int i = 0; i < n && !found; i++)
+		found = list[i] == gid;
+	if (list != small)
+		free(list);
+	return found;
+}
+
+/**
+ * may_read() - may the caller of @req read @n, by the mode @n shows?
+ * @req: in: the request, for the caller's uid, gid and groups
+ * @m, @n: in: the mount and the node asked about
+ * The kernel's default_permissions check covers open and getxattr, but not
+ * listxattr; this is the daemon's own check for the attributes, so that
+ * provenance never shows past file permissions. The owner class is used
+ * when the uid matches, else the group class, else others, as the kernel
+ * does; root may read everything.
+ * Return: 0 or -EACCES.
+ */
+static int may_read(fuse_req_t req, struct mfs_mount *m, const struct mfs_node *n)
+{
+	const struct fuse_ctx *c = fuse_req_ctx(req);
+	struct mfs_attr a;
+	mode_t bits;
+
+	if (c->uid == 0)
+		return 0;
+	mfs_node_attr(m, n, &a);
+	if (c->uid == a.uid)
+		bits = a.mode >> 6;
+	else if (c->gid == a.gid)
+		bits = a.mode >> 3;
+	/* Supplementary groups cost a /proc read: only when they could matter. */
+	else if (((a.mode >> 3) & S_IROTH) != (a.mode & S_IROTH) && in_groups(req, a.gid))
+		bits = a.mode >> 3;
+	else
+		bits = a.mode;
+	return bits & S_IROTH ? 0 : -EACCES;
+}
+
 static void op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
 {
 	struct mfs_mount *m = mount_of(req);
 	struct mfs_node *n = mfs_node_get(m, ino);
 	char *val = NULL;
 	size_t len = 0;
-	int ret = n ? mfs_xattr_get(m, n, name, &val, &len) : -ENOENT;
+	int ret = n ? 0 : -ENOENT;
 
+	/*
+	 * Only user.* names have values. Others (security.selinux, ACLs) are
+	 * absent for everyone: `ls -l` asks for them on files it cannot read
+	 * and must get ENODATA, not an error it would print.
+	 */
+	if (!ret && strncmp(name, "user.", 5) == 0)
+		ret = may_read(req, m, n);
+	if (!ret)
+		ret = mfs_xattr_get(m, n, name, &val, &len);
 	reply_xattr(req, ret, val, len, size);
 }
 
@@ -678,8 +754,10 @@ static void op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 	struct mfs_node *n = mfs_node_get(m, ino);
 	char *val = NULL;
 	size_t len = 0;
-	int ret = n ? mfs_xattr_list(m, n, &val, &len) : -ENOENT;
+	int ret = n ? may_read(req, m, n) : -ENOENT;
 
+	if (!ret)
+		ret = mfs_xattr_list(m, n, &val, &len);
 	reply_xattr(req, ret, val, len, size);
 }
 

@@ -67,8 +67,8 @@ int mfs_prov_scan(struct mfs_mount *m, struct mfs_model *model, char *why, size_
 		return ret;
 	if (!m->policy)
 		return 0;
-	/* The path the mount shows is the path rules match (docs/policy.md). */
-	pk = mv_policy_pickle(m->policy, model->path);
+	/* Rules match the path the mount shows and the signed name (docs/policy.md). */
+	pk = mv_policy_pickle(m->policy, model->path, mv_model_name(model->man));
 	if (pk && mfs_pickle_policy_parse(pk, &model->pickle))
 		model->pickle = m->pickle; /* the loader accepts only known names */
 	ret = mv_policy_check(m->policy, model->path, model->man, &model->atts, &err);

@@ -140,13 +140,16 @@ static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *expos
 		cJSON_AddStringToObject(o, "reason", model->refused ? model->refused : "refused");
 		pthread_mutex_unlock(&model->lock);
 		/* A policy rule says this model must be served: `modelfs status` exits 1. */
-		cJSON_AddBoolToObject(o, "required", mv_policy_required(m->policy, model->path));
+		cJSON_AddBoolToObject(
+		    o, "required",
+		    mv_policy_required(m->policy, model->path,
+		                       model->man ? mv_model_name(model->man) : NULL));
 		cJSON_AddItemToArray(refused, o);
 		return;
 	}
 	pthread_mutex_unlock(&model->lock);
-	name = model->man->prov.name ? model->man->prov.name : model->man->subject_name;
-	if (name)
+	name = mv_model_name(model->man);
+	if (*name)
 		cJSON_AddStringToObject(o, "name", name);
 	cJSON_AddNumberToObject(o, "files", (double)model->n_files);
 	cJSON_AddStringToObject(o, "signer",
@@ -209,6 +212,7 @@ char *mfs_status_json(struct mfs_mount *m, size_t *len)
 	cJSON_AddStringToObject(root, "mountpoint", m->mountpoint);
 	cJSON_AddStringToObject(root, "cache_dir", m->cache_dir);
 	cJSON_AddStringToObject(root, "pickle_policy", policy_name(m->pickle));
+	cJSON_AddStringToObject(root, "name_check", mv_name_check_str(m->name_check));
 	if (m->policy_path)
 		cJSON_AddStringToObject(root, "policy", m->policy_path);
 	add_time(root, "started", &m->started);

@@ -248,6 +248,11 @@ static void inval_ino(struct mfs_inval *inv, uint64_t ino)
 	inv->inos[inv->n_inos++] = ino;
 }
 
+void mfs_inval_ino(struct mfs_inval *inv, uint64_t ino)
+{
+	inval_ino(inv, ino);
+}
+
 /* Every inode of a subtree (an old model version): drop its attributes and pages. */
 static void inval_subtree(struct mfs_inval *inv, const struct mfs_node *n)
 {
@@ -347,6 +352,7 @@ static int ns_link(struct mfs_mount *m, struct mfs_node *top, const char *path,
 				ret = -ENOMEM;
 				goto fail;
 			}
+			mfs_attr_ns_dir(m, k, path, (size_t)(p - 1 - path));
 			inval_name(inv, dir, k->name); /* a negative entry may be cached */
 			inval_ino(inv, dir->ino);
 		}
@@ -595,6 +601,28 @@ static int model_refuse(struct mfs_model *model, const char *why, bool log)
 	return model->refused ? 0 : -ENOMEM;
 }
 
+/**
+ * model_name_check() - is the model's signed name bound to its store path?
+ * @m: in: the mount (--name-check mode, the policy's names map)
+ * @model: in: a model whose signature verified (man set)
+ * @why, @why_len: out: on refusal, the one-line reason
+ *
+ * Without it, any validly signed model put at another model's path (an
+ * older build signed under another name, a swapped folder) would be served
+ * there, past pins and rules keyed on that path.
+ * Return: 0 bound, -EKEYREJECTED not.
+ */
+static int model_name_check(const struct mfs_mount *m, const struct mfs_model *model, char *why,
+                            size_t why_len)
+{
+	struct mv_err err = {0};
+	int ret = mv_name_bind_check(m->policy, model->path, model->man, m->name_check, &err);
+
+	if (ret)
+		snprintf(why, why_len, "%s", err.msg[0] ? err.msg : "signed name does not match");
+	return ret;
+}
+
 /*
  * Signature check and (unlinked) nodes of one model from the model.sig
  * bytes @buf; a refusal is not an error (@log: log it, see model_refuse).
@@ -614,6 +642,8 @@ static int model_load(struct mfs_mount *m, struct mfs_model *model, const char *
 		goto refuse;
 	}
 	ret = check_resources(model, why, sizeof(why));
+	if (!ret)
+		ret = model_name_check(m, model, why, sizeof(why));
 	if (ret)
 		goto refuse;
 	/* Attestations, then the policy: a refused model gets no nodes at all. */
@@ -636,6 +666,7 @@ static int model_load(struct mfs_mount *m, struct mfs_model *model, const char *
 	}
 	if (ret)
 		goto refuse;
+	mfs_attr_model(m, model, NULL);
 	return bom_node_make(m, model);
 refuse:
 	if (ret == -ENOMEM)
@@ -955,6 +986,11 @@ int mfs_store_scan(struct mfs_mount *m, struct mv_err *err)
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", m->store);
 	/* The control folder is reached by name only (see docs/mount.md). */
 	ctl->parent = root;
+	mfs_attr_root(m, root);
+	mfs_attr_ctl(ctl);
+	mfs_attr_ctl(status);
+	mfs_attr_ctl(metrics);
+	mfs_attr_ctl(bom);
 	ret = kid_insert(ctl, status);
 	if (!ret)
 		ret = kid_insert(ctl, metrics);
@@ -1309,6 +1345,8 @@ int mfs_store_rescan(struct mfs_mount *m, mfs_dir_fn dir_fn, void *dir_arg,
 		ret = rescan_publish(m, &rs, res, inv);
 	if (ret)
 		rescan_abort(m, &rs);
+	else
+		mfs_attr_refresh(m, inv); /* chmod, chown in the store; docs/mount.md */
 	free(rs.ch);
 	free(rs.seen);
 	return ret;

@@ -87,9 +87,7 @@ static int x_size(struct mfs_mount *m, struct mfs_node *n, char **out)
 
 static int x_name(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
-	const char *name = prov(n)->name;
-
-	return xstr(name && *name ? name : n->model->man->subject_name, out);
+	return xstr(mv_model_name(n->model->man), out);
 }
 
 static int x_revision(struct mfs_mount *m, struct mfs_node *n, char **out)

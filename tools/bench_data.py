@@ -15,7 +15,7 @@ import sys
 
 from bench_util import fill_random, sh
 
-GEN_VERSION = 1  # bump when a generator below changes what it writes
+GEN_VERSION = 2  # bump when a generator below changes what it writes
 
 
 def log(msg):
@@ -122,10 +122,14 @@ vocab = {f"tok{i}": i for i in range(50000)}
     sh(binary, "seal", "--key", key, plain)
     packed = d / "store" / "packed"
     shutil.copytree(plain, packed, symlinks=True)
+    # Each copy is signed under its own folder name: the mount serves a
+    # model only where its signed name fits the store path.
+    sh(binary, "seal", "--key", key, packed)
     sh(binary, "pack", "-q", "--remove-original", packed)
     if has_tensor_transform(binary):
         tt = d / "store" / "packed-tt"
         shutil.copytree(plain, tt, symlinks=True)
+        sh(binary, "seal", "--key", key, tt)
         sh(binary, "pack", "-q", "--tensor-transform", "--remove-original", tt)
     sh("mksquashfs", plain, d / "squash.img", "-comp", "zstd", "-e", ".modelfs", "model.sig",
        "-noappend", "-quiet", "-no-progress")

@@ -71,6 +71,61 @@ static int parse_timeout(struct mount_args *a, const char *s)
 	return 0;
 }
 
+/**
+ * parse_id() - --uid / uid=, --gid / gid=: the owner or group every node shows
+ * @s: in: a number, as vfat and sshfs take it (no name lookup: the daemon
+ *     may run where the app's users are unknown); (uid_t)-1 is not an id
+ * @what: in: the option, for the message
+ * @set, @id: out: true, and the id
+ * Return: 0, or -EINVAL with a message.
+ */
+static int parse_id(const char *s, const char *what, bool *set, unsigned *id)
+{
+	if (cli_parse_uint(s, 0, 0xfffffffeu, id)) {
+		cli_error("mount: bad %s '%s' (a number, 0 to 4294967294)", what, s);
+		return -EINVAL;
+	}
+	*set = true;
+	return 0;
+}
+
+/**
+ * parse_umask() - --umask / umask=: mode bits cleared from every node shown
+ * @a: out: a->o.umask
+ * @s: in: octal, at most 0777, as umask(1) writes it
+ * Return: 0, or -EINVAL with a message.
+ */
+static int parse_umask(struct mount_args *a, const char *s)
+{
+	unsigned long v;
+	char *end;
+
+	errno = 0;
+	v = strtoul(s, &end, 8);
+	if (!*s || *s == '-' || errno || *end || v > 0777) {
+		cli_error("mount: bad umask '%s' (octal, 000 to 777)", s);
+		return -EINVAL;
+	}
+	a->o.umask = (unsigned)v;
+	return 0;
+}
+
+/**
+ * parse_control() - --control-access / control_access=: who reads .modelfs
+ * @a: out: a->o.control_all
+ * @s: in: "owner" (the default: the mount's user) or "all"
+ * Return: 0, or -EINVAL with a message.
+ */
+static int parse_control(struct mount_args *a, const char *s)
+{
+	if (strcmp(s, "owner") == 0 || strcmp(s, "all") == 0) {
+		a->o.control_all = s[0] == 'a';
+		return 0;
+	}
+	cli_error("mount: --control-access must be owner or all");
+	return -EINVAL;
+}
+
 /*
  * Splits one -o argument: modelfs's own options are taken, the rest goes to
  * FUSE. The pieces point into @s, which must outlive the mount.
@@ -94,12 +149,22 @@ static int parse_o(struct mount_args *a, char *s)
 			ret = mfs_pickle_policy_parse(opt + 7, &a->o.pickle);
 		else if (strncmp(opt, "policy=", 7) == 0 && opt[7])
 			a->o.policy = opt + 7;
+		else if (strncmp(opt, "name_check=", 11) == 0)
+			ret = mv_name_check_parse(opt + 11, &a->o.name_check);
 		else if (strncmp(opt, "cache_size=", 11) == 0)
 			ret = parse_cache_size(a, opt + 11);
 		else if (strncmp(opt, "ready_file=", 11) == 0 && opt[11])
 			a->o.ready_file = opt + 11;
 		else if (strcmp(opt, "watch") == 0)
 			a->o.watch = true;
+		else if (strncmp(opt, "uid=", 4) == 0)
+			ret = parse_id(opt + 4, "uid", &a->o.set_uid, &a->o.uid);
+		else if (strncmp(opt, "gid=", 4) == 0)
+			ret = parse_id(opt + 4, "gid", &a->o.set_gid, &a->o.gid);
+		else if (strncmp(opt, "umask=", 6) == 0)
+			ret = parse_umask(a, opt + 6);
+		else if (strncmp(opt, "control_access=", 15) == 0)
+			ret = parse_control(a, opt + 15);
 		else if (strncmp(opt, "unmount_timeout=", 16) == 0)
 			ret = parse_timeout(a, opt + 16);
 		else if (strcmp(opt, "relatime") == 0 || strcmp(opt, "norelatime") == 0 ||
@@ -130,6 +195,11 @@ enum {
 	OPT_READY_FILE,
 	OPT_WATCH,
 	OPT_UNMOUNT_TIMEOUT,
+	OPT_UID,
+	OPT_GID,
+	OPT_UMASK,
+	OPT_CONTROL_ACCESS,
+	OPT_NAME_CHECK,
 };
 
 static const struct option long_opts[] = {
@@ -137,6 +207,7 @@ static const struct option long_opts[] = {
     {"trust-ca", required_argument, NULL, OPT_TRUST_CA},
     {"pickle", required_argument, NULL, OPT_PICKLE},
     {"policy", required_argument, NULL, OPT_POLICY},
+    {"name-check", required_argument, NULL, OPT_NAME_CHECK},
     {"cache-dir", required_argument, NULL, OPT_CACHE_DIR},
     {"hblock-cache", required_argument, NULL, OPT_HCACHE},
     {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
@@ -144,6 +215,10 @@ static const struct option long_opts[] = {
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"watch", no_argument, NULL, OPT_WATCH},
     {"unmount-timeout", required_argument, NULL, OPT_UNMOUNT_TIMEOUT},
+    {"uid", required_argument, NULL, OPT_UID},
+    {"gid", required_argument, NULL, OPT_GID},
+    {"umask", required_argument, NULL, OPT_UMASK},
+    {"control-access", required_argument, NULL, OPT_CONTROL_ACCESS},
     {"foreground", no_argument, NULL, 'f'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -168,6 +243,11 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_TRUST_CA: ret = add_trust(a->cas, &a->o.n_trust_cas, optarg); break;
 		case OPT_CACHE_DIR: a->o.cache_dir = optarg; break;
 		case OPT_POLICY: a->o.policy = optarg; break;
+		case OPT_NAME_CHECK:
+			ret = mv_name_check_parse(optarg, &a->o.name_check);
+			if (ret)
+				cli_error("mount: --name-check must be suffix, exact or off");
+			break;
 		case OPT_PICKLE:
 			ret = mfs_pickle_policy_parse(optarg, &a->o.pickle);
 			if (ret)
@@ -185,6 +265,10 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_READY_FILE: a->o.ready_file = optarg; break;
 		case OPT_WATCH: a->o.watch = true; break;
 		case OPT_UNMOUNT_TIMEOUT: ret = parse_timeout(a, optarg); break;
+		case OPT_UID: ret = parse_id(optarg, "--uid", &a->o.set_uid, &a->o.uid); break;
+		case OPT_GID: ret = parse_id(optarg, "--gid", &a->o.set_gid, &a->o.gid); break;
+		case OPT_UMASK: ret = parse_umask(a, optarg); break;
+		case OPT_CONTROL_ACCESS: ret = parse_control(a, optarg); break;
 		case OPT_THREADS:
 			ret = cli_parse_uint(optarg, 0, 1024, &a->o.threads);
 			if (ret || a->o.threads == 0) {
@@ -215,13 +299,16 @@ static void print_help(void)
 	      "  -o OPT[,OPT...]      FUSE mount options; also nonempty, trust=KEY,\n"
 	      "                       trust_ca=CA, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
 	      "                       cache_size=SIZE, ready_file=PATH, watch,\n"
-	      "                       unmount_timeout=SECONDS\n"
+	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
+	      "                       gid=N, umask=MASK, control_access=WHO\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
 	      "  --pickle POLICY      transcode (default: safe checkpoints appear as\n"
 	      "                       safetensors), hide, show or deny pickle files\n"
 	      "  --policy FILE.json   trust policy: models it refuses are absent, and\n"
 	      "                       its per-path pickle policy wins (docs/policy.md)\n"
+	      "  --name-check MODE    a model's signed name must fit its store path:\n"
+	      "                       suffix (default: \"m1\" fits org/m1), exact, or off\n"
 	      "  --cache-dir DIR      where built trees and transcoded files go\n"
 	      "                       (default /var/cache/modelfs as root)\n"
 	      "  --hblock-cache SIZE  memory for verified hash blocks (default 32M)\n"
@@ -232,7 +319,15 @@ static void print_help(void)
 	      "                       answers; removed when it stops (docs/operations.md)\n"
 	      "  --watch              rescan the store when it changes (live reload)\n"
 	      "  --unmount-timeout S  on SIGTERM/SIGINT, unmount and exit within S seconds\n"
-	      "                       (default 10); a busy mount is detached lazily\n",
+	      "                       (default 10); a busy mount is detached lazily\n"
+	      "\nOwners and permissions (docs/mount.md): files and folders show the store's\n"
+	      "owner, group and mode without write bits; the kernel enforces them.\n"
+	      "  --uid N              show every file and folder as owned by user N\n"
+	      "  --gid N              show every file and folder in group N\n"
+	      "  --umask MASK         clear these octal mode bits from everything shown\n"
+	      "                       (e.g. 0027: nothing for others)\n"
+	      "  --control-access WHO who may read MOUNTPOINT/.modelfs (status, metrics,\n"
+	      "                       BOMs): owner (default: the mount's user) or all\n",
 	      stderr);
 }
 

@@ -23,6 +23,8 @@ struct verify_args {
 	const char *model;
 	const char *policy;     /* --policy FILE.json, or NULL */
 	const char *model_path; /* --model-path: path matched by policy rules */
+	/* --name-check: how the signed name must fit --model-path */
+	enum mv_name_check name_check;
 };
 
 static void on_problem(void *ctx, const char *line)
@@ -46,6 +48,7 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 	    {"ignore-unsigned-files", no_argument, NULL, 'u'},
 	    {"policy", required_argument, NULL, 'P'},
 	    {"model-path", required_argument, NULL, 'M'},
+	    {"name-check", required_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -60,6 +63,12 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 		case 'u': a->o.ignore_unsigned_files = true; break;
 		case 'P': a->policy = optarg; break;
 		case 'M': a->model_path = optarg; break;
+		case 'N':
+			if (mv_name_check_parse(optarg, &a->name_check)) {
+				cli_error("verify: --name-check must be suffix, exact or off");
+				return -1;
+			}
+			break;
 		case 'h': return 1;
 		default: return -1;
 		}
@@ -162,8 +171,28 @@ static int alloc_args(struct verify_args *a, int argc)
 }
 
 /*
- * Lists the model's attestations (checked against the same trust inputs)
- * and, with --policy, applies the policy. A refusal names the rule (exit 1).
+ * With --model-path, the store path must fit the signed name as the mount
+ * requires (--name-check, the policy's names map): one line and exit 1 if
+ * not, so verify and mount agree on a model found at that path.
+ */
+static int check_name(const struct verify_args *a, const struct mv_policy *pol,
+                      const struct mv_manifest *m)
+{
+	struct mv_err err = {0};
+
+	if (!a->model_path)
+		return EXIT_OK;
+	if (mv_name_bind_check(pol, a->model_path, m, a->name_check, &err)) {
+		fprintf(stderr, "name refused: %s: %s\n", a->model, err.msg);
+		return EXIT_VERIFY;
+	}
+	return EXIT_OK;
+}
+
+/*
+ * Lists the model's attestations (checked against the same trust inputs),
+ * checks the signed name against --model-path and, with --policy, applies
+ * the policy. A refusal names the rule (exit 1).
  */
 static int check_provenance(const struct verify_args *a, const struct mv_trust *trust,
                             const struct mv_manifest *m)
@@ -186,18 +215,19 @@ static int check_provenance(const struct verify_args *a, const struct mv_trust *
 		goto out;
 	}
 	cli_print_attestations(stdout, &atts);
-	if (!pol)
+	ret = check_name(a, pol, m);
+	if (ret || !pol)
 		goto out;
 	if (!path)
-		path = m->prov.name && *m->prov.name ? m->prov.name : m->subject_name;
+		path = mv_model_name(m);
 	if (mv_policy_check(pol, path, m, &atts, &err)) {
 		fprintf(stderr, "policy refused: %s\n", err.msg);
 		ret = err.code == -EKEYREJECTED ? EXIT_VERIFY : EXIT_USAGE_IO;
 		goto out;
 	}
 	printf("policy: allowed by %s (model path \"%s\"", a->policy, path);
-	if (mv_policy_pickle(pol, path))
-		printf(", pickle policy %s", mv_policy_pickle(pol, path));
+	if (mv_policy_pickle(pol, path, mv_model_name(m)))
+		printf(", pickle policy %s", mv_policy_pickle(pol, path, mv_model_name(m)));
 	printf(")\n");
 out:
 	mv_attestations_free(&atts);

@@ -25,15 +25,17 @@ static const struct cli_command commands[] = {
      "sign a model folder: write MODEL_DIR/model.sig and its Merkle trees"},
     {"verify", cmd_verify,
      "verify --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--signature FILE] "
-     "[--ignore-paths PATH ...] [--ignore-unsigned-files] [--policy FILE.json "
-     "[--model-path PATH]] MODEL_DIR",
+     "[--ignore-paths PATH ...] [--ignore-unsigned-files] [--policy FILE.json] "
+     "[--model-path PATH [--name-check suffix|exact|off]] MODEL_DIR",
      "verify a signed model folder or file"},
     {"inspect", cmd_inspect, "inspect [--json] [--signature FILE] MODEL_DIR",
      "show the signer, provenance and files of a signed model"},
     {"mount", cmd_mount,
      "mount [-f] [-o OPTS] [--trust KEY.pub ...] [--trust-ca CA.pem ...] "
-     "[--pickle=transcode|hide|show|deny] [--policy FILE.json] [--cache-dir DIR] [--cache-size "
-     "SIZE] [--ready-file PATH] [--watch] [--unmount-timeout SECONDS] STORE MOUNTPOINT",
+     "[--pickle=transcode|hide|show|deny] [--policy FILE.json] [--name-check suffix|exact|off] "
+     "[--cache-dir DIR] [--cache-size "
+     "SIZE] [--ready-file PATH] [--watch] [--unmount-timeout SECONDS] [--uid N] [--gid N] "
+     "[--umask MASK] [--control-access owner|all] STORE MOUNTPOINT",
      "serve the signed models of STORE read-only, verified block by block"},
     {"scan", cmd_scan,
      "scan [--format text|json|sarif] [-r] PATH... | scan --attest --key PREFIX.key MODEL_DIR",

@@ -35,12 +35,6 @@ static const char *prop(const struct mv_provenance *p, const char *key)
 	return NULL;
 }
 
-/* The model's display name: provenance name, else the subject name. */
-static const char *model_name(const struct mv_manifest *m)
-{
-	return m->prov.name && *m->prov.name ? m->prov.name : m->subject_name;
-}
-
 /*
  * Reads model_type / architectures[0] from config.json, but only if its bytes
  * are the signed ones: an unsigned config must not put words in the BOM.
@@ -259,7 +253,7 @@ static cJSON *model_component(const struct mv_manifest *m, const struct model_pa
 {
 	const struct mv_provenance *p = &m->prov;
 	cJSON *c = cJSON_CreateObject(), *o;
-	char *org = name_org(model_name(m)), *url;
+	char *org = name_org(mv_model_name(m)), *url;
 	const char *supplier = mp->supplier ? mp->supplier : org;
 
 	cJSON_AddStringToObject(c, "type", "machine-learning-model");
@@ -270,7 +264,7 @@ static cJSON *model_component(const struct mv_manifest *m, const struct model_pa
 	}
 	if (mp->publisher || supplier)
 		cJSON_AddStringToObject(c, "publisher", mp->publisher ? mp->publisher : supplier);
-	cJSON_AddStringToObject(c, "name", model_name(m));
+	cJSON_AddStringToObject(c, "name", mv_model_name(m));
 	if (p->revision)
 		cJSON_AddStringToObject(c, "version", p->revision);
 	add_licenses(c, p->license);

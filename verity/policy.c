@@ -2,8 +2,13 @@
 /*
  * policy.c - trust policies (docs/policy.md): which signers may sign which
  * model paths, required countersignatures and attestations, revoked keys, a
- * denylist of statement and file digests, and rollback protection by a
- * minimum signed_at per model name.
+ * denylist of statement and file digests, rollback protection by a
+ * minimum signed_at per model, and the binding of signed names to store
+ * paths (the "names" map and mv_name_bind_check).
+ *
+ * A model is known by two keys: its store path and its signed name. Rules
+ * and pins apply when either matches, so renaming a folder never escapes
+ * one; the name check refuses a name that does not fit its path.
  *
  * The policy is applied after normal verification, to a manifest whose
  * signature already checked out against the trust inputs: it can only
@@ -49,9 +54,15 @@ struct prule {
 };
 
 struct pmin {
-	char *name;
+	char *name; /* a store path or a signed name */
 	char *text;
 	time_t t;
+};
+
+/* names: the signed name the model at store path @path must have. */
+struct pname {
+	char *path;
+	char *name;
 };
 
 struct mv_policy {
@@ -69,6 +80,8 @@ struct mv_policy {
 	size_t n_deny_file;
 	struct pmin *min;
 	size_t n_min;
+	struct pname *names;
+	size_t n_names;
 };
 
 void mv_policy_free(struct mv_policy *p)
@@ -95,6 +108,11 @@ void mv_policy_free(struct mv_policy *p)
 		free(p->min[i].name);
 		free(p->min[i].text);
 	}
+	for (size_t i = 0; i < p->n_names; i++) {
+		free(p->names[i].path);
+		free(p->names[i].name);
+	}
+	free(p->names);
 	free(p->keys);
 	free(p->rules);
 	free(p->revoked);
@@ -507,10 +525,48 @@ static int parse_min(struct mv_policy *p, const cJSON *o, struct mv_err *err)
 	return 0;
 }
 
+/*
+ * names: {"store/path": "signed name", ...}. A key must be a path the mount
+ * can show (relative, no "." or ".." component, no stray '/'): one that can
+ * never match would silently bind nothing.
+ */
+static int parse_names(struct mv_policy *p, const cJSON *o, struct mv_err *err)
+{
+	int n = cJSON_GetArraySize(o);
+	const cJSON *it;
+
+	if (!o)
+		return 0;
+	if (!cJSON_IsObject(o) || n > POLICY_MAX_ITEMS)
+		return mv_err_set(err, -EINVAL, "%s: names: expected an object", p->label);
+	p->names = calloc((size_t)n + 1, sizeof(*p->names));
+	if (!p->names)
+		return -ENOMEM;
+	cJSON_ArrayForEach(it, o)
+	{
+		struct pname *pn = &p->names[p->n_names++];
+
+		if (!mv_resource_name_valid(it->string, false))
+			return mv_err_set(err, -EINVAL,
+			                  "%s: names.%s: expected a store path such as org/model "
+			                  "(relative, no \".\" or \"..\" component)",
+			                  p->label, MV_P(it->string));
+		if (!cJSON_IsString(it) || !*it->valuestring)
+			return mv_err_set(err, -EINVAL, "%s: names.%s: expected a signed name",
+			                  p->label, MV_P(it->string));
+		pn->path = strdup(it->string);
+		pn->name = strdup(it->valuestring);
+		if (!pn->path || !pn->name)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
 static int parse_top(struct mv_policy *p, const char *base, const cJSON *root, struct mv_err *err)
 {
-	static const char *const allowed[] = {"version",      "default", "keys",          "rules",
-	                                      "revoked_keys", "deny",    "min_signed_at", NULL};
+	static const char *const allowed[] = {"version", "default",       "keys",
+	                                      "rules",   "revoked_keys",  "deny",
+	                                      "names",   "min_signed_at", NULL};
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "version");
 	const cJSON *d = cJSON_GetObjectItemCaseSensitive(root, "default");
 	int ret;
@@ -536,6 +592,8 @@ static int parse_top(struct mv_policy *p, const char *base, const cJSON *root, s
 		ret = parse_deny(p, cJSON_GetObjectItemCaseSensitive(root, "deny"), err);
 	if (!ret)
 		ret = parse_min(p, cJSON_GetObjectItemCaseSensitive(root, "min_signed_at"), err);
+	if (!ret)
+		ret = parse_names(p, cJSON_GetObjectItemCaseSensitive(root, "names"), err);
 	return ret;
 }
 
@@ -607,17 +665,54 @@ static bool in_refs(const struct mv_policy *p, const size_t *refs, size_t n, con
 	return false;
 }
 
-/* Model name for min_signed_at: provenance name, else the subject name. */
-static const char *model_name(const struct mv_manifest *m)
+/**
+ * mv_model_name() - the signed name of a model
+ * @m: in: its manifest
+ *
+ * Return: the provenance name (seal --name), else the subject name, else "".
+ */
+const char *mv_model_name(const struct mv_manifest *m)
 {
-	return m->prov.name && *m->prov.name ? m->prov.name : m->subject_name;
+	if (m->prov.name && *m->prov.name)
+		return m->prov.name;
+	return m->subject_name ? m->subject_name : "";
 }
 
-/* Revoked signer, denylisted digests, rollback: rules for every model. */
+/* Does glob @pat match the store path, or the signed name (may be NULL)? */
+static bool glob_matches(const char *pat, const char *path, const char *name)
+{
+	return fnmatch(pat, path, 0) == 0 || (name && fnmatch(pat, name, 0) == 0);
+}
+
+/*
+ * Rollback: each pin keyed on the store path or on the signed name must
+ * hold, so an older build signed under another name and put at a pinned
+ * path is still refused (and the pin on a name follows the model anywhere).
+ */
+static int check_min(const struct mv_policy *p, const char *model_path, const struct mv_manifest *m,
+                     struct mv_err *err)
+{
+	const char *name = mv_model_name(m);
+	time_t t = parse_utc(m->prov.signed_at);
+
+	for (size_t i = 0; i < p->n_min; i++) {
+		if (strcmp(p->min[i].name, name) != 0 && strcmp(p->min[i].name, model_path) != 0)
+			continue;
+		if (t == (time_t)-1 || t < p->min[i].t)
+			return mv_err_set(err, -EKEYREJECTED,
+			                  "%s: min_signed_at.%s: signed at %s, older than %s "
+			                  "(rollback refused)",
+			                  p->label, MV_P(p->min[i].name),
+			                  m->prov.signed_at ? MV_P(m->prov.signed_at) : "(unknown)",
+			                  p->min[i].text);
+	}
+	return 0;
+}
+
+/* Revoked signer, denylisted digests: rules for every model. */
 static int check_global(const struct mv_policy *p, const struct mv_manifest *m, struct mv_err *err)
 {
 	char hex[65];
-	time_t t;
 
 	for (size_t i = 0; i < p->n_revoked; i++)
 		if (key_is_signer(&p->keys[p->revoked[i]], &m->signer))
@@ -639,18 +734,6 @@ static int check_global(const struct mv_policy *p, const struct mv_manifest *m, 
 				    err, -EKEYREJECTED,
 				    "%s: deny.file_sha256: file %s (sha256:%s) is denied", p->label,
 				    MV_P(m->res[r].name), hex);
-	}
-	for (size_t i = 0; i < p->n_min; i++) {
-		if (strcmp(p->min[i].name, model_name(m)) != 0)
-			continue;
-		t = parse_utc(m->prov.signed_at);
-		if (t == (time_t)-1 || t < p->min[i].t)
-			return mv_err_set(err, -EKEYREJECTED,
-			                  "%s: min_signed_at.%s: signed at %s, older than %s "
-			                  "(rollback refused)",
-			                  p->label, MV_P(p->min[i].name),
-			                  m->prov.signed_at ? MV_P(m->prov.signed_at) : "(unknown)",
-			                  p->min[i].text);
 	}
 	return 0;
 }
@@ -709,8 +792,14 @@ static bool has_attestation(const struct mv_policy *p, const struct pattest *req
 	return false;
 }
 
-static int check_rule(const struct mv_policy *p, size_t idx, const struct mv_manifest *m,
-                      const struct mv_attestation_list *atts, struct mv_err *err)
+/*
+ * One rule. @via: "" when the rule's glob matched the store path, else a
+ * note that it matched the signed name, so a refusal of a moved model says
+ * why a rule for another path applies.
+ */
+static int check_rule(const struct mv_policy *p, size_t idx, const char *via,
+                      const struct mv_manifest *m, const struct mv_attestation_list *atts,
+                      struct mv_err *err)
 {
 	const struct prule *r = &p->rules[idx];
 	long n;
@@ -718,47 +807,59 @@ static int check_rule(const struct mv_policy *p, size_t idx, const struct mv_man
 	if (r->n_signers && !signer_listed(p, r, &m->signer))
 		return mv_err_set(
 		    err, -EKEYREJECTED,
-		    "%s: rules[%zu] (path \"%s\").signers: signer %s%s is not allowed "
+		    "%s: rules[%zu] (path \"%s\"%s).signers: signer %s%s is not allowed "
 		    "to sign this path",
-		    p->label, idx, MV_P(r->path),
+		    p->label, idx, MV_P(r->path), via,
 		    m->signer.is_certificate ? "certificate " : "key id ",
 		    m->signer.is_certificate && m->signer.subject ? MV_P(m->signer.subject)
 								  : m->signer.key_id);
 	n = count_signers(p, r, m, atts);
 	if (r->min_signers && n < r->min_signers)
-		return mv_err_set(err, -EKEYREJECTED,
-		                  "%s: rules[%zu] (path \"%s\").min_signers: %ld distinct trusted "
-		                  "signer(s), %ld required",
-		                  p->label, idx, MV_P(r->path), n, r->min_signers);
+		return mv_err_set(
+		    err, -EKEYREJECTED,
+		    "%s: rules[%zu] (path \"%s\"%s).min_signers: %ld distinct trusted "
+		    "signer(s), %ld required",
+		    p->label, idx, MV_P(r->path), via, n, r->min_signers);
 	for (size_t i = 0; i < r->n_att; i++)
 		if (!has_attestation(p, &r->att[i], atts))
 			return mv_err_set(
 			    err, -EKEYREJECTED,
-			    "%s: rules[%zu] (path \"%s\").attestations[%zu]: no verified "
+			    "%s: rules[%zu] (path \"%s\"%s).attestations[%zu]: no verified "
 			    "attestation of type %s from an allowed key",
-			    p->label, idx, MV_P(r->path), i, MV_P(r->att[i].type));
+			    p->label, idx, MV_P(r->path), via, i, MV_P(r->att[i].type));
 	return 0;
 }
 
 /**
  * mv_policy_check() - apply @p to a verified model
  * @p: in: the policy
- * @model_path: in: the model's path in the store (matched against rule globs)
+ * @model_path: in: the model's path in the store
  * @m: in: the verified manifest
  * @atts: in: its attestations (may be NULL)
  * @err: out: one line naming the failed rule
+ *
+ * Rules and pins apply by store path or by signed name. The default looks
+ * at the store path alone: a name matching some rule must not let a model
+ * be served at a path no rule covers.
  */
 int mv_policy_check(const struct mv_policy *p, const char *model_path, const struct mv_manifest *m,
                     const struct mv_attestation_list *atts, struct mv_err *err)
 {
+	const char *name = mv_model_name(m);
 	bool matched = false;
+	char via[MV_PRINTABLE_SIZE + 40];
 	int ret = check_global(p, m, err);
 
+	if (!ret)
+		ret = check_min(p, model_path, m, err);
+	snprintf(via, sizeof(via), ", matched by signed name \"%s\"", MV_P(name));
 	for (size_t i = 0; !ret && i < p->n_rules; i++) {
-		if (fnmatch(p->rules[i].path, model_path, 0) != 0)
+		bool by_path = fnmatch(p->rules[i].path, model_path, 0) == 0;
+
+		if (!by_path && fnmatch(p->rules[i].path, name, 0) != 0)
 			continue;
-		matched = true;
-		ret = check_rule(p, i, m, atts, err);
+		matched = matched || by_path;
+		ret = check_rule(p, i, by_path ? "" : via, m, atts, err);
 	}
 	if (!ret && !matched && !p->default_allow)
 		ret = mv_err_set(err, -EKEYREJECTED,
@@ -767,20 +868,122 @@ int mv_policy_check(const struct mv_policy *p, const char *model_path, const str
 	return ret;
 }
 
-/* Whether a rule matching @model_path says "required": true. */
-bool mv_policy_required(const struct mv_policy *p, const char *model_path)
+/* Whether a rule matching @model_path or @name says "required": true. */
+bool mv_policy_required(const struct mv_policy *p, const char *model_path, const char *name)
 {
 	for (size_t i = 0; p && i < p->n_rules; i++)
-		if (p->rules[i].required && fnmatch(p->rules[i].path, model_path, 0) == 0)
+		if (p->rules[i].required && glob_matches(p->rules[i].path, model_path, name))
 			return true;
 	return false;
 }
 
-/* The pickle policy of the first matching rule that sets one; NULL if none. */
-const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path)
+/* The pickle policy of the first rule matching @key that sets one; NULL if none. */
+static const char *first_pickle(const struct mv_policy *p, const char *key)
 {
-	for (size_t i = 0; i < p->n_rules; i++)
-		if (p->rules[i].pickle && fnmatch(p->rules[i].path, model_path, 0) == 0)
+	for (size_t i = 0; key && i < p->n_rules; i++)
+		if (p->rules[i].pickle && fnmatch(p->rules[i].path, key, 0) == 0)
 			return p->rules[i].pickle;
 	return NULL;
+}
+
+/* How much a pickle policy withholds: show < transcode < hide < deny. */
+static int pickle_rank(const char *pk)
+{
+	static const char *const order[] = {"show", "transcode", "hide", "deny"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(pk, order[i]) == 0)
+			return i;
+	return 4; /* the parser admits no other value */
+}
+
+/*
+ * The pickle policy by store path and by signed name; the stricter wins,
+ * so a model moved under a laxer path keeps the policy of its name.
+ */
+const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path, const char *name)
+{
+	const char *by_path = first_pickle(p, model_path);
+	const char *by_name = first_pickle(p, name);
+
+	if (!by_path || !by_name)
+		return by_path ? by_path : by_name;
+	return pickle_rank(by_name) > pickle_rank(by_path) ? by_name : by_path;
+}
+
+/* Parses a --name-check / -o name_check= value. */
+int mv_name_check_parse(const char *s, enum mv_name_check *out)
+{
+	static const enum mv_name_check modes[] = {MV_NAME_CHECK_SUFFIX, MV_NAME_CHECK_EXACT,
+	                                           MV_NAME_CHECK_OFF};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (strcmp(s, mv_name_check_str(modes[i])) == 0) {
+			*out = modes[i];
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+const char *mv_name_check_str(enum mv_name_check mode)
+{
+	switch (mode) {
+	case MV_NAME_CHECK_EXACT: return "exact";
+	case MV_NAME_CHECK_OFF: return "off";
+	default: return "suffix";
+	}
+}
+
+/*
+ * Is @name the whole of @path, or its trailing components starting after a
+ * '/' ("m1" fits "org/m1", "acme/m1" fits "x/acme/m1", "m1" not "org/xm1")?
+ */
+static bool name_fits_path(const char *name, const char *path)
+{
+	size_t nl = strlen(name), pl = strlen(path);
+
+	if (!nl || nl > pl || strcmp(path + pl - nl, name) != 0)
+		return false;
+	return nl == pl || path[pl - nl - 1] == '/';
+}
+
+/* The signed name the policy's "names" map requires at @model_path; NULL if unmapped. */
+static const char *mapped_name(const struct mv_policy *p, const char *model_path)
+{
+	for (size_t i = 0; p && i < p->n_names; i++)
+		if (strcmp(p->names[i].path, model_path) == 0)
+			return p->names[i].name;
+	return NULL;
+}
+
+/**
+ * mv_name_bind_check() - is @m's signed name bound to @model_path?
+ * @p: in: the policy, or NULL
+ * @model_path: in: the model's path relative to the store root
+ * @m: in: the verified manifest
+ * @mode: in: the rule for a path the policy does not map
+ * @err: out: on refusal, one line naming the name, the path and the rule
+ *
+ * A mapping in the policy is exact and wins over @mode, even "off": the
+ * operator said which name belongs at that path.
+ */
+int mv_name_bind_check(const struct mv_policy *p, const char *model_path,
+                       const struct mv_manifest *m, enum mv_name_check mode, struct mv_err *err)
+{
+	const char *name = mv_model_name(m), *want = mapped_name(p, model_path);
+
+	if (want && strcmp(name, want) != 0)
+		return mv_err_set(err, -EKEYREJECTED,
+		                  "signed name \"%s\" does not match store path \"%s\" "
+		                  "(%s: names maps it to \"%s\")",
+		                  MV_P(name), MV_P(model_path), p->label, MV_P(want));
+	if (want || mode == MV_NAME_CHECK_OFF)
+		return 0;
+	if (mode == MV_NAME_CHECK_EXACT ? strcmp(name, model_path) == 0
+	                                : name_fits_path(name, model_path))
+		return 0;
+	return mv_err_set(err, -EKEYREJECTED,
+	                  "signed name \"%s\" does not match store path \"%s\" (--name-check=%s)",
+	                  MV_P(name), MV_P(model_path), mv_name_check_str(mode));
 }

@@ -609,7 +609,12 @@ static void utc_now(char out[32])
 	strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* The subject name: --name, else the model's base name as model_signing takes it. */
+/*
+ * The subject name: --name, else the model's base name as model_signing
+ * takes it. The mount serves a model only where this name fits its store
+ * path (mv_name_bind_check), so the default is the folder's own name: a
+ * store sealed in place mounts with no option.
+ */
 static char *subject_name(const char *model_path, const char *name)
 {
 	char *copy, *real, *base, *out;

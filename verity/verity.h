@@ -933,29 +933,74 @@ struct mv_policy;
 int mv_policy_load(const char *path, struct mv_policy **out, struct mv_err *err);
 void mv_policy_free(struct mv_policy *p);
 
+/*
+ * The signed name of a model: its provenance name (seal --name), else the
+ * statement's subject name; "" if neither. The one definition every layer
+ * uses (policy, name check, xattrs, status, BOM).
+ */
+const char *mv_model_name(const struct mv_manifest *m);
+
+/*
+ * How a model's signed name must match its store path (docs/policy.md,
+ * "Names and store paths"). A policy's "names" map overrides it per path.
+ */
+enum mv_name_check {
+	MV_NAME_CHECK_SUFFIX = 0, /* default: the path, or its last components after a '/' */
+	MV_NAME_CHECK_EXACT,      /* the name is the path */
+	MV_NAME_CHECK_OFF,        /* no check: the store's names carry no meaning */
+};
+
+/* Parses "suffix" / "exact" / "off"; -EINVAL otherwise. */
+int mv_name_check_parse(const char *s, enum mv_name_check *out);
+/* "suffix", "exact" or "off". */
+const char *mv_name_check_str(enum mv_name_check mode);
+
+/**
+ * mv_name_bind_check() - is a model's signed name bound to its store path?
+ * @p: in: the policy, or NULL; its "names" map decides for a path it lists
+ * @model_path: in: the model's path relative to the store root ("org/m1")
+ * @m: in: the VERIFIED manifest
+ * @mode: in: the rule for a path the policy does not map
+ * @err: out: on refusal, one line: signed name "…" does not match store
+ *       path "…" (--name-check=MODE, or the policy's mapping)
+ *
+ * Without this, a validly signed model placed at another model's path (an
+ * older build, a swapped folder) is served under that path. Return: 0,
+ * -EKEYREJECTED refused.
+ */
+int mv_name_bind_check(const struct mv_policy *p, const char *model_path,
+                       const struct mv_manifest *m, enum mv_name_check mode, struct mv_err *err);
+
 /**
  * mv_policy_check() - apply a policy to a verified model
  * @p: in: the policy
- * @model_path: in: the model's path in the store (matched against rule globs)
+ * @model_path: in: the model's path in the store
  * @m: in: the VERIFIED manifest
  * @atts: in: its attestations (only verified ones count; may be NULL)
  * @err: out: on refusal, one line naming the rule that failed
  *
+ * A rule (its "path" glob) or a min_signed_at pin applies when it matches
+ * @model_path OR the signed name (mv_model_name), so moving a model does
+ * not escape it; "default" looks at @model_path only.
  * Return: 0 allowed, -EKEYREJECTED refused, -ENOMEM.
  */
 int mv_policy_check(const struct mv_policy *p, const char *model_path, const struct mv_manifest *m,
                     const struct mv_attestation_list *atts, struct mv_err *err);
 
-/* The pickle policy ("hide", "show", "deny") of the first rule matching @model_path that sets one;
- * NULL if none. */
-const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path);
+/*
+ * The pickle policy ("transcode", "hide", "show", "deny") for a model: the
+ * first rule matching @model_path that sets one, and the first matching
+ * @name (may be NULL) that sets one; if both, the stricter. NULL if none.
+ */
+const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path, const char *name);
 
 /*
- * Whether some rule matching @model_path says "required": true: the model
- * must be served, and `modelfs status` reports the mount unhealthy (exit 1)
- * if it is refused. False for a NULL policy.
+ * Whether some rule matching @model_path or @name (may be NULL: a model
+ * whose signature did not verify has no name) says "required": true: the
+ * model must be served, and `modelfs status` reports the mount unhealthy
+ * (exit 1) if it is refused. False for a NULL policy.
  */
-bool mv_policy_required(const struct mv_policy *p, const char *model_path);
+bool mv_policy_required(const struct mv_policy *p, const char *model_path, const char *name);
 
 /* ---- end of provenance ---- */
 

@@ -81,9 +81,10 @@ def test_allowed_and_default(env):
     pol = policy(tmp, rules=[{"path": "other/*"}])
     refused(verify(tmp, m, pol, check=1), "default: no rule matches model path \"org/model\"")
     verify(tmp, m, policy(tmp, rules=[{"path": "other/*"}], default="allow"))
-    # --model-path: the path in the store, when it differs from the signed name.
+    # --model-path: the path in the store, when it differs from the signed name
+    # (which must still fit it: test_name_binding.py).
     verify(tmp, m, policy(tmp, rules=[{"path": "store/team-a/*"}]), "--model-path",
-           "store/team-a/m")
+           "store/team-a/org/model")
 
 
 def test_signers_by_path(env):
@@ -106,7 +107,8 @@ def test_certificate_signer_by_subject(tmp_path):
             "version": 1, "keys": {"corp": {"subject": subject}},
             "rules": [{"path": "corp/*", "signers": ["corp"]}]}))
         p = run_modelfs("verify", "--trust-ca", ca, "--ignore-paths", "ignore-me", "--policy",
-                        tmp_path / "p.json", "--model-path", "corp/c", m, check=status)
+                        tmp_path / "p.json", "--model-path", "corp/v1.1.0-certificate", m,
+                        check=status)
         if status:
             refused(p, ".signers: signer certificate CN=intermediate-ca")
 

@@ -8,8 +8,10 @@ types, required fields and enums but not unknown fields, which are found
 with the type declarations the same package ships (StrictFields). The
 fields that matter for the sidecar pattern are checked one by one: the
 native sidecar, /dev/fuse, privileges, volumes and propagation modes, the
-ready file probe, the preStop unmount, and that every modelfs option used is
-one `modelfs mount --help` documents.
+ready file probe, the preStop unmount, that every modelfs option used is
+one `modelfs mount --help` documents, and that a mount with allow_other
+leaves nothing to other users (umask=) and maps the app's user or group
+(uid=, gid=; docs/mount.md, "Owners and permissions").
 """
 import json
 import os
@@ -145,10 +147,63 @@ def mount_help():
     return p.stdout + p.stderr
 
 
+# -o keywords handled by FUSE and the kernel rather than by modelfs
+FUSE_O = {"allow_other", "allow_root", "ro", "rw", "nodev", "nosuid", "dev", "suid",
+          "noatime", "max_background", "congestion_threshold", "splice_read",
+          "no_splice_read"}
+
+
+def o_options(opts):
+    """{keyword: value, or True for a flag} of the mount's -o argument."""
+    out = {}
+    for kv in opts.get("-o", "").split(","):
+        if kv:
+            k, eq, v = kv.partition("=")
+            out[k] = v if eq else True
+    return out
+
+
 def check_options_documented(opts, mount_help):
     for o in opts:
         if o.startswith("--"):
             assert re.search(re.escape(o) + r"\b", mount_help), f"{o} not in mount --help"
+    block = mount_help.split("-o OPT", 1)[1].split("\n  --", 1)[0]
+    for k in o_options(opts):
+        assert k in FUSE_O or re.search(rf"\b{k}\b", block), f"-o {k} not in mount --help"
+
+
+def run_as(spec, c):
+    """(runAsUser, runAsGroup) of container @c: its own, else the pod's."""
+    pod, own = spec.get("securityContext", {}), c.get("securityContext", {})
+    return own.get("runAsUser", pod.get("runAsUser")), own.get("runAsGroup", pod.get("runAsGroup"))
+
+
+def check_access(opts, app_spec, app):
+    """With allow_other every user of the node reaches the mount: others must
+    get nothing (umask= clears every "other" bit) and the app, not root,
+    must be the owner or the group the mount shows (uid=, gid=)."""
+    o = o_options(opts)
+    if "allow_other" not in o:
+        return
+    assert "umask" in o and int(o["umask"], 8) & 0o007 == 0o007, \
+        "allow_other without umask=..7: others read what the store lets others read"
+    uid, gid = run_as(app_spec, app)
+    assert uid not in (None, 0), f"{app['name']}: runAsUser (a non-root uid) expected"
+    assert ("uid" in o and int(o["uid"]) == uid) or ("gid" in o and int(o["gid"]) == gid), \
+        f"{app['name']} (uid {uid}, gid {gid}) is neither the uid= nor the gid= of the mount"
+
+
+def test_check_access_rejects():
+    """The access check does see a mount open to others, or to the wrong app."""
+    app = {"name": "a", "securityContext": {"runAsUser": 1000, "runAsGroup": 1000}}
+    check_access({"-o": "allow_other,uid=1000,umask=077"}, {}, app)
+    check_access({"-o": "allow_other,gid=1000,umask=0027"}, {}, app)
+    for o in ("allow_other", "allow_other,uid=1000,umask=0022", "allow_other,uid=7,umask=0077",
+              "allow_other,umask=0077"):
+        with pytest.raises(AssertionError):
+            check_access({"-o": o}, {}, app)
+    with pytest.raises(AssertionError):
+        check_access({"-o": "allow_other,uid=0,umask=0077"}, {}, {"name": "root"})
 
 
 def test_pod_native_sidecar(mount_help):
@@ -171,6 +226,7 @@ def test_pod_native_sidecar(mount_help):
     model = app["args"][app["args"].index("--model") + 1]
     assert model.startswith(mnt + "/")
     assert "privileged" not in app.get("securityContext", {})
+    check_access(opts, spec, app)
 
 
 def test_daemonset_and_consumer(mount_help):
@@ -192,6 +248,7 @@ def test_daemonset_and_consumer(mount_help):
     assert vol["hostPath"]["path"] == node_dir
     am = mount_of(app, vol["name"])
     assert am["mountPropagation"] == "HostToContainer" and am["readOnly"] is True
+    check_access(opts, cspec, app)
     # the model path in the app maps to a path under the node mountpoint
     model = app["args"][app["args"].index("--model") + 1]
     on_node = node_dir + model[len(am["mountPath"]):]

@@ -389,7 +389,7 @@ def key_id(pub):
 
 def test_xattrs(tmp_path, keys):
     store = tmp_path / "store"
-    model = store / "org" / "x"
+    model = store / "org" / "xmodel"  # the signed name must fit the store path
     data = rnd(300000)
     write(model / "w.bin", data)
     write(model / "config.json", b'{"a": 1}\n')
@@ -398,8 +398,8 @@ def test_xattrs(tmp_path, keys):
          "--dataset", "ds1", "--dataset", "ds,2")
     digest = run_modelfs("digest", model / "w.bin", check=0).stdout.split()[0]
     with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub") as m:
-        f = m.mnt / "org" / "x" / "w.bin"
-        d = m.mnt / "org" / "x"
+        f = m.mnt / "org" / "xmodel" / "w.bin"
+        d = m.mnt / "org" / "xmodel"
         names = set(os.listxattr(f))
         assert names == {"user.modelfs.digest", "user.modelfs.sha256", "user.modelfs.format",
                          "user.modelfs.size", "user.modelfs.stored_as"}

@@ -238,8 +238,8 @@ def test_cache_reuse_and_tamper(tmp_path, keys, store):  # noqa: F811
         assert m.status()["counters"]["transcodes"] == 1
     (out,) = list((cache / "transcoded").glob("*.safetensors"))
     assert out.read_bytes() == good
-    side = out.with_name(out.name + ".sha256")
-    assert side.read_text().strip() == hashlib.sha256(good).hexdigest()
+    record = json.loads(out.with_name(out.name + ".record").read_text().splitlines()[1])
+    assert record["output"]["sha256"] == hashlib.sha256(good).hexdigest()  # see test_cache_trust
     with mount(tmp_path, keys, store, cache=cache) as m:
         assert pathlib_read(m.mnt / p) == good
         c = m.status()["counters"]
