@@ -155,6 +155,21 @@ static struct mfs_scan_item *item_at(struct scanner *sc, size_t i)
 	return &sc->rep->items[i];
 }
 
+/*
+ * A malloc'd copy of @s fit for a line of text or a JSON string: member
+ * names, global names and reasons come from untrusted bytes, and must not
+ * forge output lines or make the JSON report invalid UTF-8.
+ */
+static char *printable_dup(const char *s)
+{
+	size_t n = 4 * strlen(s) + 6;
+	char *out = malloc(n);
+
+	if (out)
+		mv_name_printable(s, out, n);
+	return out;
+}
+
 /* Adds an item; returns its index or -ENOMEM. */
 static ssize_t item_new(struct scanner *sc, const char *member, const char *kind)
 {
@@ -169,7 +184,7 @@ static ssize_t item_new(struct scanner *sc, const char *member, const char *kind
 	memset(it, 0, sizeof(*it));
 	it->kind = kind;
 	it->verdict = MFS_VERDICT_NOT_PICKLE;
-	if (member && !(it->member = strdup(member)))
+	if (member && !(it->member = printable_dup(member)))
 		return -ENOMEM;
 	return (ssize_t)r->nitems++;
 }
@@ -198,7 +213,7 @@ item_reason(struct mfs_scan_item *it, enum mfs_verdict v, const char *fmt, ...)
 	if (!np)
 		return;
 	it->reasons = np;
-	if ((it->reasons[it->nreasons] = strdup(line)))
+	if ((it->reasons[it->nreasons] = printable_dup(line)))
 		it->nreasons++;
 }
 
@@ -214,8 +229,8 @@ static void item_global(struct mfs_scan_item *it, const struct mfs_pglobal *g)
 		return;
 	it->globals = np;
 	sg = &it->globals[it->nglobals];
-	sg->module = strdup(g->module);
-	sg->name = strdup(g->name);
+	sg->module = printable_dup(g->module);
+	sg->name = printable_dup(g->name);
 	if (!sg->module || !sg->name) {
 		free(sg->module);
 		free(sg->name);

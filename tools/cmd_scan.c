@@ -41,7 +41,37 @@ struct scan_run {
 
 /* ------------------------------------------------------------------ output */
 
-static void error_out(struct scan_run *run, const char *path, const char *why)
+static void error_report(struct scan_run *run, const char *path, const char *why);
+
+/*
+ * @path as shown in every report: file names are untrusted bytes, and a
+ * newline or invalid UTF-8 in one must not forge a line or break the JSON.
+ * malloc'd; NULL on ENOMEM.
+ */
+static char *shown_path(const char *path)
+{
+	size_t n = 4 * strlen(path) + 6;
+	char *out = malloc(n);
+
+	if (out)
+		mv_name_printable(path, out, n);
+	return out;
+}
+
+static void error_out(struct scan_run *run, const char *raw, const char *why)
+{
+	char *path = shown_path(raw);
+
+	if (!path) {
+		run->nerrors++;
+		cli_error("out of memory");
+		return;
+	}
+	error_report(run, path, why);
+	free(path);
+}
+
+static void error_report(struct scan_run *run, const char *path, const char *why)
 {
 	run->nerrors++;
 	cli_error("%s: %s", path, why);
@@ -241,14 +271,22 @@ static int attest_out(struct scan_run *run, const char *key)
 	return ret;
 }
 
-static void report_out(struct scan_run *run, const char *path, const struct mfs_scan_report *rep)
+static void report_out(struct scan_run *run, const char *raw, const struct mfs_scan_report *rep)
 {
+	char *path;
+
 	run->files++;
 	run->counts[rep->items[0].verdict]++;
 	if (run->attest)
-		attest_item(run, path, rep);
+		attest_item(run, raw, rep);
+	path = shown_path(raw);
+	if (!path) {
+		error_report(run, "(a file)", "out of memory");
+		return;
+	}
 	if (run->fmt == OUT_TEXT) {
 		text_report(path, rep);
+		free(path);
 		return;
 	}
 	for (size_t i = 0; i < rep->nitems; i++) {
@@ -266,6 +304,7 @@ static void report_out(struct scan_run *run, const char *path, const struct mfs_
 		}
 		cJSON_AddItemToArray(run->results, o);
 	}
+	free(path);
 }
 
 static cJSON *sarif_rules(void)

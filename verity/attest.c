@@ -239,6 +239,8 @@ static int parse_statement(const struct envelope *e, struct mv_attestation *a)
 	a->predicate = cJSON_PrintUnformatted(pred);
 	snprintf(a->subject_sha256, sizeof(a->subject_sha256), "%s", sha->valuestring);
 	ret = a->predicate_type && a->subject_name && a->predicate ? 0 : -ENOMEM;
+	if (ret)
+		fail(a, "out of memory");
 out:
 	cJSON_Delete(root);
 	return ret;

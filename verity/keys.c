@@ -207,6 +207,20 @@ static int key_file_bio(const char *path, BIO **bio, char **buf, size_t *len, st
 }
 
 /*
+ * A private key file also carries the public key (SEC1's publicKey field),
+ * which OpenSSL takes as written: a damaged file would sign with one key and
+ * give the hint of another, and every signature made would fail to verify.
+ */
+static bool key_pair_ok(EVP_PKEY *pkey)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+	bool ok = ctx && EVP_PKEY_pairwise_check(ctx) == 1;
+
+	EVP_PKEY_CTX_free(ctx);
+	return ok;
+}
+
+/*
  * Reads the first PEM key of @path: a private key (PKCS#8 or SEC1 EC) when
  * @private, else a public key (SPKI). Text around the PEM block is ignored,
  * and a private key's file buffer is wiped before it is freed.
@@ -234,6 +248,12 @@ static int load_pem_key(const char *path, bool private, struct mv_key **out, str
 	ret = mv_key_wrap(pkey, private, path, out, err);
 	if (!ret)
 		pkey = NULL;
+	if (!ret && private && !key_pair_ok((*out)->pkey)) {
+		mv_key_free(*out);
+		*out = NULL;
+		ret = mv_err_set(err, -EINVAL, "%s: the private key does not match its public key",
+		                 path);
+	}
 out:
 	EVP_PKEY_free(pkey);
 	BIO_free(bio);

@@ -72,12 +72,6 @@ void mv_walk_free(struct mv_walk *w);
 /* Adds more ignore paths (same rules as mv_walk_open's). -ENOMEM on failure. */
 int mv_walk_add_ignores(struct mv_walk *w, const char *const *paths, size_t n);
 
-/*
- * Copies a file name for a one-line message: control characters and
- * backslashes become \\xNN, and so does every non-ASCII byte if the name is
- * not valid UTF-8. @out_len should be at least 4 * strlen(in) + 1.
- */
-void mv_name_printable(const char *in, char *out, size_t out_len);
 
 /* True if @rel is an ignore path of @w or lies below one. */
 bool mv_walk_ignored(const struct mv_walk *w, const char *rel);

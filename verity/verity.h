@@ -70,6 +70,13 @@ int mv_hex_decode(const char *hex, uint8_t *out, size_t out_max);
  * refuse them check separately.
  */
 bool mv_utf8_valid(const void *s, size_t len);
+/*
+ * Copies a name from untrusted bytes for a one-line message or a JSON
+ * string: control characters and backslashes become \\xNN, and so does every
+ * non-ASCII byte if the name is not valid UTF-8. @out_len should be at
+ * least 4 * strlen(in) + 6. Thread-safe.
+ */
+void mv_name_printable(const char *in, char *out, size_t out_len);
 /* Base64 (standard alphabet, padded). Returned buffers are malloc'd. */
 char *mv_base64_encode(const uint8_t *in, size_t len);
 int mv_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len);

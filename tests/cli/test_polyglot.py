@@ -198,3 +198,26 @@ def test_sarif_and_text_name_the_polyglot(tmp_path):
     assert p.returncode == 1 and "[polyglot]" in p.stdout and "polyglot: " in p.stdout
     p = run_modelfs("scan", "--format", "sarif", f)
     assert p.returncode == 1 and "polyglot: " in p.stdout
+
+
+def test_hostile_names_cannot_forge_output(tmp_path):
+    # names are untrusted bytes: a newline must not forge a report line, and
+    # invalid UTF-8 must not break the JSON
+    member = b"x\nok.pt: safe [pickle]\xff.pkl"
+    loc = P._local(member, P.evil_p0())
+    cd = P._central(member, P.evil_p0(), 0)
+    eocd = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(cd), len(loc), 0)
+    f = tmp_path / "a\nok.pt: safe [pickle]"
+    f.write_bytes(loc + cd + eocd)
+    import subprocess as sp
+    from conftest import modelfs_bin
+    out = sp.run([modelfs_bin(), "scan", "-r", str(tmp_path)], capture_output=True)
+    assert out.returncode == 1
+    lines = out.stdout.decode("utf-8").splitlines()  # strict UTF-8
+    assert not any(line.startswith("ok.pt: safe") for line in lines), lines
+    assert not any(": safe [pickle]" in line and "\\x0a" not in line for line in lines), lines
+    out = sp.run([modelfs_bin(), "scan", "--format", "json", "-r", str(tmp_path)],
+                 capture_output=True)
+    doc = json.loads(out.stdout.decode("utf-8"))  # strict UTF-8
+    members = [r["member"] for r in doc["results"] if r["member"]]
+    assert members == ["x\\x0aok.pt: safe [pickle]\\xff.pkl"], members
