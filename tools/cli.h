@@ -48,6 +48,21 @@ int cmd_metrics(int argc, char **argv);
  * the exit status: EXIT_OK, EXIT_NOT_MOUNTED, EXIT_STALE or EXIT_USAGE_IO.
  */
 int cli_read_mount_file(const char *mountpoint, const char *name, char **text, size_t *len);
+/*
+ * status_json.c: parses status.json text (untrusted: whatever answers at the
+ * mountpoint). Returns the object (cJSON_Delete it) with *@n_required, the
+ * refused models a policy marks "required" (nonzero: unhealthy), or NULL
+ * when the text is not a status file.
+ */
+struct cJSON *cli_status_parse(const char *text, size_t len, size_t *n_required);
+/*
+ * status_json.c: the daemon's "problems" when status.json's "health" says
+ * unhealthy (fd exhaustion, required models refused), else NULL. Nonzero
+ * *@n_required or a non-NULL result: unhealthy (exit 1).
+ */
+const struct cJSON *cli_status_problems(const struct cJSON *st);
+/* status_json.c: prints the human summary of a parsed status.json to @f. */
+void cli_status_print(FILE *f, const char *mountpoint, const struct cJSON *st, size_t n_required);
 /* cmd_attest.c: signs scan verdicts (a JSON predicate) as an attestation of MODEL_DIR. */
 int cli_attest_scan(const char *model_dir, const char *key_path, const char *predicate_json);
 /* cmd_attest.c: lists attestations, one line each ("attestation FILE: type T, ...: verified"). */

@@ -4,11 +4,13 @@
  * models does it serve, and is it healthy? For probes and operators.
  *
  * Exit statuses (docs/operations.md): 0 healthy; 1 mounted but unhealthy
- * (a model the policy marks "required" was refused); 2 usage error; 3 not
- * a modelfs mount; 4 stale mount (the daemon is gone: ENOTCONN).
+ * (a model the policy marks "required" was refused, or the daemon ran out
+ * of file descriptors in the last 60 seconds); 2 usage error; 3 not a
+ * modelfs mount; 4 stale mount (the daemon is gone: ENOTCONN).
  *
  * Everything comes from MOUNTPOINT/.modelfs/status.json, read through the
- * mount itself: if the daemon cannot answer, neither can this command.
+ * mount itself: if the daemon cannot answer, neither can this command. The
+ * parse, the health decision and the summary are in status_json.c.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -126,74 +128,6 @@ out:
 	return ret;
 }
 
-/* A string member, or @def. */
-static const char *str_of(const cJSON *o, const char *key, const char *def)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return cJSON_IsString(v) ? v->valuestring : def;
-}
-
-/* A number member as an integer, or 0. */
-static double num_of(const cJSON *o, const char *key)
-{
-	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-
-	return cJSON_IsNumber(v) ? v->valuedouble : 0;
-}
-
-/* Refused models the policy requires: each makes the mount unhealthy. */
-static size_t count_required(const cJSON *refused)
-{
-	const cJSON *r;
-	size_t n = 0;
-
-	cJSON_ArrayForEach(r, refused)
-	{
-		n += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "required"));
-	}
-	return n;
-}
-
-/* The human summary of a parsed status.json. */
-static void print_summary(const char *mountpoint, const cJSON *st, size_t n_required)
-{
-	const cJSON *models = cJSON_GetObjectItemCaseSensitive(st, "models");
-	const cJSON *refused = cJSON_GetObjectItemCaseSensitive(st, "refused");
-	const cJSON *ctr = cJSON_GetObjectItemCaseSensitive(st, "counters");
-	const cJSON *it;
-
-	printf("mount:     %s (modelfs %s, started %s)\n", mountpoint, str_of(st, "version", "?"),
-	       str_of(st, "started", "?"));
-	printf("store:     %s\n", str_of(st, "store", "?"));
-	if (str_of(st, "policy", NULL))
-		printf("policy:    %s\n", str_of(st, "policy", NULL));
-	printf("models:    %d exposed, %d refused\n", cJSON_GetArraySize(models),
-	       cJSON_GetArraySize(refused));
-	cJSON_ArrayForEach(it, models)
-	{
-		printf("  exposed  %s (%.0f files, signer %s)\n", str_of(it, "path", "?"),
-		       num_of(it, "files"), str_of(it, "signer", "?"));
-	}
-	cJSON_ArrayForEach(it, refused)
-	{
-		bool req = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(it, "required"));
-
-		printf("  refused  %s%s: %s\n", str_of(it, "path", "?"), req ? " (required)" : "",
-		       str_of(it, "reason", "?"));
-	}
-	if (cJSON_IsObject(ctr))
-		printf("reads:     %.0f reads, %.0f bytes served, %.0f verified, %.0f verification "
-		       "failures\n",
-		       num_of(ctr, "reads"), num_of(ctr, "bytes_served"),
-		       num_of(ctr, "bytes_verified"), num_of(ctr, "verify_failures"));
-	if (n_required)
-		printf("health:    UNHEALTHY: %zu required model%s refused\n", n_required,
-		       n_required == 1 ? "" : "s");
-	else
-		printf("health:    ok\n");
-}
-
 int cmd_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -213,8 +147,9 @@ int cmd_status(int argc, char **argv)
 			json = true;
 		} else if (c == 'h') {
 			cli_usage("status");
-			fputs("Exit status: 0 healthy, 1 a required model was refused, 2 usage "
-			      "error,\n3 not a modelfs mount, 4 stale mount (daemon gone).\n",
+			fputs("Exit status: 0 healthy, 1 unhealthy (a required model was refused, "
+			      "or file\ndescriptors ran out in the last 60 s), 2 usage error,\n"
+			      "3 not a modelfs mount, 4 stale mount (daemon gone).\n",
 			      stderr);
 			return EXIT_OK;
 		} else {
@@ -226,19 +161,18 @@ int cmd_status(int argc, char **argv)
 	ret = cli_read_mount_file(argv[optind], "status.json", &text, &len);
 	if (ret)
 		return ret;
-	st = cJSON_ParseWithLength(text, len);
-	if (!cJSON_IsObject(st) || !cJSON_IsArray(cJSON_GetObjectItemCaseSensitive(st, "models"))) {
+	st = cli_status_parse(text, len, &n_required);
+	if (!st) {
 		cli_error("%s: not a modelfs mount (.modelfs/status.json is not a status file)",
 		          argv[optind]);
 		ret = EXIT_NOT_MOUNTED;
 		goto out;
 	}
-	n_required = count_required(cJSON_GetObjectItemCaseSensitive(st, "refused"));
 	if (json)
 		fwrite(text, 1, len, stdout);
 	else
-		print_summary(argv[optind], st, n_required);
-	ret = n_required ? EXIT_VERIFY : EXIT_OK;
+		cli_status_print(stdout, argv[optind], st, n_required);
+	ret = n_required || cli_status_problems(st) ? EXIT_VERIFY : EXIT_OK;
 out:
 	cJSON_Delete(st);
 	free(text);

@@ -677,3 +677,18 @@ def test_unsignable_names_refused(tmp_path, key, name, shown):
         f.write(b"x")
     p = verify(m, key, check=1)
     assert_one_line(p, shown)
+
+
+def test_seal_refuses_mismatched_key_pair(tmp_path):
+    # an EC private key whose embedded public key is another key's: signing
+    # with it would put one key's hint on another key's signatures
+    bad = pathlib.Path(__file__).resolve().parent.parent / "fuzz" / "corpus" / "fuzz_trust" / \
+        "ec_pair_mismatch.key"
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "a.bin").write_bytes(b"x")
+    p = run_modelfs("seal", "--key", bad, model)
+    assert p.returncode == 2
+    assert "does not match its public key" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert not (model / "model.sig").exists()
