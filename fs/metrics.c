@@ -129,6 +129,13 @@ const struct mfs_counter_def mfs_counter_defs[] = {
             "Cached transcoded outputs checked and reused."),
     COUNTER(transcode_rejected, "transcode_rejected", "modelfs_transcode_rejected_total",
             "Cached transcoded outputs that failed their check."),
+    COUNTER(fd_exhausted, "fd_exhausted", "modelfs_fd_exhausted_total",
+            "Operations that failed because the daemon ran out of file descriptors "
+            "(EMFILE, ENFILE)."),
+    COUNTER(fd_cache_evictions, "fd_cache_evictions", "modelfs_fd_cache_evictions_total",
+            "Tree file descriptors closed by the fd cache (reopened on demand)."),
+    COUNTER(negative_hits, "negative_cache_hits", "modelfs_negative_cache_hits_total",
+            "Tree loads refused at once: the file is unchanged since its tree build failed."),
 };
 const size_t mfs_n_counter_defs = sizeof(mfs_counter_defs) / sizeof(mfs_counter_defs[0]);
 
@@ -228,6 +235,29 @@ static void cache_series(struct sbuf *b, struct mfs_mount *m)
 	       fs.max_bytes);
 }
 
+/* The help text of modelfs_fd_exhausted_recent names the window. */
+_Static_assert(MFS_FD_ALARM_S == 60, "update modelfs_fd_exhausted_recent's help text");
+
+/* File descriptors: the limit, the tree fd cache, the negative cache. */
+static void fd_series(struct sbuf *b, struct mfs_mount *m)
+{
+	struct mfs_fd_stats fs;
+
+	mfs_fd_stats(m, &fs);
+	single(b, "modelfs_fd_limit", "gauge",
+	       "The daemon's RLIMIT_NOFILE soft limit the fd cache was sized from.", fs.nofile);
+	single(b, "modelfs_fd_cache_fds", "gauge", "Tree file descriptors open in the fd cache.",
+	       fs.open);
+	single(b, "modelfs_fd_cache_max_fds", "gauge", "Bound of the fd cache.", fs.max);
+	single(b, "modelfs_fd_exhausted_recent", "gauge",
+	       "1 if the daemon ran out of file descriptors in the last 60 seconds: the mount is "
+	       "unhealthy.",
+	       fs.recent);
+	single(b, "modelfs_negative_cache_entries", "gauge",
+	       "Files whose data failed their tree build, not hashed again until they change.",
+	       ld(&m->negative_entries));
+}
+
 /* Prints @ns as seconds, exactly (no floating-point rounding). */
 static void sb_seconds(struct sbuf *b, uint64_t ns)
 {
@@ -263,6 +293,7 @@ char *mfs_metrics_text(struct mfs_mount *m, size_t *len)
 	model_series(&b, m);
 	reload_series(&b, m);
 	cache_series(&b, m);
+	fd_series(&b, m);
 	histogram(&b, m);
 	family(&b, "modelfs_start_time_seconds", "gauge",
 	       "When the mount started, in seconds since the Unix epoch.");

@@ -19,13 +19,24 @@
  * format, a file's loaded tree, (--pickle=deny) a model's verdict,
  * (--pickle=transcode) whether a view node shows and its cached output, and
  * a model's BOM (prov.c).
+ *
+ * Two bounds keep a long mount from growing with the store (vread.c): the
+ * descriptors of loaded trees live in a per-mount fd cache of bounded size
+ * (struct mfs_fdcache: a tree's fd may be closed while no reader holds the
+ * tree, and is reopened with its first checks), and a file whose tree
+ * build found data that does not match the signature is remembered by its
+ * identity (struct mfs_file_id) so that it is not hashed again until it
+ * changes. Lock order: a node's load_lock, then the fd cache lock, then a
+ * node's lock; neither of the last two is held while taking a load_lock.
  */
 #ifndef MODELFS_MOUNT_INT_H
 #define MODELFS_MOUNT_INT_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -100,6 +111,19 @@ enum mfs_deny_state {
 
 struct mfs_node;
 struct mfs_ftree;
+
+/*
+ * The identity of a backing file as fstat() sees it. Any write, truncate,
+ * rename over or touch changes at least one field (ctime always does), so
+ * equal identities mean "the same bytes as last time" for the negative cache.
+ */
+struct mfs_file_id {
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	struct timespec mtime;
+	struct timespec ctime;
+};
 
 /* Who may see a node: owner, group and permission bits (no file type). */
 struct mfs_attr {
@@ -182,6 +206,14 @@ struct mfs_node {
 	struct mfs_txview *txv;       /* MFS_N_TX nodes */
 	struct mfs_ratelimit fail_rl; /* files: rate limit of failure log lines (log.c) */
 	/*
+	 * Negative cache (vread.c), guarded by @load_lock: the data identity
+	 * whose tree build failed because the bytes do not match the signed
+	 * root. Until the backing file's identity changes, loading the tree
+	 * fails at once instead of hashing the whole file again.
+	 */
+	bool bad_known;
+	struct mfs_file_id bad_id;
+	/*
 	 * Owner, group and permission bits the store gives this node (attr.c),
 	 * before -o uid=,gid=,umask=. Guarded by @lock: the reload thread
 	 * refreshes them (chmod, chown in the store). Unused by the nodes whose
@@ -192,13 +224,55 @@ struct mfs_node {
 	bool ctl; /* in the control folder: owned by the mount's user, not mapped */
 };
 
-/* A loaded tree file of one file node. */
+/*
+ * A loaded tree file of one file node. Its descriptor lives in the mount's
+ * fd cache (struct mfs_fdcache): while no reader holds a reference, the
+ * cache may close it (@fd = -1); the next reader reopens the same file with
+ * the same checks as the first open (vread.c, ftree_reopen()).
+ *
+ * Locks: @refs under the node's lock. @fd and @src.fd change only with both
+ * the fd cache lock and the node's lock held, and only while @refs is 0
+ * (closing) or under the node's load_lock (reopening); so a reader holding a
+ * reference may use @src.fd without any lock. @slot under the fd cache lock.
+ */
 struct mfs_ftree {
-	int fd;
+	int fd; /* the tree file, or -1 while closed by the fd cache */
 	struct mc_hblock_src src;
-	unsigned refs; /* readers using it; guarded by the node lock */
-	bool replaced; /* no longer the node's tree; freed at refs == 0 */
+	unsigned refs;         /* readers using it; guarded by the node lock */
+	bool replaced;         /* no longer the node's tree; freed at refs == 0 */
+	struct mfs_mount *m;   /* whose fd cache holds @fd */
+	struct mfs_node *node; /* whose tree it is (the node lock guards @refs) */
+	bool in_model;         /* opened from MODEL/.modelfs/trees, else CACHE/trees */
+	bool used;             /* atomic: borrowed since the cache's clock hand passed */
+	size_t slot;           /* its index in the fd cache while @fd >= 0 */
 };
+
+/*
+ * The mount's bounded cache of tree descriptors (vread.c; docs/mount.md,
+ * "File descriptors"). Every loaded tree whose fd is open has a slot; when
+ * a new one would exceed @max, the clock hand closes the first one no reader
+ * holds and no reader used since the hand last passed (second chance: an
+ * approximation of least recently used that costs the read path one relaxed
+ * store). Trees in use are never closed, so @n may exceed @max by the trees
+ * borrowed at that moment.
+ *
+ * Lock order: a node's load_lock, then @lock, then a node's lock. @lock is
+ * taken only when a tree fd is opened, reopened or closed, never per read.
+ * Set up lazily at the first use (after daemon.c raised RLIMIT_NOFILE).
+ */
+struct mfs_fdcache {
+	pthread_mutex_t lock;     /* guards everything below */
+	int ready;                /* atomic: @lock and the sizes below are set */
+	struct mfs_ftree **slots; /* trees with an open fd */
+	size_t n, cap;            /* @n is also read without the lock (atomic) */
+	size_t hand;              /* the clock hand: next slot to consider */
+	size_t max;               /* the bound: see mfs_fdcache_size() in vread.c */
+	uint64_t nofile;          /* RLIMIT_NOFILE soft limit when sized */
+	uint64_t base;            /* descriptors already open when sized */
+};
+
+#define MFS_FD_CACHE_MIN 16 /* the fd cache never shrinks below this bound */
+#define MFS_FD_ALARM_S   60 /* fds ran out this recently: the mount is unhealthy */
 
 struct mfs_counters {
 	uint64_t reads;
@@ -211,6 +285,9 @@ struct mfs_counters {
 	uint64_t transcodes;                  /* outputs written into the cache */
 	uint64_t transcode_reuses;            /* cached outputs checked and reused */
 	uint64_t transcode_rejected;          /* cached outputs that failed their check */
+	uint64_t fd_exhausted;                /* EMFILE/ENFILE that failed an operation */
+	uint64_t fd_cache_evictions;          /* tree fds closed by the fd cache */
+	uint64_t negative_hits;               /* tree loads refused by the negative cache */
 	uint64_t read_hist[MFS_READ_BUCKETS]; /* read latencies, per bucket (metrics.c) */
 	uint64_t read_ns_sum;                 /* their sum, in nanoseconds */
 };
@@ -276,6 +353,13 @@ struct mfs_mount {
 	struct mfs_reload_info reload_info; /* for the status file; under ns_lock */
 	void *reloader;                     /* reload.c's state while armed */
 	struct mfs_counters ctr;            /* updated with __atomic builtins */
+	struct mfs_fdcache fdc;             /* open tree fds, bounded (vread.c) */
+	/* The last EMFILE/ENFILE (mfs_fd_exhausted()); 0: never. Atomic. */
+	uint64_t fd_exhausted_mono_ns;   /* CLOCK_MONOTONIC: "recently" for the health */
+	uint64_t fd_exhausted_real_ns;   /* CLOCK_REALTIME: when, for status.json */
+	struct mfs_ratelimit fd_rl;      /* one fd-exhausted log line per interval */
+	struct mfs_ratelimit fd_shed_rl; /* one fd-cache-shed log line per interval */
+	uint64_t negative_entries;       /* files in the negative cache now (atomic gauge) */
 	struct timespec started;
 	void *conn_opts;         /* struct fuse_conn_info_opts from -o, applied at init */
 	pthread_mutex_t fh_lock; /* guards open_fhs */
@@ -418,11 +502,31 @@ int mfs_node_check(struct mfs_mount *m, struct mfs_node *n);
  *      packed copy (MODEL/.modelfs/packed/<digest>.zst) is opened instead,
  *      its seek table checked, and the node marked MFS_STORED_PACKED: reads
  *      then come from the node's packed copy whatever fd they are given.
- * Return: 0, -EIO (wrong type or size, symlink, bad seek table), or -errno.
+ *      The caller owns @fd: an open FUSE handle keeps it for its life, so
+ *      these are bounded by what readers hold open, not by the store.
+ * Out of descriptors (EMFILE, ENFILE), cached tree fds are shed and the open
+ * retried once; a second failure is counted in fd_exhausted, not in
+ * open_failures (mfs_openat_bounded()).
+ * Return: 0, -EIO (wrong type or size, symlink, bad seek table, no fd), or -errno.
  */
 int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd);
 /* openat() walking @relpath's components from @dirfd, never following links. */
 int mfs_openat_nofollow(int dirfd, const char *relpath, int flags);
+/* Is @err (a negative errno) "out of file descriptors": EMFILE or ENFILE? */
+static inline bool mfs_fd_errno(int err)
+{
+	return err == -EMFILE || err == -ENFILE;
+}
+/**
+ * mfs_openat_bounded() - mfs_openat_nofollow() that survives a full fd table
+ * @what: in: what is opened, for the fd-exhausted log line ("backing", "tree")
+ * When the open fails with EMFILE or ENFILE, the fd cache closes every tree
+ * fd no reader holds and the open is tried once more; if it fails again,
+ * mfs_fd_exhausted() records it.
+ * Return: the fd, or -errno.
+ */
+int mfs_openat_bounded(struct mfs_mount *m, int dirfd, const char *relpath, int flags,
+                       const char *what);
 
 /* ---- vread.c: verified reads ---- */
 
@@ -448,13 +552,43 @@ struct mfs_vctx {
 };
 /* A verified mfs_pread_fn; ctx is a struct mfs_vctx *. */
 ssize_t mfs_vpread(void *ctx, void *buf, size_t len, uint64_t off);
-/* Closes every loaded tree and packed copy (after unmount). */
+/* Closes every loaded tree and packed copy, frees the fd cache (after unmount). */
 void mfs_file_trees_free(struct mfs_mount *m);
+
+/* What the fd cache holds now (status.json, metrics). */
+struct mfs_fd_stats {
+	uint64_t nofile;  /* RLIMIT_NOFILE soft limit the cache was sized from */
+	uint64_t base;    /* descriptors open when it was sized */
+	size_t max;       /* its bound */
+	size_t open;      /* tree fds open now */
+	uint64_t last_ns; /* CLOCK_REALTIME of the last EMFILE/ENFILE, 0 if none */
+	uint64_t age_s;   /* seconds since then (valid if last_ns) */
+	bool recent;      /* within MFS_FD_ALARM_S: the mount is unhealthy */
+};
+/* Fills @out (sizing the cache on first use). Thread-safe. */
+void mfs_fd_stats(struct mfs_mount *m, struct mfs_fd_stats *out);
+/**
+ * mfs_fdcache_shed() - close every cached tree fd no reader holds
+ * Called when an open failed with EMFILE/ENFILE, before trying it again:
+ * descriptors that serve reads now matter more than cached ones.
+ * Return: how many were closed.
+ */
+size_t mfs_fdcache_shed(struct mfs_mount *m);
+/**
+ * mfs_fd_exhausted() - record that the daemon ran out of file descriptors
+ * @what: in: the operation that failed, for the log line
+ * @err: in: -EMFILE or -ENFILE
+ * Counts it (fd_exhausted), remembers when (the health rule: unhealthy for
+ * MFS_FD_ALARM_S seconds) and logs one fd-exhausted line per
+ * MFS_LOG_INTERVAL_S. Lock-free; callable from any thread.
+ */
+void mfs_fd_exhausted(struct mfs_mount *m, const char *what, int err);
 /**
  * mfs_zfile_open() - attach the packed copy @fd to @n (once per mount)
  * @fd: in: the packed file, a regular file (not taken over: it is duplicated)
  * Checks the seek table against the signed size and block size.
- * Return: 0 (the node is now MFS_STORED_PACKED), -EIO (bad table), -ENOMEM.
+ * Return: 0 (the node is now MFS_STORED_PACKED), -EIO (bad table), -ENOMEM,
+ * -EMFILE or -ENFILE (no descriptor even after shedding the fd cache).
  */
 int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd);
 /* "plain" or "packed" for a file node, deciding (opening) if needed; NULL on error. */

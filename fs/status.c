@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
  * status.c - MOUNT/.modelfs/status.json: which models are exposed, which
- * were refused and why, what the last live reload did, and the read and
- * verification counters. Generated as a snapshot each time the file is
+ * were refused and why, what the last live reload did, the read and
+ * verification counters, the file descriptors, and the health verdict that
+ * `modelfs status` exits with. Generated as a snapshot each time the file is
  * opened, under the namespace lock (for reading) so that a reload is seen
  * whole or not at all.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,9 +202,81 @@ static void add_reload(struct mfs_mount *m, cJSON *root)
 	cJSON_AddNumberToObject(o, "duration_ms", (double)r->duration_ms);
 }
 
+/* Seconds since the epoch, in status.json's time format. */
+static void add_time_ns(cJSON *o, const char *key, uint64_t ns)
+{
+	struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u)};
+
+	add_time(o, key, &ts);
+}
+
+/* The descriptor limit, the tree fd cache and the last EMFILE/ENFILE. */
+static void add_fds(struct mfs_mount *m, cJSON *root, const struct mfs_fd_stats *fs)
+{
+	cJSON *o = cJSON_AddObjectToObject(root, "fds");
+
+	if (!o)
+		return;
+	cJSON_AddNumberToObject(o, "limit", (double)fs->nofile);
+	cJSON_AddNumberToObject(o, "cache_open", (double)fs->open);
+	cJSON_AddNumberToObject(o, "cache_max", (double)fs->max);
+	cJSON_AddNumberToObject(o, "exhausted",
+	                        (double)__atomic_load_n(&m->ctr.fd_exhausted, __ATOMIC_RELAXED));
+	cJSON_AddNumberToObject(o, "negative_cache_entries",
+	                        (double)__atomic_load_n(&m->negative_entries, __ATOMIC_RELAXED));
+	if (!fs->last_ns)
+		return;
+	add_time_ns(o, "last_exhausted", fs->last_ns);
+	cJSON_AddNumberToObject(o, "seconds_since_exhausted", (double)fs->age_s);
+}
+
+/*
+ * The health verdict `modelfs status` exits with (docs/operations.md): a
+ * required model refused, or file descriptors exhausted within the last
+ * MFS_FD_ALARM_S seconds. @n_required: refused models a policy requires.
+ */
+static void add_health(cJSON *root, size_t n_required, const struct mfs_fd_stats *fs)
+{
+	cJSON *o = cJSON_AddObjectToObject(root, "health"), *problems;
+	char line[256];
+
+	if (!o)
+		return;
+	cJSON_AddBoolToObject(o, "healthy", !n_required && !fs->recent);
+	problems = cJSON_AddArrayToObject(o, "problems");
+	if (!problems)
+		return;
+	if (n_required) {
+		snprintf(line, sizeof(line), "%zu required model%s refused", n_required,
+		         n_required == 1 ? "" : "s");
+		cJSON_AddItemToArray(problems, cJSON_CreateString(line));
+	}
+	if (fs->recent) {
+		snprintf(line, sizeof(line),
+		         "file descriptors exhausted %" PRIu64
+		         " s ago (EMFILE/ENFILE, limit %" PRIu64 "): opens failed with EIO",
+		         fs->age_s, fs->nofile);
+		cJSON_AddItemToArray(problems, cJSON_CreateString(line));
+	}
+}
+
+/* Refused models a policy rule marks required, from the snapshot's list. */
+static size_t required_refused(const cJSON *refused)
+{
+	const cJSON *r;
+	size_t n = 0;
+
+	cJSON_ArrayForEach(r, refused)
+	{
+		n += cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "required"));
+	}
+	return n;
+}
+
 char *mfs_status_json(struct mfs_mount *m, size_t *len)
 {
 	cJSON *root = cJSON_CreateObject(), *exposed, *refused;
+	struct mfs_fd_stats fs;
 	char *text = NULL;
 
 	if (!root)
@@ -226,6 +300,9 @@ char *mfs_status_json(struct mfs_mount *m, size_t *len)
 	add_reload(m, root);
 	pthread_rwlock_unlock(&m->ns_lock);
 	cJSON_AddItemToObject(root, "counters", counters(m));
+	mfs_fd_stats(m, &fs);
+	add_fds(m, root, &fs);
+	add_health(root, required_refused(refused), &fs);
 	text = cJSON_Print(root);
 	if (text) {
 		size_t l = strlen(text);

@@ -1424,6 +1424,21 @@ int mfs_openat_nofollow(int dirfd, const char *relpath, int flags)
 	return fd;
 }
 
+int mfs_openat_bounded(struct mfs_mount *m, int dirfd, const char *relpath, int flags,
+                       const char *what)
+{
+	int fd = mfs_openat_nofollow(dirfd, relpath, flags);
+
+	if (!mfs_fd_errno(fd))
+		return fd;
+	/* Cached tree fds only save reopens: an open that serves a reader comes first. */
+	mfs_fdcache_shed(m);
+	fd = mfs_openat_nofollow(dirfd, relpath, flags);
+	if (mfs_fd_errno(fd))
+		mfs_fd_exhausted(m, what, fd);
+	return fd;
+}
+
 /* Counts and logs a failed open of @n's backing file. Return: -EIO. */
 static int open_failed(struct mfs_mount *m, struct mfs_node *n, const char *why)
 {
@@ -1457,7 +1472,9 @@ static int open_packed(struct mfs_mount *m, struct mfs_node *n, int plain_err, i
 		return open_failed(m, n, strerror(-plain_err));
 	mv_zpack_file_name(&n->res->merkle, name);
 	snprintf(rel, sizeof(rel), "%s/%s", MV_PACKED_DIR, name);
-	f = mfs_openat_nofollow(n->model->dirfd, rel, O_RDONLY);
+	f = mfs_openat_bounded(m, n->model->dirfd, rel, O_RDONLY, "backing");
+	if (mfs_fd_errno(f))
+		return -EIO; /* counted as fd_exhausted, not as a fault of the store */
 	if (f == -ENOENT)
 		return open_failed(m, n, "missing (no plain file and no packed copy)");
 	if (f < 0)
@@ -1469,8 +1486,10 @@ static int open_packed(struct mfs_mount *m, struct mfs_node *n, int plain_err, i
 	ret = mfs_zfile_open(m, n, f);
 	if (ret) {
 		close(f);
-		mfs_count(&m->ctr.open_failures, 1);
-		return -EIO; /* logged with the seek table's problem */
+		/* Out of fds: counted as fd_exhausted; else logged with the table's problem. */
+		if (!mfs_fd_errno(ret))
+			mfs_count(&m->ctr.open_failures, 1);
+		return -EIO;
 	}
 	*fd = f;
 	return 0;
@@ -1490,7 +1509,9 @@ int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 	 */
 	if (__atomic_load_n(&n->stored, __ATOMIC_ACQUIRE) == MFS_STORED_PACKED)
 		return open_packed(m, n, -ENOENT, fd);
-	f = mfs_openat_nofollow(n->model->dirfd, n->res->name, O_RDONLY);
+	f = mfs_openat_bounded(m, n->model->dirfd, n->res->name, O_RDONLY, "backing");
+	if (mfs_fd_errno(f))
+		return -EIO; /* counted as fd_exhausted, not as a fault of the store */
 	if (f == -ENOENT && want)
 		return open_packed(m, n, f, fd);
 	if (f < 0)

@@ -18,13 +18,21 @@
  * its declared size and its blocks verified against the same tree before
  * any byte of it is served (mc_zpack_pread). Its tree, when missing, is
  * rebuilt from the decompressed frames.
+ *
+ * Two bounds (docs/mount.md, "File descriptors" and "Negative cache"):
+ * the open tree files live in a bounded fd cache that closes unused ones
+ * and reopens them with the same checks; and a file whose tree build found
+ * data that does not match the signature is not hashed again until its
+ * identity (device, inode, size, mtime, ctime) changes.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -88,7 +96,7 @@ static int tree_open(struct mfs_mount *m, struct mfs_node *n, int dirfd, const c
 	ssize_t got;
 	int fd, ret;
 
-	fd = mfs_openat_nofollow(dirfd, rel, O_RDONLY);
+	fd = mfs_openat_bounded(m, dirfd, rel, O_RDONLY, "tree");
 	if (fd < 0)
 		return fd;
 	ret = -EBADMSG;
@@ -179,6 +187,13 @@ static int tree_build(struct mfs_mount *m, struct mfs_node *n, int data_fd, stru
 	        n->model->path, n->res->name, zf ? "packed" : "plain", why,
 	        n->tree->params.data_size);
 	ret = mv_tree_writer_open(&w, m->cache_fd, &n->tree->params);
+	if (mfs_fd_errno(ret)) {
+		/* As mfs_openat_bounded(): cached tree fds give way, then one retry. */
+		mfs_fdcache_shed(m);
+		ret = mv_tree_writer_open(&w, m->cache_fd, &n->tree->params);
+		if (mfs_fd_errno(ret))
+			mfs_fd_exhausted(m, "tree-build", ret);
+	}
 	if (ret) {
 		mv_err_set(&err, ret, "cache folder: %s", strerror(-ret));
 		goto out;
@@ -218,30 +233,308 @@ out:
 	return ret;
 }
 
+/* ---- the tree fd cache (struct mfs_fdcache in mount_int.h) ---- */
+
+/* Guards the lazy set-up of every mount's fd cache (one mount per process). */
+static pthread_mutex_t fdc_init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t ts_ns(const struct timespec *ts)
+{
+	return (uint64_t)ts->tv_sec * 1000000000u + (uint64_t)ts->tv_nsec;
+}
+
+/* Descriptors this process has open now; 0 when /proc is not mounted. */
+static uint64_t fds_open_now(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	uint64_t n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n ? n - 1 : 0; /* not the one opendir() held */
+}
+
+/*
+ * Sizes the fd cache from the soft RLIMIT_NOFILE (daemon.c raised it to the
+ * hard limit before the scan):
+ *
+ *   max = nofile - base - headroom, and at least MFS_FD_CACHE_MIN,
+ *   headroom = max(64, nofile / 4),
+ *
+ * where base counts the descriptors open now (standard streams, the FUSE
+ * device, the store and cache folders, one folder per model) and headroom
+ * is for those that come and go: the backing fd of every open handle, tree
+ * builds, transcoding, reload scans, models added later. With about 15 fds
+ * at start, a limit of 1,024 gives 753 cached tree fds, 256 gives 177, 64
+ * the minimum 16. A shortfall is survived:
+ * an open that meets EMFILE sheds the cache and is tried again
+ * (mfs_openat_bounded()).
+ */
+static void fdcache_size(struct mfs_fdcache *c)
+{
+	uint64_t nofile = 1024, headroom, max = 0;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+		nofile = rl.rlim_cur == RLIM_INFINITY ? UINT32_MAX : (uint64_t)rl.rlim_cur;
+	c->base = fds_open_now();
+	headroom = nofile / 4 > 64 ? nofile / 4 : 64;
+	if (nofile > c->base + headroom)
+		max = nofile - c->base - headroom;
+	c->nofile = nofile;
+	c->max = max > MFS_FD_CACHE_MIN ? (size_t)max : MFS_FD_CACHE_MIN;
+}
+
+/* The mount's fd cache, set up on first use. */
+static struct mfs_fdcache *fdcache(struct mfs_mount *m)
+{
+	struct mfs_fdcache *c = &m->fdc;
+
+	if (__atomic_load_n(&c->ready, __ATOMIC_ACQUIRE))
+		return c;
+	pthread_mutex_lock(&fdc_init_lock);
+	if (!c->ready) {
+		pthread_mutex_init(&c->lock, NULL);
+		fdcache_size(c);
+		mfs_log(LOG_INFO, "fd-cache nofile=%" PRIu64 " base=%" PRIu64 " max=%zu", c->nofile,
+		        c->base, c->max);
+		__atomic_store_n(&c->ready, 1, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&fdc_init_lock);
+	return c;
+}
+
+/* Takes @ft out of its slot, the last slot moving into it. @c->lock held. */
+static void fdc_unlink(struct mfs_fdcache *c, struct mfs_ftree *ft)
+{
+	struct mfs_ftree *last = c->slots[c->n - 1];
+
+	c->slots[ft->slot] = last;
+	last->slot = ft->slot;
+	__atomic_store_n(&c->n, c->n - 1, __ATOMIC_RELAXED);
+}
+
+/*
+ * Closes the fd of @ft if no reader holds the tree, and frees its slot.
+ * @c->lock held. Return: whether it was closed.
+ */
+static bool fdc_close_unused(struct mfs_fdcache *c, struct mfs_ftree *ft)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&ft->node->lock);
+	if (!ft->refs) {
+		fd = ft->fd;
+		ft->fd = ft->src.fd = -1;
+	}
+	pthread_mutex_unlock(&ft->node->lock);
+	if (fd < 0)
+		return false;
+	fdc_unlink(c, ft);
+	close(fd);
+	return true;
+}
+
+/*
+ * Closes one cached fd, second-chance order: the hand clears the used flag
+ * of trees borrowed since it last passed and closes the first tree found
+ * neither used nor held. Two turns at most, so a cache of trees all in use
+ * gives up (and grows past its bound) instead of spinning. @c->lock held.
+ * Return: whether one was closed.
+ */
+static bool fdc_evict_one(struct mfs_mount *m, struct mfs_fdcache *c)
+{
+	for (size_t step = 0; step <= 2 * c->n && c->n; step++) {
+		struct mfs_ftree *ft;
+
+		if (c->hand >= c->n)
+			c->hand = 0;
+		ft = c->slots[c->hand];
+		if (__atomic_exchange_n(&ft->used, false, __ATOMIC_RELAXED) ||
+		    !fdc_close_unused(c, ft)) {
+			c->hand++;
+			continue;
+		}
+		/* The hand now points at the tree moved into the freed slot. */
+		mfs_count(&m->ctr.fd_cache_evictions, 1);
+		return true;
+	}
+	return false;
+}
+
+/*
+ * fdc_add() - give @ft (no fd now) the open tree file @fd
+ * Makes room first, closing unused cached fds beyond the bound, then
+ * publishes @fd under the node lock. Called with @ft's node's load_lock
+ * held (or before @ft is published). On error @fd is left to the caller.
+ * Return: 0 or -ENOMEM.
+ */
+static int fdc_add(struct mfs_mount *m, struct mfs_ftree *ft, int fd)
+{
+	struct mfs_fdcache *c = fdcache(m);
+	int ret = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (c->n >= __atomic_load_n(&c->max, __ATOMIC_RELAXED) && fdc_evict_one(m, c))
+		;
+	if (c->n == c->cap) {
+		size_t cap = c->cap ? 2 * c->cap : 64;
+		struct mfs_ftree **p = realloc(c->slots, cap * sizeof(*p));
+
+		if (!p) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		c->slots = p;
+		c->cap = cap;
+	}
+	ft->slot = c->n;
+	c->slots[c->n] = ft;
+	__atomic_store_n(&c->n, c->n + 1, __ATOMIC_RELAXED);
+	/* A fresh fd gets a full turn of the hand before it can be closed. */
+	__atomic_store_n(&ft->used, true, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&ft->node->lock);
+	ft->fd = ft->src.fd = fd;
+	pthread_mutex_unlock(&ft->node->lock);
+out:
+	pthread_mutex_unlock(&c->lock);
+	return ret;
+}
+
+size_t mfs_fdcache_shed(struct mfs_mount *m)
+{
+	struct mfs_fdcache *c = fdcache(m);
+	size_t closed = 0, max;
+	uint64_t dropped = 0;
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < c->n;) {
+		/* A closed slot receives the last tree: look at slot i again. */
+		if (fdc_close_unused(c, c->slots[i]))
+			closed++;
+		else
+			i++;
+	}
+	/*
+	 * The cache held descriptors the daemon needed: its bound was too high
+	 * for what else the daemon holds (many handles open at once, many
+	 * models). Halve it, so that it does not fill up straight into the next
+	 * EMFILE; it is not raised again. An empty cache was not the cause.
+	 */
+	max = c->max;
+	if (closed)
+		max = max / 2 > MFS_FD_CACHE_MIN ? max / 2 : MFS_FD_CACHE_MIN;
+	__atomic_store_n(&c->max, max, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&c->lock);
+	mfs_count(&m->ctr.fd_cache_evictions, closed);
+	if (closed && mfs_log_ratelimit(&m->fd_shed_rl, &dropped))
+		mfs_log(LOG_WARNING,
+		        "fd-cache-shed closed=%zu max=%zu nofile=%" PRIu64 " suppressed=%" PRIu64,
+		        closed, max, c->nofile, dropped);
+	return closed;
+}
+
+void mfs_fd_exhausted(struct mfs_mount *m, const char *what, int err)
+{
+	struct timespec mono, real;
+	uint64_t dropped = 0, t;
+	char sup[48] = "";
+
+	clock_gettime(CLOCK_MONOTONIC, &mono);
+	clock_gettime(CLOCK_REALTIME, &real);
+	mfs_count(&m->ctr.fd_exhausted, 1);
+	/* 0 means "never": a clock reading of 0 is taken as 1 ns. */
+	t = ts_ns(&mono);
+	__atomic_store_n(&m->fd_exhausted_mono_ns, t ? t : 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&m->fd_exhausted_real_ns, ts_ns(&real), __ATOMIC_RELAXED);
+	if (!mfs_log_ratelimit(&m->fd_rl, &dropped))
+		return;
+	if (dropped)
+		snprintf(sup, sizeof(sup), " suppressed=%" PRIu64, dropped);
+	mfs_log(LOG_ERR,
+	        "fd-exhausted where=%s reason=\"%s\" nofile=%" PRIu64 " cached_fds=%zu "
+	        "note=\"opens fail with EIO until descriptors are released\"%s",
+	        what, strerror(-err), fdcache(m)->nofile,
+	        __atomic_load_n(&m->fdc.n, __ATOMIC_RELAXED), sup);
+}
+
+void mfs_fd_stats(struct mfs_mount *m, struct mfs_fd_stats *out)
+{
+	struct mfs_fdcache *c = fdcache(m);
+	uint64_t last = __atomic_load_n(&m->fd_exhausted_mono_ns, __ATOMIC_RELAXED);
+	struct timespec now;
+
+	memset(out, 0, sizeof(*out));
+	/* nofile and base are set once; n and max are read without the lock. */
+	out->nofile = c->nofile;
+	out->base = c->base;
+	out->max = __atomic_load_n(&c->max, __ATOMIC_RELAXED);
+	out->open = __atomic_load_n(&c->n, __ATOMIC_RELAXED);
+	if (!last)
+		return;
+	out->last_ns = __atomic_load_n(&m->fd_exhausted_real_ns, __ATOMIC_RELAXED);
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	out->age_s = ts_ns(&now) > last ? (ts_ns(&now) - last) / 1000000000u : 0;
+	out->recent = out->age_s < MFS_FD_ALARM_S;
+}
+
+/* ---- loaded trees ---- */
+
+/* Frees a tree no reader holds (replaced, or at unmount), closing its fd. */
 static void ftree_free(struct mfs_ftree *ft)
 {
+	struct mfs_fdcache *c;
+	int fd;
+
 	if (!ft)
 		return;
+	c = fdcache(ft->m);
+	/* Unreachable now: nobody else reads @fd, but the hand may be near it. */
+	pthread_mutex_lock(&c->lock);
+	fd = ft->fd;
+	if (fd >= 0)
+		fdc_unlink(c, ft);
+	pthread_mutex_unlock(&c->lock);
+	if (fd >= 0)
+		close(fd);
 	mc_hblock_cache_drop_tree(ft->src.cache, ft->src.tree_id);
-	close(ft->fd);
 	free(ft);
 }
 
-/* Makes @fd (a checked tree file) the node's tree, retiring the old one. */
-static int ftree_install(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t tree_off)
+/*
+ * Makes @fd (a checked tree file, from the model's trees if @in_model, else
+ * from the cache folder) the node's tree, retiring the old one. @fd is
+ * taken over, also on error. Called with the node's load_lock held.
+ */
+static int ftree_install(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t tree_off,
+                         bool in_model)
 {
 	struct mfs_ftree *ft = calloc(1, sizeof(*ft)), *old;
 	bool free_old = false;
+	int ret;
 
 	if (!ft) {
 		close(fd);
 		return -ENOMEM;
 	}
-	ft->fd = fd;
-	if (mc_hblock_src_init(&ft->src, m->hcache, fd, tree_off, &n->tree->geo)) {
+	ft->m = m;
+	ft->node = n;
+	ft->in_model = in_model;
+	if (mc_hblock_src_init(&ft->src, m->hcache, -1, tree_off, &n->tree->geo)) {
 		close(fd);
 		free(ft);
 		return -EINVAL;
+	}
+	ft->fd = -1;
+	ret = fdc_add(m, ft, fd);
+	if (ret) {
+		close(fd);
+		free(ft);
+		return ret;
 	}
 	pthread_mutex_lock(&n->lock);
 	old = n->ft;
@@ -256,33 +549,130 @@ static int ftree_install(struct mfs_mount *m, struct mfs_node *n, int fd, uint64
 	return 0;
 }
 
+/* The tree file's name in the cache folder (@name) and in the model (@rel). */
+static void tree_names(const struct mfs_node *n, char name[MV_TREE_NAME_MAX],
+                       char rel[sizeof(MV_TREES_DIR) + MV_TREE_NAME_MAX])
+{
+	/* The same content-addressed name in both places. */
+	mv_tree_file_name(&n->res->merkle, name);
+	snprintf(rel, sizeof(MV_TREES_DIR) + MV_TREE_NAME_MAX, "%s/%s", MV_TREES_DIR, name);
+}
+
+/* ---- the negative cache ---- */
+
+/* The identity of the file open as @fd. 0 or -errno. */
+static int file_id_of(int fd, struct mfs_file_id *id)
+{
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st))
+		return -EBADF;
+	memset(id, 0, sizeof(*id));
+	id->dev = st.st_dev;
+	id->ino = st.st_ino;
+	id->size = st.st_size;
+	id->mtime = st.st_mtim;
+	id->ctime = st.st_ctim;
+	return 0;
+}
+
+static bool file_id_equal(const struct mfs_file_id *a, const struct mfs_file_id *b)
+{
+	return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+	       a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+	       a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
+}
+
+/* Remembers (@id) or forgets (NULL) that @n's data failed its tree build. load_lock held. */
+static void negative_set(struct mfs_mount *m, struct mfs_node *n, const struct mfs_file_id *id)
+{
+	if (id && !n->bad_known)
+		__atomic_add_fetch(&m->negative_entries, 1, __ATOMIC_RELAXED);
+	else if (!id && n->bad_known)
+		__atomic_sub_fetch(&m->negative_entries, 1, __ATOMIC_RELAXED);
+	n->bad_known = id != NULL;
+	if (id)
+		n->bad_id = *id;
+}
+
+/* A tree load refused by the negative cache: counted, logged (rate-limited). -EBADMSG. */
+static int negative_hit(struct mfs_mount *m, struct mfs_node *n)
+{
+	char mq[256], fq[256], sup[48];
+
+	mfs_count(&m->ctr.negative_hits, 1);
+	if (failure_logged(n, sup, sizeof(sup)))
+		mfs_log(LOG_ERR,
+		        "verify-failure model=%s file=%s reason=\"unchanged since its tree build "
+		        "failed: not hashed again\"%s",
+		        mfs_log_value(n->model->path, mq, sizeof(mq)),
+		        mfs_log_value(n->res->name, fq, sizeof(fq)), sup);
+	return -EBADMSG;
+}
+
 /*
- * Loads the tree of @n, or replaces @bad (a tree that failed a hash-block
- * check) by one rebuilt from the data. Serialized per node.
+ * Builds the tree of @n unless its data is known bad: the negative cache.
+ * The identity is taken before the build reads, so a file changed during
+ * it is seen as new at the next open. Only a mismatch with the signature
+ * (-EBADMSG) is remembered: a full cache folder or EMFILE may pass.
+ * Called with the node's load_lock held.
  */
-static int ftree_load(struct mfs_mount *m, struct mfs_node *n, int data_fd, struct mfs_ftree *bad)
+static int tree_build_once(struct mfs_mount *m, struct mfs_node *n, int data_fd,
+                           struct mfs_zfile *zf, const char *why)
+{
+	struct mfs_file_id id;
+	bool have_id;
+	int ret;
+
+	/* A packed node's data is its attached copy, whatever @data_fd is. */
+	have_id = file_id_of(zf ? zf->fd : data_fd, &id) == 0;
+	if (have_id && n->bad_known && file_id_equal(&id, &n->bad_id))
+		return negative_hit(m, n);
+	ret = tree_build(m, n, data_fd, zf, why);
+	if (ret == -EBADMSG && have_id)
+		negative_set(m, n, &id);
+	else if (!ret)
+		negative_set(m, n, NULL);
+	return ret;
+}
+
+/*
+ * ftree_load_as() - load, reload or rebuild the tree of @n
+ * @old: in: NULL at first use; else the tree to replace, if it is still
+ *       the node's (another thread may have replaced it first)
+ * @rebuild: in: @old failed a hash-block check: build from the data (once
+ *           per node); else look in the cache folder, then the model, and
+ *           build only if both are missing or damaged
+ * Serialized per node by its load_lock. Return: 0 or -errno.
+ */
+static int ftree_load_as(struct mfs_mount *m, struct mfs_node *n, int data_fd,
+                         struct mfs_ftree *old, bool rebuild)
 {
 	char name[MV_TREE_NAME_MAX], rel[sizeof(MV_TREES_DIR) + MV_TREE_NAME_MAX];
 	const char *why = "missing";
+	bool in_model = false;
 	uint64_t off = 0;
 	int fd = -1, ret = 0;
 
 	pthread_mutex_lock(&n->load_lock);
-	if ((!bad && n->ft) || (bad && n->ft != bad))
+	if (n->ft != old)
 		goto out; /* another thread got here first */
-	if (bad && __atomic_load_n(&n->rebuilt, __ATOMIC_ACQUIRE)) {
+	if (rebuild && __atomic_load_n(&n->rebuilt, __ATOMIC_ACQUIRE)) {
 		ret = -EBADMSG; /* the one rebuild was tried and the data did not match */
 		goto out;
 	}
-	/* The same content-addressed name in the cache and in the model's trees. */
-	mv_tree_file_name(&n->res->merkle, name);
-	snprintf(rel, sizeof(rel), "%s/%s", MV_TREES_DIR, name);
-	if (!bad) {
+	tree_names(n, name, rel);
+	if (!rebuild) {
 		fd = tree_open(m, n, m->cache_fd, name, &off);
-		if (fd < 0) {
+		if (fd < 0 && !mfs_fd_errno(fd)) {
 			fd = tree_open(m, n, n->model->dirfd, rel, &off);
+			in_model = fd >= 0;
 			if (fd == -EBADMSG)
 				why = "damaged";
+		}
+		if (mfs_fd_errno(fd)) {
+			ret = fd; /* a build would not get a descriptor either */
+			goto out;
 		}
 	} else {
 		why = "a read failed verification";
@@ -290,9 +680,7 @@ static int ftree_load(struct mfs_mount *m, struct mfs_node *n, int data_fd, stru
 		mfs_count(&m->ctr.tree_rebuilds, 1);
 	}
 	if (fd < 0) {
-		struct mfs_zfile *zf = packed_of(n);
-
-		ret = tree_build(m, n, data_fd, zf, why);
+		ret = tree_build_once(m, n, data_fd, packed_of(n), why);
 		if (ret)
 			goto out;
 		fd = tree_open(m, n, m->cache_fd, name, &off);
@@ -301,30 +689,109 @@ static int ftree_load(struct mfs_mount *m, struct mfs_node *n, int data_fd, stru
 			goto out;
 		}
 	}
-	ret = ftree_install(m, n, fd, off);
+	ret = ftree_install(m, n, fd, off, in_model);
 out:
 	pthread_mutex_unlock(&n->load_lock);
 	return ret;
 }
 
-/* Borrows the node's tree, loading it on first use. */
+/*
+ * Loads the tree of @n, or replaces @bad (a tree that failed a hash-block
+ * check) by one rebuilt from the data. Serialized per node.
+ */
+static int ftree_load(struct mfs_mount *m, struct mfs_node *n, int data_fd, struct mfs_ftree *bad)
+{
+	return ftree_load_as(m, n, data_fd, bad, bad != NULL);
+}
+
+/*
+ * ftree_reopen() - reopen the tree file of @ft, whose fd the cache closed
+ * The caller holds a reference. The file is checked as at its first open
+ * (tree_open(): every component without following links, a regular file,
+ * a header whose parameters equal the signed ones) and must have the same
+ * tree offset; its hash blocks are verified up to the signed root at each
+ * cache miss, as always, so a reopened file is trusted no more than the
+ * first one. Verified blocks already in the hash-block cache stay valid:
+ * they are the signed tree's, whichever file they came from.
+ * Return: 0, or -errno (-ENOENT, -EBADMSG: gone or changed; load anew).
+ */
+static int ftree_reopen(struct mfs_mount *m, struct mfs_node *n, struct mfs_ftree *ft)
+{
+	char name[MV_TREE_NAME_MAX], rel[sizeof(MV_TREES_DIR) + MV_TREE_NAME_MAX];
+	uint64_t off = 0;
+	int fd, ret = 0;
+
+	pthread_mutex_lock(&n->load_lock);
+	pthread_mutex_lock(&n->lock);
+	fd = ft->fd;
+	pthread_mutex_unlock(&n->lock);
+	if (fd >= 0)
+		goto out; /* another reader reopened it first */
+	tree_names(n, name, rel);
+	if (ft->in_model)
+		fd = tree_open(m, n, n->model->dirfd, rel, &off);
+	else
+		fd = tree_open(m, n, m->cache_fd, name, &off);
+	if (fd < 0) {
+		ret = fd;
+		goto out;
+	}
+	if (off != ft->src.tree_offset) {
+		close(fd);
+		ret = -EBADMSG;
+		goto out;
+	}
+	ret = fdc_add(m, ft, fd);
+	if (ret)
+		close(fd);
+out:
+	pthread_mutex_unlock(&n->load_lock);
+	return ret;
+}
+
+static void ftree_put(struct mfs_node *n, struct mfs_ftree *ft);
+
+/*
+ * Borrows the node's tree, loading it on first use and reopening its file
+ * if the fd cache closed it. Cheap when the fd is open: the node lock and
+ * one relaxed store; the fd cache lock is never taken here.
+ */
 static int ftree_get(struct mfs_mount *m, struct mfs_node *n, int data_fd, struct mfs_ftree **out)
 {
-	int ret;
+	struct mfs_ftree *ft;
+	int ret, fd = -1;
 
-	for (int tries = 0; tries < 2; tries++) {
+	for (int tries = 0; tries < 3; tries++) {
 		pthread_mutex_lock(&n->lock);
-		*out = n->ft;
-		if (*out)
-			(*out)->refs++;
+		ft = n->ft;
+		if (ft) {
+			ft->refs++;
+			fd = ft->fd;
+		}
 		pthread_mutex_unlock(&n->lock);
-		if (*out)
-			return 0;
-		ret = ftree_load(m, n, data_fd, NULL);
+		if (!ft) {
+			ret = ftree_load(m, n, data_fd, NULL);
+			if (ret)
+				return ret;
+			continue;
+		}
+		__atomic_store_n(&ft->used, true, __ATOMIC_RELAXED);
+		if (fd >= 0)
+			goto got;
+		ret = ftree_reopen(m, n, ft);
+		if (!ret)
+			goto got;
+		/* Gone or changed: load it as at first use (cache, model, build). */
+		if (ret != -ENOMEM && !mfs_fd_errno(ret))
+			ret = ftree_load_as(m, n, data_fd, ft, false);
+		ftree_put(n, ft);
 		if (ret)
 			return ret;
 	}
 	return -EIO;
+got:
+	*out = ft;
+	return 0;
 }
 
 static void ftree_put(struct mfs_node *n, struct mfs_ftree *ft)
@@ -490,6 +957,7 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 	struct mfs_zfile *zf;
 	uint64_t size = n->res->merkle.params.data_size, aoff, alen;
 	uint8_t *buf;
+	ssize_t got;
 	int ret;
 
 	*out_len = 0;
@@ -519,17 +987,26 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 	buf = thread_buf((size_t)alen);
 	if (!buf)
 		return -ENOMEM;
-	ret = mv_pread_exact(fd, buf, (size_t)alen, aoff);
-	if (ret) {
-		char mq[256], fq[256], sup[48];
+	got = mv_pread_full(fd, buf, (size_t)alen, aoff);
+	if (got < 0 || (uint64_t)got != alen) {
+		char mq[256], fq[256], why[64], sup[48];
 
+		/*
+		 * A short count means the backing file ended early (truncated under
+		 * us, or a file system that gave up): say so, it is not a disk error.
+		 * Either way no byte of the range is served.
+		 */
+		if (got < 0)
+			snprintf(why, sizeof(why), "%s", strerror((int)-got));
+		else
+			snprintf(why, sizeof(why), "short read: %zd of %" PRIu64 " bytes", got,
+			         alen);
 		count_failure(m, n);
 		if (failure_logged(n, sup, sizeof(sup)))
 			mfs_log(LOG_ERR,
 			        "read-failure model=%s file=%s offset=%" PRIu64 " reason=\"%s\"%s",
 			        mfs_log_value(n->model->path, mq, sizeof(mq)),
-			        mfs_log_value(n->res->name, fq, sizeof(fq)), aoff, strerror(-ret),
-			        sup);
+			        mfs_log_value(n->res->name, fq, sizeof(fq)), aoff, why, sup);
 		return -EIO;
 	}
 	ret = verify(m, n, fd, aoff >> n->tree->geo.log_block_size, buf, (size_t)alen);
@@ -625,10 +1102,17 @@ int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd)
 	}
 	/* Our own descriptor: the caller's is closed when its file handle goes. */
 	zf->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (zf->fd < 0) {
-		ret = -errno;
-		goto out;
+	ret = zf->fd < 0 ? -errno : 0;
+	if (mfs_fd_errno(ret)) {
+		/* As mfs_openat_bounded(): cached tree fds give way, then one retry. */
+		mfs_fdcache_shed(m);
+		zf->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+		ret = zf->fd < 0 ? -errno : 0;
+		if (mfs_fd_errno(ret))
+			mfs_fd_exhausted(m, "packed-copy", ret);
 	}
+	if (ret)
+		goto out;
 	ret = mv_zpack_open(zf->fd, n->res->name, size, n->tree->params.block_size, &zf->z, &err);
 	if (!ret)
 		ret = mc_zpack_file_init(&zf->zf, m->fcache, zf->fd, zf->z, n->tree, &mc_hblock_ops,
@@ -646,7 +1130,7 @@ out:
 	pthread_mutex_unlock(&n->load_lock);
 	zfile_free(m, zf);
 	if (ret)
-		return ret == -ENOMEM ? -ENOMEM : -EIO;
+		return ret == -ENOMEM || mfs_fd_errno(ret) ? ret : -EIO;
 mark:
 	__atomic_store_n(&n->stored, MFS_STORED_PACKED, __ATOMIC_RELEASE);
 	return 0;
@@ -677,4 +1161,12 @@ void mfs_file_trees_free(struct mfs_mount *m)
 		zfile_free(m, n->zf);
 		n->zf = NULL;
 	}
+	if (!m->fdc.ready)
+		return;
+	/* Replaced trees still borrowed at unmount keep their slots: leaked with them. */
+	pthread_mutex_destroy(&m->fdc.lock);
+	free(m->fdc.slots);
+	m->fdc.slots = NULL;
+	m->fdc.n = m->fdc.cap = 0;
+	m->fdc.ready = 0;
 }
