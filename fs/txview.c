@@ -844,7 +844,10 @@ out:
  * Transcodes the source into a temp file in the cache (reading it only
  * through vread), hashes it, and publishes it (fsync, rename) and then its
  * record. The written descriptor itself is kept: no window in which a
- * replaced file is served.
+ * replaced file is served. On failure (a full cache disk fails any of these
+ * steps) nothing of this attempt is left: the temp file goes, and so do an
+ * output already renamed and its record, so the cache never holds one
+ * without the other nor keeps the space of a half-done entry.
  */
 static int produce(struct mfs_mount *m, struct mfs_node *t, const struct tx_entry *e)
 {
@@ -854,7 +857,8 @@ static int produce(struct mfs_mount *m, struct mfs_node *t, const struct tx_entr
 	struct mfs_vctx vc = {.fd = -1};
 	struct mv_err err = {0};
 	struct timespec t0, t1;
-	char tmp[TX_NAME_MAX + 48];
+	char tmp[TX_NAME_MAX + 48], cq[PATH_MAX + 8];
+	bool published = false;
 	int fd = -1, ret;
 
 	snprintf(tmp, sizeof(tmp), "%s.%d.%" PRIu64 ".tmp", e->out, (int)getpid(), seq);
@@ -871,15 +875,19 @@ static int produce(struct mfs_mount *m, struct mfs_node *t, const struct tx_entr
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = mfs_tx_plan_write(v->plan, mfs_vpread, &vc, -1, fd, &err);
 	if (!ret && fsync(fd))
-		ret = -errno;
+		ret = mv_err_set(&err, -errno, "%s: fsync: %s", tmp, strerror(errno));
 	if (!ret)
 		ret = seal_output(v, fd, v->sha256);
 	if (!ret && renameat(m->tx_fd, tmp, m->tx_fd, e->out))
-		ret = -errno;
-	if (!ret)
-		ret = record_write(m, t, e, v->sha256, seq);
+		ret = mv_err_set(&err, -errno, "%s: rename: %s", tmp, strerror(errno));
 	if (ret)
 		goto out;
+	published = true;
+	ret = record_write(m, t, e, v->sha256, seq);
+	if (ret) {
+		mv_err_set(&err, ret, "%s: %s", e->rec, strerror(-ret));
+		goto out;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	v->have_sha256 = true;
 	v->fd = fd;
@@ -892,9 +900,14 @@ out:
 	if (ret) {
 		mv_mem_tree_free(v->mt);
 		v->mt = NULL;
-		mfs_log(LOG_ERR, "transcode-failed model=%s file=%s reason=\"%s\"", t->model->path,
-		        v->src->res->name, err.msg[0] ? err.msg : strerror(-ret));
+		mfs_log(LOG_ERR, "transcode-failed model=%s file=%s cache=%s reason=\"%s\"",
+		        t->model->path, v->src->res->name, mfs_log_value(m->tx_dir, cq, sizeof(cq)),
+		        err.msg[0] ? err.msg : strerror(-ret));
 		unlinkat(m->tx_fd, tmp, 0);
+		if (published) {
+			unlinkat(m->tx_fd, e->rec, 0);
+			unlinkat(m->tx_fd, e->out, 0);
+		}
 	}
 	if (fd >= 0)
 		close(fd);
