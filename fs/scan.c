@@ -156,20 +156,10 @@ static struct mfs_scan_item *item_at(struct scanner *sc, size_t i)
 }
 
 /*
- * A malloc'd copy of @s fit for a line of text or a JSON string: member
- * names, global names and reasons come from untrusted bytes, and must not
- * forge output lines or make the JSON report invalid UTF-8.
+ * Member names, global names and reasons come from untrusted bytes: each is
+ * stored through mv_name_printable_dup(), so that no report line can be
+ * forged and the JSON report stays valid UTF-8.
  */
-static char *printable_dup(const char *s)
-{
-	size_t n = 4 * strlen(s) + 6;
-	char *out = malloc(n);
-
-	if (out)
-		mv_name_printable(s, out, n);
-	return out;
-}
-
 /* Adds an item; returns its index or -ENOMEM. */
 static ssize_t item_new(struct scanner *sc, const char *member, const char *kind)
 {
@@ -184,7 +174,7 @@ static ssize_t item_new(struct scanner *sc, const char *member, const char *kind
 	memset(it, 0, sizeof(*it));
 	it->kind = kind;
 	it->verdict = MFS_VERDICT_NOT_PICKLE;
-	if (member && !(it->member = printable_dup(member)))
+	if (member && !(it->member = mv_name_printable_dup(member)))
 		return -ENOMEM;
 	return (ssize_t)r->nitems++;
 }
@@ -213,7 +203,7 @@ item_reason(struct mfs_scan_item *it, enum mfs_verdict v, const char *fmt, ...)
 	if (!np)
 		return;
 	it->reasons = np;
-	if ((it->reasons[it->nreasons] = printable_dup(line)))
+	if ((it->reasons[it->nreasons] = mv_name_printable_dup(line)))
 		it->nreasons++;
 }
 
@@ -229,8 +219,8 @@ static void item_global(struct mfs_scan_item *it, const struct mfs_pglobal *g)
 		return;
 	it->globals = np;
 	sg = &it->globals[it->nglobals];
-	sg->module = printable_dup(g->module);
-	sg->name = printable_dup(g->name);
+	sg->module = mv_name_printable_dup(g->module);
+	sg->name = mv_name_printable_dup(g->name);
 	if (!sg->module || !sg->name) {
 		free(sg->module);
 		free(sg->name);

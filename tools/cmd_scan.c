@@ -44,23 +44,13 @@ struct scan_run {
 static void error_report(struct scan_run *run, const char *path, const char *why);
 
 /*
- * @path as shown in every report: file names are untrusted bytes, and a
- * newline or invalid UTF-8 in one must not forge a line or break the JSON.
- * malloc'd; NULL on ENOMEM.
+ * A path as shown in every report is mv_name_printable_dup(path): file names
+ * are untrusted bytes, and a newline or invalid UTF-8 in one must not forge
+ * a line or break the JSON.
  */
-static char *shown_path(const char *path)
-{
-	size_t n = 4 * strlen(path) + 6;
-	char *out = malloc(n);
-
-	if (out)
-		mv_name_printable(path, out, n);
-	return out;
-}
-
 static void error_out(struct scan_run *run, const char *raw, const char *why)
 {
-	char *path = shown_path(raw);
+	char *path = mv_name_printable_dup(raw);
 
 	if (!path) {
 		run->nerrors++;
@@ -279,7 +269,7 @@ static void report_out(struct scan_run *run, const char *raw, const struct mfs_s
 	run->counts[rep->items[0].verdict]++;
 	if (run->attest)
 		attest_item(run, raw, rep);
-	path = shown_path(raw);
+	path = mv_name_printable_dup(raw);
 	if (!path) {
 		error_report(run, "(a file)", "out of memory");
 		return;

@@ -77,6 +77,8 @@ bool mv_utf8_valid(const void *s, size_t len);
  * least 4 * strlen(in) + 6. Thread-safe.
  */
 void mv_name_printable(const char *in, char *out, size_t out_len);
+/* mv_name_printable() into a malloc'd buffer of the right size; NULL on ENOMEM. */
+char *mv_name_printable_dup(const char *in);
 /* Base64 (standard alphabet, padded). Returned buffers are malloc'd. */
 char *mv_base64_encode(const uint8_t *in, size_t len);
 int mv_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_len);

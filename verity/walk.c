@@ -234,6 +234,16 @@ void mv_name_printable(const char *in, char *out, size_t out_len)
 		escape_name(in, out, out_len, true);
 }
 
+char *mv_name_printable_dup(const char *in)
+{
+	size_t n = 4 * strlen(in) + 6;
+	char *out = malloc(n);
+
+	if (out)
+		mv_name_printable(in, out, n);
+	return out;
+}
+
 static const char *special_kind(mode_t mode)
 {
 	if (S_ISFIFO(mode))

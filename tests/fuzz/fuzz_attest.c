@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "verity.h"
+#include "fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,22 +50,11 @@ static void cleanup(void)
 	rmdir(dir);
 }
 
-static void write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0 || (len && write(fd, buf, len) != (ssize_t)len) || close(fd) != 0)
-		abort();
-}
-
 static void setup(void)
 {
-	const char *base = getenv("TMPDIR");
 	char path[300];
 
-	snprintf(dir, sizeof(dir), "%s/fuzz-attest-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(dir))
-		abort();
+	scratch_dir(dir, sizeof(dir), "attest");
 	snprintf(att_dir, sizeof(att_dir), "%s/att", dir);
 	snprintf(att_path, sizeof(att_path), "%s/input.json", att_dir);
 	if (mkdir(att_dir, 0700) != 0)

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "verity.h"
+#include "fuzz_files.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -46,22 +47,11 @@ static void cleanup(void)
 	rmdir(dir);
 }
 
-static void write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0 || (len && write(fd, buf, len) != (ssize_t)len) || close(fd) != 0)
-		abort();
-}
-
 static void setup(void)
 {
-	const char *base = getenv("TMPDIR");
 	char path[300];
 
-	snprintf(dir, sizeof(dir), "%s/fuzz-policy-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(dir))
-		abort();
+	scratch_dir(dir, sizeof(dir), "policy");
 	snprintf(path, sizeof(path), "%s/k.pub", dir);
 	write_file(path, k_pub, strlen(k_pub));
 	snprintf(policy_path, sizeof(policy_path), "%s/policy.json", dir);

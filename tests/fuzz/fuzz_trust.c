@@ -26,6 +26,7 @@
 #include <openssl/pem.h>
 
 #include "sig_internal.h"
+#include "fuzz_files.h"
 
 #define MAX_CERTS (MV_MAX_CHAIN_CERTS + 1)
 
@@ -54,21 +55,10 @@ static void cleanup(void)
 	rmdir(dir);
 }
 
-static void write_file(const char *path, const void *buf, size_t len)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0 || (len && write(fd, buf, len) != (ssize_t)len) || close(fd) != 0)
-		abort();
-}
-
 static void setup(void)
 {
-	const char *base = getenv("TMPDIR");
 
-	snprintf(dir, sizeof(dir), "%s/fuzz-trust-XXXXXX", base ? base : "/tmp");
-	if (!mkdtemp(dir))
-		abort();
+	scratch_dir(dir, sizeof(dir), "trust");
 	snprintf(in_path, sizeof(in_path), "%s/input.pem", dir);
 	atexit(cleanup);
 	write_file(in_path, fixed_ca, strlen(fixed_ca));
