@@ -147,18 +147,22 @@ static int x_signer(struct mfs_mount *m, struct mfs_node *n, char **out)
 	return xstr(s->key_id, out);
 }
 
+/* Always present: the digest is kept even when the statement is not. */
 static int x_statement_sha256(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
-	if (!n->model->man->statement)
-		return -ENODATA;
 	return xhex(n->model->man->statement_sha256, 32, "", out);
 }
 
+/*
+ * Only below MV_STATEMENT_KEEP_MAX (64 KiB, the kernel's XATTR_SIZE_MAX):
+ * above it the manifest does not keep the bytes (verity.h), and the
+ * statement is in model.sig.
+ */
 static int x_statement(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
 	const struct mv_manifest *man = n->model->man;
 
-	if (!man->statement || man->statement_len >= MFS_STATEMENT_XATTR_MAX)
+	if (!man->statement || man->statement_len >= MV_STATEMENT_KEEP_MAX)
 		return -ENODATA;
 	*out = malloc(man->statement_len + 1);
 	if (!*out)

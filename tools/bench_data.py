@@ -76,6 +76,21 @@ def wait_all(procs):
         p.stderr.close()
 
 
+def build_files(binary, d, n_files, size=64):
+    """One model, store/org/m, of @n_files files of @size random bytes each
+    (f000000.bin, ...), sealed: what the daemon keeps per signed file. Each
+    starts with a zero byte, which no pickle opcode is: a random first byte
+    of 0x80 (PROTO) makes one file in a few hundred a pickle by its first
+    bytes, which the mount hides."""
+    key, _ = keygen(binary, d)
+    m = d / "store" / "org" / "m"
+    m.mkdir(parents=True)
+    log(f"building a model of {n_files} files of {size} bytes and sealing it (once)")
+    for i in range(n_files):
+        (m / f"f{i:06d}.bin").write_bytes(b"\0" + os.urandom(size - 1))
+    sh(binary, "seal", "--key", key, m)
+
+
 def build_big(binary, d, size):
     """One model holding one file of @size bytes of random data, sealed."""
     keygen(binary, d)

@@ -202,6 +202,17 @@ def read_tree(root) -> tuple:
     return total, time.perf_counter() - t0
 
 
+def list_stat(folder) -> int:
+    """Lists @folder and lstat()s every entry, as `ls -l` does. Returns how
+    many entries there were."""
+    n = 0
+    with os.scandir(folder) as it:
+        for e in it:
+            os.lstat(e.path)
+            n += 1
+    return n
+
+
 def mb_s(res) -> float:
     nbytes, secs = res
     return nbytes / secs / 1e6

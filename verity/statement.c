@@ -81,9 +81,18 @@ static void prov_clear(struct mv_provenance *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* Is @name inside the manifest's block of names (not malloc'd on its own)? */
+static bool in_names(const struct mv_manifest *m, const char *name)
+{
+	uintptr_t p = (uintptr_t)name, base = (uintptr_t)m->names;
+
+	return m->names && p >= base && p - base < m->names_len;
+}
+
 /**
  * mv_manifest_free() - release a manifest and everything it points to
- * @m: in: manifest or NULL; all strings and arrays must be malloc'd
+ * @m: in: manifest or NULL; all strings and arrays must be malloc'd, except
+ *     resource names inside m->names
  */
 void mv_manifest_free(struct mv_manifest *m)
 {
@@ -91,8 +100,10 @@ void mv_manifest_free(struct mv_manifest *m)
 		return;
 	free(m->subject_name);
 	for (size_t i = 0; i < m->n_res; i++)
-		free(m->res[i].name);
+		if (!in_names(m, m->res[i].name))
+			free(m->res[i].name);
 	free(m->res);
+	free(m->names);
 	for (size_t i = 0; i < m->n_ignore; i++)
 		free(m->ignore_paths[i]);
 	free(m->ignore_paths);
@@ -260,12 +271,38 @@ static int parse_serialization(const char *label, const cJSON *pred, struct mv_m
 	return ret;
 }
 
+/*
+ * Where resource names are copied: one block for all of them, filled in
+ * order. A name that does not fit (the block was sized by names_size() from
+ * the same tree, so it always fits) is refused rather than overflowing.
+ */
+struct names_arena {
+	char *buf;
+	size_t len, used;
+};
+
+/* Bytes of every string "name" member of @arr's objects, NULs included. */
+static size_t names_size(const cJSON *arr)
+{
+	const cJSON *it, *name;
+	size_t total = 0;
+
+	cJSON_ArrayForEach(it, arr)
+	{
+		name = cJSON_GetObjectItemCaseSensitive(it, "name");
+		if (cJSON_IsString(name))
+			total += strlen(name->valuestring) + 1;
+	}
+	return total;
+}
+
 /* One entry of predicate.resources; feeds its raw digest to @subject. */
 static int parse_resource(const char *label, const cJSON *it, size_t i, struct mv_resource *r,
-                          EVP_MD_CTX *subject, struct mv_err *err)
+                          struct names_arena *names, EVP_MD_CTX *subject, struct mv_err *err)
 {
-	char path[64];
 	const cJSON *name, *dig;
+	char path[64];
+	size_t nlen;
 	int ret;
 
 	snprintf(path, sizeof(path), "predicate.resources[%zu]", i);
@@ -281,13 +318,15 @@ static int parse_resource(const char *label, const cJSON *it, size_t i, struct m
 	if (!mv_resource_name_valid(name->valuestring, true))
 		return mv_err_set(err, -EINVAL, "%s: %s.name: invalid resource name \"%s\"", label,
 		                  path, MV_P(name->valuestring));
+	nlen = strlen(name->valuestring) + 1;
+	if (nlen > names->len - names->used)
+		return mv_err_set(err, -EINVAL, "%s: %s.name: inconsistent names", label, path);
 	strncat(path, ".digest", sizeof(path) - strlen(path) - 1);
 	ret = parse_hex_exact(label, path, dig->valuestring, r->sha256, 32, err);
 	if (ret)
 		return ret;
-	r->name = strdup(name->valuestring);
-	if (!r->name)
-		return mv_err_set(err, -ENOMEM, "%s: out of memory", label);
+	r->name = memcpy(names->buf + names->used, name->valuestring, nlen);
+	names->used += nlen;
 	if (EVP_DigestUpdate(subject, r->sha256, 32) != 1)
 		return mv_err_set(err, -ENOMEM, "%s: hashing failed", label);
 	return 0;
@@ -300,6 +339,7 @@ static int parse_resource(const char *label, const cJSON *it, size_t i, struct m
 static int parse_resources(const char *label, const cJSON *pred, struct mv_manifest *m,
                            uint8_t digest[32], struct mv_err *err)
 {
+	struct names_arena names = {0};
 	const cJSON *arr, *it;
 	EVP_MD_CTX *ctx = NULL;
 	size_t n, i = 0;
@@ -318,14 +358,18 @@ static int parse_resources(const char *label, const cJSON *pred, struct mv_manif
 		goto out;
 	}
 	m->res = calloc(n ? n : 1, sizeof(*m->res));
-	if (!m->res) {
+	/* Names in one block: no allocation (and its malloc overhead) per file. */
+	names.len = names_size(arr);
+	m->names = names.buf = malloc(names.len ? names.len : 1);
+	m->names_len = names.len;
+	if (!m->res || !m->names) {
 		ret = mv_err_set(err, -ENOMEM, "%s: out of memory", label);
 		goto out;
 	}
 	cJSON_ArrayForEach(it, arr)
 	{
 		m->n_res = i + 1; /* so that mv_manifest_free sees every name */
-		ret = parse_resource(label, it, i, &m->res[i], ctx, err);
+		ret = parse_resource(label, it, i, &m->res[i], &names, ctx, err);
 		if (ret)
 			goto out;
 		i++;
@@ -619,7 +663,8 @@ static int statement_from_json(const char *label, const cJSON *root, struct mv_m
  * mv_statement_parse_labeled() - parse an untrusted statement payload
  * @label: in: prefix of error lines (the signature file)
  * @json, @len: in: payload bytes
- * @out: out: the manifest (statement, statement_sha256 filled; signer empty)
+ * @out: out: the manifest (statement_len, statement_sha256 filled, and
+ *       statement when shorter than MV_STATEMENT_KEEP_MAX; signer empty)
  * @err: out: error line
  *
  * Return: 0, -EINVAL (malformed), -EBADMSG (inconsistent digests), -ENOMEM.
@@ -636,12 +681,15 @@ int mv_statement_parse_labeled(const char *label, const char *json, size_t len,
 	if (ret)
 		return ret;
 	m = calloc(1, sizeof(*m));
-	if (!m || !(m->statement = malloc(len + 1))) {
+	/* A big statement is not kept: only its length and digest are. */
+	if (!m || (len < MV_STATEMENT_KEEP_MAX && !(m->statement = malloc(len + 1)))) {
 		ret = mv_err_set(err, -ENOMEM, "%s: out of memory", label);
 		goto out;
 	}
-	memcpy(m->statement, json, len);
-	m->statement[len] = '\0';
+	if (m->statement) {
+		memcpy(m->statement, json, len);
+		m->statement[len] = '\0';
+	}
 	m->statement_len = len;
 	mv_sha256(json, len, m->statement_sha256);
 	ret = statement_from_json(label, root, m, err);

@@ -460,6 +460,15 @@ size_t mv_trust_count(const struct mv_trust *t);
 #define MV_TREES_DIR    ".modelfs/trees" /* tree files, named <fsverity hex>.tree */
 #define MV_EXT_KEY      "modelfs"        /* member of the predicate we own */
 #define MV_MAX_SIG_SIZE (64u << 20)
+/*
+ * A manifest keeps the statement's bytes only when they are shorter than
+ * this: what the mount's user.modelfs.statement can serve (the kernel's
+ * XATTR_SIZE_MAX is 64 KiB). Above it, keeping them would cost the daemon
+ * ~370 bytes per signed file for nothing. statement_len and
+ * statement_sha256 are always kept: what needs the bytes of a bigger
+ * statement reads model.sig again and checks them against the digest.
+ */
+#define MV_STATEMENT_KEEP_MAX (64u << 10)
 
 /* One signed file. */
 struct mv_resource {
@@ -499,17 +508,30 @@ struct mv_manifest {
 	uint8_t subject_sha256[32];
 	struct mv_resource *res; /* sorted by name as signed */
 	size_t n_res;
+	/*
+	 * A parsed manifest holds every res[].name in this one block (no
+	 * allocation per file); mv_manifest_free() frees a name only if it is
+	 * not inside it. NULL in manifests built by hand.
+	 */
+	char *names;
+	size_t names_len;
 	char **ignore_paths; /* from predicate.serialization, may be empty */
 	size_t n_ignore;
 	bool has_extension; /* modelfs member present */
 	struct mv_provenance prov;
-	char *statement; /* the signed in-toto statement JSON (payload) */
+	/*
+	 * The signed in-toto statement JSON (the DSSE payload), NUL-terminated,
+	 * or NULL when statement_len >= MV_STATEMENT_KEEP_MAX. Its length and
+	 * SHA-256 are always set.
+	 */
+	char *statement;
 	size_t statement_len;
 	uint8_t statement_sha256[32];
 	struct mv_signer signer;
 	bool legacy_key_material; /* publicKey.rawBytes form (pre-1.1) */
 };
 
+/* Frees @m; res[].name must be malloc'd or inside @m->names. */
 void mv_manifest_free(struct mv_manifest *m);
 /* Finds a resource by name (binary search); NULL if absent. */
 const struct mv_resource *mv_manifest_find(const struct mv_manifest *m, const char *name);

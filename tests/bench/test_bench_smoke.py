@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, modelfs_bin
 
-ROWS = ["L", "cold", "warm", "rand", "mmap", "load", "scale", "big", "pack"]
+ROWS = ["L", "cold", "warm", "rand", "mmap", "load", "scale", "big", "pack", "mem"]
 COLS = ["row", "setup", "figure", "unit", "ratio", "target", "result"]
 NUM = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -45,11 +45,14 @@ def test_quick_run_prints_one_table(tmp_path):
             assert re.match(r"^(\d+\.\d\dx|n/a) \S", part), f"ratio format: {r}"
     seen = {r[0] for r in rows}
     assert seen == set(ROWS), f"missing rows: {set(ROWS) - seen}"
-    # the targets of issue 5 each have a verdict
+    # the targets of issues 5 and 12 each have a verdict
     # (a row whose peer tool is missing on this machine prints n/a instead)
     measured = {r[0] for r in rows if r[2] != "n/a"}
     targets = {r[0] for r in rows if r[5]}
-    assert targets >= {"cold", "warm", "rand", "load", "scale", "big", "pack"} & measured
+    assert targets >= {"cold", "warm", "rand", "load", "scale", "big", "pack", "mem"} & measured
+    # issue 12: bytes of daemon memory per signed file, a figure in every run
+    mem = [r for r in rows if r[0] == "mem" and r[3] == "B"]
+    assert mem and all(NUM.match(r[2]) for r in mem), mem
     # nothing left mounted under the work folder
     with open("/proc/self/mountinfo") as f:
         assert str(tmp_path) not in f.read()

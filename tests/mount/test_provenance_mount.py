@@ -138,6 +138,38 @@ def test_big_bom_only_in_control_folder(tmp_path, pkeys):
         assert len(json.loads(text)["components"]) == 400
 
 
+def test_big_statement_keeps_its_digest(tmp_path, pkeys):
+    """A statement of 64 KiB or more is not kept by the daemon (issue #12):
+    no user.modelfs.statement, but user.modelfs.statement_sha256 is still the
+    SHA-256 of model.sig's DSSE payload, and what is bound to that digest
+    (the BOM's property, attestations) still works."""
+    store = tmp_path / "store"
+    model = store / "big"
+    for i in range(200):
+        write(model / "shards" / f"part-{i:05d}-of-00200.bin", rnd(10))
+    run_modelfs("seal", "--key", pkeys / "publisher.key", model, check=0)
+    attest(pkeys, model)
+    bundle = json.loads((model / "model.sig").read_text())
+    payload = base64.b64decode(bundle["dsseEnvelope"]["payload"])
+    assert len(payload) >= 64 << 10  # the case under test
+    with Mount(store, tmp_path / "mnt", trust(pkeys)) as m:
+        d = m.mnt / "big"
+        names = os.listxattr(d)
+        assert "user.modelfs.statement_sha256" in names
+        assert "user.modelfs.statement" not in names
+        with pytest.raises(OSError) as ei:
+            os.getxattr(d, "user.modelfs.statement")
+        assert ei.value.errno == errno.ENODATA
+        digest = os.getxattr(d, "user.modelfs.statement_sha256").decode()
+        assert digest == hashlib.sha256(payload).hexdigest() == statement_sha256(model)
+        bom = json.loads((m.mnt / ".modelfs" / "bom" / "big.cdx.json").read_bytes())
+        props = {p["name"]: p["value"] for p in bom["metadata"]["component"]["properties"]}
+        assert props["modelfs:statement.sha256"] == digest
+        atts = json.loads(os.getxattr(d, "user.modelfs.attestations"))
+        assert len(atts) == 1 and atts[0]["verified"], atts
+        assert atts[0]["subject_sha256"] == digest
+
+
 # --------------------------------------------------------------------------
 # attestations
 # --------------------------------------------------------------------------
