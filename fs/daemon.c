@@ -541,7 +541,9 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 		return mv_err_set(err, ret, "mount: out of memory");
 	raise_nofile();
 	tune_malloc();
-	return mfs_store_scan(m, err);
+	ret = mfs_store_scan(m, err);
+	malloc_trim(0); /* give back the signature parse's peak (docs/performance.md) */
+	return ret;
 }
 
 /*
@@ -834,6 +836,8 @@ static void *watchdog_thread(void *arg)
 	mfs_log(LOG_INFO, "stopping signal=%d mountpoint=%s timeout=%u", (int)d->signo, q,
 	        d->timeout);
 	remove_ready_file(d);
+	/* Workers waiting for a tree build give up now, and builds stop at their next block. */
+	mfs_treebuild_cancel(d->m);
 	/* The signal may have hit a thread outside the loop: make sure the loop sees it. */
 	if (__atomic_load_n(&d->serving, __ATOMIC_ACQUIRE))
 		pthread_kill(d->main_thread, SIGTERM);
@@ -963,11 +967,14 @@ static int serve(struct fuse_session *se, const struct mfs_mount_opts *o)
 
 static void mount_free(struct mfs_mount *m)
 {
+	/* Builders first (if mfs_mount_main did not): a build uses its node and the cache fd. */
+	mfs_treebuild_stop(m);
 	mfs_ops_cleanup(m);
 	pthread_mutex_destroy(&m->fh_lock);
 	pthread_rwlock_destroy(&m->ns_lock);
 	mfs_file_trees_free(m); /* packed copies first: they drop their frames */
 	mfs_store_free(m);
+	pthread_mutex_destroy(&m->node_lock);
 	mc_frame_cache_free(m->fcache);
 	mc_hblock_cache_free(m->hcache);
 	mv_trust_free(m->trust);
@@ -1000,6 +1007,7 @@ static struct mfs_mount *mount_new(const struct mfs_mount_opts *o)
 		return NULL;
 	m->store_fd = m->cache_fd = m->cache_base_fd = m->tx_fd = -1;
 	pthread_mutex_init(&m->fh_lock, NULL);
+	pthread_mutex_init(&m->node_lock, NULL);
 	pthread_rwlock_init(&m->ns_lock, NULL);
 	m->pickle = o->pickle;
 	m->name_check = o->name_check;
@@ -1011,6 +1019,7 @@ static struct mfs_mount *mount_new(const struct mfs_mount_opts *o)
 	m->shown_gid = o->gid;
 	m->umask = o->umask & 0777;
 	m->control_all = o->control_all;
+	mfs_treebuild_init(m, o->tree_builders, o->tree_build_wait_ms);
 	clock_gettime(CLOCK_REALTIME, &m->started);
 	return m;
 }
@@ -1104,6 +1113,12 @@ out:
 	if (ready)
 		pthread_join(ready_t, NULL);
 	remove_ready_file(&d); /* in case it was written while stopping */
+	/*
+	 * Tree builders are cancelled and joined while the watchdog still runs:
+	 * one stuck in a read of a hung store is then bounded by the unmount
+	 * timeout after a stop signal, as a stuck FUSE worker is.
+	 */
+	mfs_treebuild_stop(m);
 	if (watchdog)
 		stop_watchdog(&d, watchdog_t);
 	/*

@@ -280,6 +280,9 @@ struct mfs_mount_opts {
 	gid_t gid;
 	unsigned umask;   /* -o umask=: bits cleared from every mode shown */
 	bool control_all; /* --control-access=all: .modelfs readable by all, not the owner only */
+	/* Missing trees (docs/mount.md, "Missing trees"): */
+	unsigned tree_builders;      /* builder threads, 1..16; 0: the default (2) */
+	unsigned tree_build_wait_ms; /* an open's wait for a build, ms; 0: the default (30 s) */
 };
 
 /* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise. */

@@ -136,6 +136,14 @@ const struct mfs_counter_def mfs_counter_defs[] = {
             "Tree file descriptors closed by the fd cache (reopened on demand)."),
     COUNTER(negative_hits, "negative_cache_hits", "modelfs_negative_cache_hits_total",
             "Tree loads refused at once: the file is unchanged since its tree build failed."),
+    COUNTER(tree_build_wait_timeouts, "tree_build_wait_timeouts",
+            "modelfs_tree_build_wait_timeouts_total",
+            "Opens and lookups that waited --tree-build-wait for a tree build and got EIO; "
+            "the build went on."),
+    COUNTER(tree_builds_refused, "tree_builds_refused", "modelfs_tree_builds_refused_total",
+            "Tree builds refused at once (EIO): the build queue was full, or unmounting."),
+    COUNTER(versions_freed, "versions_freed", "modelfs_versions_freed_total",
+            "Model versions replaced or removed by a reload, freed once nothing used them."),
 };
 const size_t mfs_n_counter_defs = sizeof(mfs_counter_defs) / sizeof(mfs_counter_defs[0]);
 
@@ -200,6 +208,10 @@ static void reload_series(struct sbuf *b, struct mfs_mount *m)
 	sb_printf(b, "modelfs_last_reload_timestamp_seconds %lld.%09ld\n",
 	          ri.count ? (long long)ri.last.tv_sec : 0LL,
 	          ri.count ? (long)ri.last.tv_nsec : 0L);
+	single(b, "modelfs_retired_versions", "gauge",
+	       "Model versions replaced or removed by a reload and still in use (open files, "
+	       "kernel inodes); each is freed when its last user goes.",
+	       mfs_store_n_retired(m));
 }
 
 /* Hash-block and frame cache statistics. */
@@ -237,6 +249,7 @@ static void cache_series(struct sbuf *b, struct mfs_mount *m)
 
 /* The help text of modelfs_fd_exhausted_recent names the window. */
 _Static_assert(MFS_FD_ALARM_S == 60, "update modelfs_fd_exhausted_recent's help text");
+_Static_assert(MFS_TB_QUEUE_MAX == 64, "update modelfs_tree_builds_queued's help text");
 
 /* File descriptors: the limit, the tree fd cache, the negative cache. */
 static void fd_series(struct sbuf *b, struct mfs_mount *m)
@@ -256,6 +269,22 @@ static void fd_series(struct sbuf *b, struct mfs_mount *m)
 	single(b, "modelfs_negative_cache_entries", "gauge",
 	       "Files whose data failed their tree build, not hashed again until they change.",
 	       ld(&m->negative_entries));
+}
+
+/* The tree-build pool: its bound and what it does now. */
+static void treebuild_series(struct sbuf *b, struct mfs_mount *m)
+{
+	struct mfs_tb_stats ts;
+
+	mfs_treebuild_stats(m, &ts);
+	single(b, "modelfs_tree_builds_running", "gauge",
+	       "Missing trees being built now, by the builder threads.", ts.running);
+	single(b, "modelfs_tree_builds_queued", "gauge",
+	       "Tree builds waiting for a builder thread (at most 64).", ts.queued);
+	single(b, "modelfs_tree_builders", "gauge", "Builder threads started (on demand).",
+	       ts.threads);
+	single(b, "modelfs_tree_builders_max", "gauge",
+	       "Bound of the builder threads (--tree-builders).", ts.max_threads);
 }
 
 /* Prints @ns as seconds, exactly (no floating-point rounding). */
@@ -294,6 +323,7 @@ char *mfs_metrics_text(struct mfs_mount *m, size_t *len)
 	reload_series(&b, m);
 	cache_series(&b, m);
 	fd_series(&b, m);
+	treebuild_series(&b, m);
 	histogram(&b, m);
 	family(&b, "modelfs_start_time_seconds", "gauge",
 	       "When the mount started, in seconds since the Unix epoch.");

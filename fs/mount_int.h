@@ -5,16 +5,25 @@
  * mfs_mount_main() in fs.h.
  *
  * The namespace is built at mount time; live reload (reload.c, SIGHUP or
- * --watch) later links, unlinks or swaps whole models in it. Nodes and
- * models are never freed, moved or reused while mounted (an open handle or
- * a kernel inode may still point at an old version), so a node pointer and
- * its inode number (its index + 1 in the node table) stay valid for the
- * whole mount without locks. What a node is never changes: a new version of
- * a model is a new set of nodes with new inode numbers; only its owner,
- * group and mode may change (attr.c: re-read from the store at each
- * reload, under the node's lock). Only the children of folders outside
- * models (the root, folders synthesized from model paths, the BOM tree)
- * and the model list change, under m->ns_lock.
+ * --watch) later links, unlinks or swaps whole models in it. What a node is
+ * never changes: a new version of a model is a new set of nodes with new
+ * inode numbers; only its owner, group and mode may change (attr.c:
+ * re-read from the store at each reload, under the node's lock). Only the
+ * children of folders outside models (the root, folders synthesized from
+ * model paths, the BOM tree) and the model list change, under m->ns_lock.
+ *
+ * Lifetime. A model version and all its nodes live as long as anything
+ * references it (struct mfs_model.refs, store.c): being published in the
+ * namespace, the kernel's lookup counts of its inodes (taken by positive
+ * lookup and readdirplus replies, dropped by forget), open file handles,
+ * listings in progress and background jobs. A version replaced or removed
+ * by a reload loses its published reference once the kernel was told to
+ * forget its names (reload.c), and is freed with the last reference: its
+ * nodes, trees, descriptors and cached hash blocks. So a node pointer is
+ * valid while its version is referenced, which every FUSE request on one
+ * of its inodes guarantees. Freed inode numbers (node table index + 1) are
+ * reused with the next generation number. Folders outside models (model ==
+ * NULL) are never freed while mounted.
  * Only five things are decided lazily, each guarded as noted: a file's
  * format, a file's loaded tree, (--pickle=deny) a model's verdict,
  * (--pickle=transcode) whether a view node shows and its cached output, and
@@ -28,6 +37,9 @@
  * identity (struct mfs_file_id) so that it is not hashed again until it
  * changes. Lock order: a node's load_lock, then the fd cache lock, then a
  * node's lock; neither of the last two is held while taking a load_lock.
+ * Missing trees are built by a bounded per-mount pool of threads, not by the
+ * FUSE worker that needs them (treebuild.c); its lock comes after a node's
+ * load_lock and is held while taking no other.
  */
 #ifndef MODELFS_MOUNT_INT_H
 #define MODELFS_MOUNT_INT_H
@@ -60,11 +72,10 @@
  * change can reach the kernel just after the invalidation: a short entry
  * timeout bounds how long such a stale name can live.
  */
-#define MFS_NS_ENTRY_TIMEOUT    1.0
-#define MFS_STATEMENT_XATTR_MAX (64u << 10)
-#define MFS_BOM_DIR             "bom" /* MOUNT/.modelfs/bom/<model path>.cdx.json */
-#define MFS_BOM_EXT             ".cdx.json"
-#define MFS_BOM_XATTR_MAX       (64u << 10) /* user.modelfs.bom only below this */
+#define MFS_NS_ENTRY_TIMEOUT 1.0
+#define MFS_BOM_DIR          "bom" /* MOUNT/.modelfs/bom/<model path>.cdx.json */
+#define MFS_BOM_EXT          ".cdx.json"
+#define MFS_BOM_XATTR_MAX    (64u << 10) /* user.modelfs.bom only below this */
 
 enum mfs_node_kind {
 	MFS_N_DIR,     /* the root, or a folder synthesized from paths */
@@ -153,6 +164,7 @@ struct mfs_ratelimit {
 };
 
 struct mfs_model {
+	struct mfs_mount *m;     /* the mount it belongs to */
 	char *path;              /* relative path in the store, "org/name" */
 	int dirfd;               /* the model folder, opened without following links */
 	struct mv_manifest *man; /* NULL if refused at scan */
@@ -171,12 +183,15 @@ struct mfs_model {
 	size_t bom_len;
 	uint64_t verify_failures; /* blocks that failed, atomic (metrics) */
 	/* Live reload (store.c, reload.c); written by the reload thread only. */
-	bool sig_read;             /* sig_sha256 below is known (model.sig was readable) */
-	uint8_t sig_sha256[32];    /* of the model.sig bytes this version was built from */
-	dev_t dir_dev;             /* the model folder's identity: a folder replaced */
-	ino_t dir_ino;             /* ... by another one is a change even with the same sig */
-	bool made_nodes;           /* nodes point at this model: never freed while mounted */
-	struct mfs_node *bom_node; /* MOUNT/.modelfs/bom/<path>.cdx.json, or NULL */
+	bool sig_read;          /* sig_sha256 below is known (model.sig was readable) */
+	uint8_t sig_sha256[32]; /* of the model.sig bytes this version was built from */
+	dev_t dir_dev;          /* the model folder's identity: a folder replaced */
+	ino_t dir_ino;          /* ... by another one is a change even with the same sig */
+	/* Lifetime (see the top of this file). */
+	uint64_t refs;               /* published + kernel lookups + handles + jobs (atomic) */
+	struct mfs_node **all_nodes; /* every node of this version, to free them with it */
+	size_t n_all, cap_all;       /* ... written by the thread building it, before publishing */
+	struct mfs_node *bom_node;   /* MOUNT/.modelfs/bom/<path>.cdx.json, or NULL */
 	/* A newer model.sig that was refused; the version above still serves (ns_lock). */
 	char *reload_error;
 	bool failed_read;          /* the refused model.sig was unreadable ... */
@@ -185,6 +200,7 @@ struct mfs_model {
 
 struct mfs_node {
 	uint64_t ino;
+	uint64_t gen; /* generation: inode numbers are reused once the kernel forgot them */
 	enum mfs_node_kind kind;
 	char *name;
 	struct mfs_node *parent;
@@ -288,8 +304,48 @@ struct mfs_counters {
 	uint64_t fd_exhausted;                /* EMFILE/ENFILE that failed an operation */
 	uint64_t fd_cache_evictions;          /* tree fds closed by the fd cache */
 	uint64_t negative_hits;               /* tree loads refused by the negative cache */
+	uint64_t tree_build_wait_timeouts;    /* waits for a tree build past --tree-build-wait */
+	uint64_t tree_builds_refused;         /* builds refused: queue full, or unmounting */
+	uint64_t versions_freed;              /* retired model versions freed (store.c) */
 	uint64_t read_hist[MFS_READ_BUCKETS]; /* read latencies, per bucket (metrics.c) */
 	uint64_t read_ns_sum;                 /* their sum, in nanoseconds */
+};
+
+/*
+ * Missing trees are built off the FUSE workers (treebuild.c; docs/mount.md,
+ * "Missing trees"): a per-mount pool of at most MFS_TB_MAX_BUILDERS
+ * threads, started on demand, fed by a queue of at most MFS_TB_QUEUE_MAX
+ * jobs; a thread that needs a tree waits for its job at most --tree-build-wait.
+ */
+#define MFS_TB_DEFAULT_BUILDERS 2
+#define MFS_TB_MAX_BUILDERS     16
+#define MFS_TB_QUEUE_MAX        64 /* jobs waiting for a builder; more fail at once */
+#define MFS_TB_KEPT_MAX         64 /* finished builds kept for a later waiter */
+#define MFS_TB_DEFAULT_WAIT_MS  30000u
+#define MFS_TB_MAX_WAIT_MS      3600000u
+
+struct mfs_tbjob;
+
+/*
+ * The tree-build pool of a mount. @max_threads and @wait_ns are set before
+ * mounting and never change. @lock guards everything else once @ready; it
+ * is taken after a node's load_lock and never while taking one, nor the fd
+ * cache lock or a node's lock (the builders take neither while holding it).
+ */
+struct mfs_treebuild {
+	unsigned max_threads;   /* --tree-builders */
+	uint64_t wait_ns;       /* --tree-build-wait */
+	bool ready;             /* @lock and the conditions are set up (mfs_treebuild_init) */
+	pthread_mutex_t lock;   /* guards everything below */
+	pthread_cond_t work;    /* builders: a job was queued, or stopping */
+	pthread_cond_t done;    /* waiters (CLOCK_MONOTONIC): a job finished, or stopping */
+	struct mfs_tbjob *jobs; /* queued, running and kept jobs, oldest first */
+	pthread_t threads[MFS_TB_MAX_BUILDERS];
+	unsigned n_threads; /* builders started */
+	unsigned idle;      /* builders waiting for work */
+	unsigned queued, running, kept;
+	bool stopping;                /* unmounting: no new job, running ones cancelled */
+	struct mfs_ratelimit full_rl; /* one tree-build-refused line per interval */
 };
 
 /* The last reload, for the status file. */
@@ -336,19 +392,33 @@ struct mfs_mount {
 	pthread_rwlock_t ns_lock;
 	struct mfs_model **models; /* exposed and refused, sorted by path */
 	size_t n_models;
-	struct mfs_model **retired; /* replaced or removed while mounted, freed at unmount */
-	size_t n_retired;
+	/* Replaced or removed by a reload, until the kernel was told (reload thread only). */
+	struct mfs_model **retiring;
+	size_t n_retiring;
 	/*
-	 * nodes[ino - 1]. Only appended to (by the scan, then by the reload
-	 * thread) while readers call mfs_node_get() without a lock: n_nodes is
-	 * published with a release store after the slot is written, and a
-	 * grown table never frees the old one until unmount (old_tables), so a
-	 * reader holding either table finds every node it counted.
+	 * nodes[ino - 1], read by mfs_node_get() without a lock. Written under
+	 * @node_lock: a new node takes a free slot (a freed node's, with its
+	 * generation + 1) or is appended, n_nodes being published with a
+	 * release store after the slot is written; a freed node's slot is set
+	 * to NULL. A grown table never frees the old one until unmount
+	 * (old_tables), so a reader holding either table finds every node it
+	 * counted; growth copies the table under @node_lock, so no slot freed
+	 * meanwhile is lost. Doubling bounds the old tables to the size of the
+	 * current one.
 	 */
+	pthread_mutex_t node_lock; /* a leaf lock: nothing else is taken while holding it */
 	struct mfs_node **nodes;
 	size_t n_nodes, cap_nodes;
 	void **old_tables; /* outgrown node tables */
 	size_t n_old_tables;
+	struct mfs_free_slot {
+		uint64_t ino; /* a freed node's inode number ... */
+		uint64_t gen; /* ... and generation */
+	} * free_slots;
+	size_t n_free, cap_free;
+	/* Versions retired and still referenced (status, unmount); under @node_lock. */
+	struct mfs_model **retired;
+	size_t n_retired;
 	uint64_t total_bytes;               /* of all exposed files, for statfs (atomic) */
 	struct mfs_reload_info reload_info; /* for the status file; under ns_lock */
 	void *reloader;                     /* reload.c's state while armed */
@@ -360,6 +430,7 @@ struct mfs_mount {
 	struct mfs_ratelimit fd_rl;      /* one fd-exhausted log line per interval */
 	struct mfs_ratelimit fd_shed_rl; /* one fd-cache-shed log line per interval */
 	uint64_t negative_entries;       /* files in the negative cache now (atomic gauge) */
+	struct mfs_treebuild tb;         /* missing trees' builders (treebuild.c); its own lock */
 	struct timespec started;
 	void *conn_opts;         /* struct fuse_conn_info_opts from -o, applied at init */
 	pthread_mutex_t fh_lock; /* guards open_fhs */
@@ -398,6 +469,13 @@ static inline uint64_t mfs_counter_get(const struct mfs_mount *m, const struct m
 static inline void mfs_count(uint64_t *ctr, uint64_t v)
 {
 	__atomic_fetch_add(ctr, v, __ATOMIC_RELAXED);
+}
+
+/* Counts one failed check of file node @n, for the mount and for its model. */
+static inline void mfs_count_failure(struct mfs_mount *m, struct mfs_node *n)
+{
+	mfs_count(&m->ctr.verify_failures, 1);
+	mfs_count(&n->model->verify_failures, 1);
 }
 
 /* ---- log.c: logging ---- */
@@ -528,6 +606,39 @@ static inline bool mfs_fd_errno(int err)
 int mfs_openat_bounded(struct mfs_mount *m, int dirfd, const char *relpath, int flags,
                        const char *what);
 
+/* ---- store.c: the lifetime of a model version ---- */
+
+/**
+ * mfs_model_ref() - keep a model version, and every node of it, alive
+ * @model: in: a model, or NULL (a node outside models: nothing to keep)
+ * @n: in: how many references (a kernel lookup count, an open handle, a job)
+ * Call only while the version is known to be alive: under m->ns_lock, in a
+ * FUSE request on one of its inodes, or holding another reference. Lock-free.
+ */
+void mfs_model_ref(struct mfs_model *model, uint64_t n);
+/**
+ * mfs_model_unref() - drop @n references taken with mfs_model_ref()
+ * A version replaced or removed by a reload is freed with its nodes when its
+ * last reference goes (on the calling thread). Lock-free unless it frees.
+ */
+void mfs_model_unref(struct mfs_mount *m, struct mfs_model *model, uint64_t n);
+/**
+ * mfs_store_retire() - drop the published references of retired versions
+ * Called by the reload thread after each rescan, once the kernel was told
+ * to forget what changed (the invalidation list points at their names).
+ */
+void mfs_store_retire(struct mfs_mount *m);
+/* Retired versions still referenced (status.json, metrics). Thread-safe. */
+size_t mfs_store_n_retired(struct mfs_mount *m);
+/**
+ * mfs_store_retired_hold() - the retired versions still alive, each referenced
+ * @out, @n: out: a malloc'd array; give it back with mfs_store_retired_release()
+ * Return: 0 or -ENOMEM.
+ */
+int mfs_store_retired_hold(struct mfs_mount *m, struct mfs_model ***out, size_t *n);
+/* Drops the references of mfs_store_retired_hold() (may free versions) and the array. */
+void mfs_store_retired_release(struct mfs_mount *m, struct mfs_model **models, size_t n);
+
 /* ---- vread.c: verified reads ---- */
 
 /**
@@ -554,6 +665,8 @@ struct mfs_vctx {
 ssize_t mfs_vpread(void *ctx, void *buf, size_t len, uint64_t off);
 /* Closes every loaded tree and packed copy, frees the fd cache (after unmount). */
 void mfs_file_trees_free(struct mfs_mount *m);
+/* Closes the loaded tree and packed copy of a node no reader can reach (freed version). */
+void mfs_file_node_free(struct mfs_mount *m, struct mfs_node *n);
 
 /* What the fd cache holds now (status.json, metrics). */
 struct mfs_fd_stats {
@@ -593,6 +706,60 @@ void mfs_fd_exhausted(struct mfs_mount *m, const char *what, int err);
 int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd);
 /* "plain" or "packed" for a file node, deciding (opening) if needed; NULL on error. */
 const char *mfs_file_stored_as(struct mfs_mount *m, struct mfs_node *n);
+
+/* ---- treebuild.c: missing trees, built by a bounded pool ---- */
+
+/* What a finished tree build found, for the negative cache (vread.c). */
+struct mfs_tb_result {
+	int ret;               /* 0: the tree is in CACHE/trees; -EBADMSG: data not as signed */
+	bool have_id;          /* @id is known */
+	struct mfs_file_id id; /* the data's identity, taken before the build read it */
+};
+
+/**
+ * mfs_treebuild_init() - set up a mount's tree-build pool (no thread yet)
+ * @builders: in: --tree-builders, 1..MFS_TB_MAX_BUILDERS; 0: the default
+ * @wait_ms: in: --tree-build-wait in ms, 1..MFS_TB_MAX_WAIT_MS; 0: the default
+ * Builder threads start at the first build that finds none idle.
+ */
+void mfs_treebuild_init(struct mfs_mount *m, unsigned builders, unsigned wait_ms);
+/**
+ * mfs_tree_build_wait() - build the tree of @n in the pool and wait for it
+ * @data_fd: in: the plain data (duplicated: the job keeps its own), or -1
+ * @zf: in: the node's attached packed copy, or NULL
+ * @why: in: a static string for the tree-build line ("missing", ...)
+ * @id: in: the data's identity now, or NULL if unknown
+ * @res: out: the build's result, when 0 is returned
+ * Joins the node's queued or running build if there is one, else queues
+ * one (the job holds a reference on @n's model until it ends). Called with
+ * @n->load_lock held; releases it while waiting, at most --tree-build-wait,
+ * and holds it again on return: the caller must look at @n's tree again.
+ * Return: 0 (the build ended, @res set), -ETIMEDOUT (still building: one
+ * tree-build-wait line, counted), -EAGAIN (queue full, or unmounting:
+ * counted in tree_builds_refused), -ENOMEM, -EMFILE or -ENFILE.
+ */
+int mfs_tree_build_wait(struct mfs_mount *m, struct mfs_node *n, int data_fd, struct mfs_zfile *zf,
+                        const char *why, const struct mfs_file_id *id, struct mfs_tb_result *res);
+/**
+ * mfs_tree_build_kept() - claim what a build nobody waited for any more found
+ * @res: out: its result: 0 (a fresh tree in CACHE/trees) or -EBADMSG with
+ *       an identity (only these are kept, at most MFS_TB_KEPT_MAX)
+ * Called with @n->load_lock held, before deciding to load or build.
+ * Return: whether there was one (it is forgotten by the pool now).
+ */
+bool mfs_tree_build_kept(struct mfs_mount *m, struct mfs_node *n, struct mfs_tb_result *res);
+/* Stop signal: refuse new builds, cancel running ones, wake every waiter. */
+void mfs_treebuild_cancel(struct mfs_mount *m);
+/* After the FUSE loop: cancel, join the builders, free the jobs (model refs dropped). */
+void mfs_treebuild_stop(struct mfs_mount *m);
+
+/* The pool now, for status.json and the metrics. */
+struct mfs_tb_stats {
+	unsigned max_threads, threads, running, queued;
+	uint64_t wait_ms;
+};
+/* Fills @out (zeros but the settings before the first build). Thread-safe. */
+void mfs_treebuild_stats(struct mfs_mount *m, struct mfs_tb_stats *out);
 
 /* ---- xattr.c ---- */
 

@@ -31,6 +31,7 @@
 /* What fi->fh points to. Kept on a list so unmount can free what is open. */
 struct mfs_fh {
 	struct mfs_fh *prev, *next;
+	struct mfs_model *model; /* the version it keeps alive (mfs_model_ref), or NULL */
 	bool is_status;
 	int fd;       /* backing file (files) */
 	char *status; /* snapshot (status file) */
@@ -53,8 +54,11 @@ static void fh_track(struct mfs_mount *m, struct mfs_fh *fh)
 	pthread_mutex_unlock(&m->fh_lock);
 }
 
-/* Unlinks and frees a handle, closing its backing file. */
-static void fh_free(struct mfs_mount *m, struct mfs_fh *fh)
+/*
+ * Unlinks and frees a handle, closing its backing file. @unref: drop its
+ * version reference (not at unmount, where everything is freed at once).
+ */
+static void fh_free(struct mfs_mount *m, struct mfs_fh *fh, bool unref)
 {
 	pthread_mutex_lock(&m->fh_lock);
 	if (fh->prev)
@@ -67,13 +71,15 @@ static void fh_free(struct mfs_mount *m, struct mfs_fh *fh)
 	if (fh->fd >= 0)
 		close(fh->fd);
 	free(fh->status);
+	if (unref)
+		mfs_model_unref(m, fh->model, 1);
 	free(fh);
 }
 
 void mfs_ops_cleanup(struct mfs_mount *m)
 {
 	while (m->open_fhs)
-		fh_free(m, m->open_fhs);
+		fh_free(m, m->open_fhs, false);
 }
 
 static bool is_dir(const struct mfs_node *n)
@@ -159,25 +165,38 @@ static void entry_fill(struct mfs_mount *m, const struct mfs_node *dir, const st
 
 	memset(e, 0, sizeof(*e));
 	e->ino = n->ino;
-	e->generation = 1;
+	e->generation = n->gen;
 	node_stat(m, n, &e->attr);
 	e->attr_timeout = t;
 	e->entry_timeout = t < name_timeout(dir) ? t : name_timeout(dir);
 }
 
-/* The child @name of @dir, honouring the control folder at the root. */
+/*
+ * The child @name of @dir, honouring the control folder at the root, with a
+ * reference on its version (mfs_model_ref) that the caller hands to the
+ * kernel with the entry or drops.
+ */
 static struct mfs_node *child_of(struct mfs_mount *m, struct mfs_node *dir, const char *name)
 {
 	struct mfs_node *n;
 
 	if (dir->ino == MFS_ROOT_INO && strcmp(name, MFS_CTL_NAME) == 0)
 		return mfs_node_get(m, MFS_CTL_INO);
-	/* A model's own folders never change once published: no lock needed. */
-	if (!mfs_node_ns_dir(dir))
-		return mfs_node_child(dir, name);
-	/* Nodes are never freed: the pointer stays valid after the lock is dropped. */
+	/*
+	 * A model's own folders never change once published, and the kernel
+	 * holds @dir, so its version is alive: no lock needed.
+	 */
+	if (!mfs_node_ns_dir(dir)) {
+		n = mfs_node_child(dir, name);
+		if (n)
+			mfs_model_ref(n->model, 1);
+		return n;
+	}
+	/* The reference taken under the lock keeps @n past a reload's unlink. */
 	pthread_rwlock_rdlock(&m->ns_lock);
 	n = mfs_node_child(dir, name);
+	if (n)
+		mfs_model_ref(n->model, 1);
 	pthread_rwlock_unlock(&m->ns_lock);
 	return n;
 }
@@ -220,24 +239,40 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		memset(&e, 0, sizeof(e));
 		e.entry_timeout = name_timeout(dir);
 		fuse_reply_entry(req, &e);
-		return;
+		goto drop;
 	}
 	if (ret) {
 		fuse_reply_err(req, -ret);
-		return;
+		goto drop;
 	}
 	entry_fill(m, dir, n, &e);
-	fuse_reply_entry(req, &e);
+	/* Delivered, the reference is the kernel's lookup count, until forget. */
+	if (fuse_reply_entry(req, &e) == 0)
+		return;
+drop:
+	if (n)
+		mfs_model_unref(m, n->model, 1);
+}
+
+/* The kernel dropped @nlookup lookups of @ino: so many version references go. */
+static void forget_one(struct mfs_mount *m, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct mfs_node *n = mfs_node_get(m, ino);
+
+	if (n)
+		mfs_model_unref(m, n->model, nlookup);
 }
 
 static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	/* Nodes live as long as the mount: lookup counts are not needed. */
+	forget_one(mount_of(req), ino, nlookup);
 	fuse_reply_none(req);
 }
 
 static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
 {
+	for (size_t i = 0; i < count; i++)
+		forget_one(mount_of(req), forgets[i].ino, forgets[i].nlookup);
 	fuse_reply_none(req);
 }
 
@@ -300,8 +335,10 @@ static size_t add_entry(fuse_req_t req, struct mfs_mount *m, char *buf, size_t l
 
 /*
  * A copy of @dir's children from position @from, taken under the namespace
- * lock: the checks below may read files and must not hold it. NULL and
- * *@n = 0 when there are none; -ENOMEM.
+ * lock: the checks below may read files and must not hold it. Each child's
+ * version is referenced (kids_release() drops them), so a reload that
+ * retires it meanwhile cannot free it. NULL and *@n = 0 when there are
+ * none; -ENOMEM.
  */
 static int kids_snapshot(struct mfs_mount *m, const struct mfs_node *dir, size_t from,
                          struct mfs_node ***out, size_t *n)
@@ -316,6 +353,8 @@ static int kids_snapshot(struct mfs_mount *m, const struct mfs_node *dir, size_t
 		if (*out) {
 			*n = dir->n_kids - from;
 			memcpy(*out, dir->kids + from, *n * sizeof(**out));
+			for (size_t i = 0; i < *n; i++)
+				mfs_model_ref((*out)[i]->model, 1);
 		} else {
 			ret = -ENOMEM;
 		}
@@ -324,17 +363,28 @@ static int kids_snapshot(struct mfs_mount *m, const struct mfs_node *dir, size_t
 	return ret;
 }
 
+/* Drops the references of a snapshot and frees it. */
+static void kids_release(struct mfs_mount *m, struct mfs_node **kids, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mfs_model_unref(m, kids[i]->model, 1);
+	free(kids);
+}
+
 /*
  * Offsets are positions in the full, sorted child list (0 ".", 1 "..",
  * 2 + i child i), so they stay valid whatever the pickle policy hides. A
  * reload between two calls may shift them: the listing is then that of a
- * folder that changed while being read, as on any file system.
+ * folder that changed while being read, as on any file system. With @plus,
+ * the kernel counts a lookup of every entry but "." and ".." that it
+ * receives: each takes a version reference, given back if the reply fails.
  */
 static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
 	struct mfs_mount *m = mount_of(req);
 	struct mfs_node *dir = mfs_node_get(m, ino), **kids = NULL;
-	size_t pos = 0, used, n_kids = 0, base;
+	struct mfs_node **given = NULL; /* entries in the reply (plus: one lookup each) */
+	size_t pos = 0, used, n_kids = 0, n_given = 0, base;
 	char *buf;
 
 	if (!dir || !is_dir(dir)) {
@@ -347,7 +397,9 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 	}
 	base = off > 2 ? (size_t)off - 2 : 0;
 	buf = malloc(size ? size : 1);
-	if (!buf || kids_snapshot(m, dir, base, &kids, &n_kids)) {
+	if (!buf || kids_snapshot(m, dir, base, &kids, &n_kids) ||
+	    !(given = malloc((n_kids ? n_kids : 1) * sizeof(*given)))) {
+		kids_release(m, kids, n_kids);
 		free(buf);
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -371,9 +423,16 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, b
 		if (!used)
 			break;
 		pos += used;
+		if (i >= 2)
+			given[n_given++] = n;
 	}
-	fuse_reply_buf(req, buf, pos);
-	free(kids);
+	for (size_t k = 0; plus && k < n_given; k++)
+		mfs_model_ref(given[k]->model, 1);
+	if (fuse_reply_buf(req, buf, pos) != 0 && plus)
+		kids_release(m, given, n_given); /* not delivered: no lookups */
+	else
+		free(given);
+	kids_release(m, kids, n_kids);
 	free(buf);
 }
 
@@ -533,12 +592,15 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, -ret);
 		return;
 	}
+	/* The handle keeps the version alive until release, whatever the kernel forgets. */
+	fh->model = n->model;
+	mfs_model_ref(fh->model, 1);
 	fh_track(m, fh);
 	fi->fh = (uintptr_t)fh;
 	fi->keep_cache = 1; /* a node's bytes never change: cached pages stay valid */
 	fi->noflush = 1;
 	if (fuse_reply_open(req, fi) == -ENOENT)
-		fh_free(m, fh); /* the opener was interrupted: release will never come */
+		fh_free(m, fh, true); /* the opener was interrupted: release will never come */
 }
 
 /*
@@ -638,7 +700,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	struct mfs_fh *fh = (struct mfs_fh *)(uintptr_t)fi->fh;
 
 	if (fh)
-		fh_free(mount_of(req), fh);
+		fh_free(mount_of(req), fh, true);
 	fuse_reply_err(req, 0);
 }
 

@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,6 +43,7 @@
 
 #define DEBOUNCE_QUIET_MS 200
 #define DEBOUNCE_MAX_MS   2000
+#define SWEEP_MS          5000 /* retired versions alive: invalidate their names again */
 /*
  * No IN_ATTRIB (nor IN_OPEN, IN_ACCESS): a rescan reads every model.sig, and
  * what it does must not look like a change. IN_ONLYDIR: never a file.
@@ -154,6 +156,35 @@ static void notify_kernel(struct reloader *r, struct mfs_inval *inv)
 	}
 }
 
+/*
+ * sweep_retired() - ask the kernel again to drop retired versions' names
+ * A retired version is freed when the kernel forgets its inodes, which it
+ * does once their dentries go. The reload invalidated the version's own
+ * name, but a file or folder inside it that was busy then (a lookup or
+ * getxattr in flight) keeps its dentry cached, pinning the version until
+ * memory pressure. Each sweep invalidates every name inside the versions
+ * still alive; idle ones are then dropped and the kernel sends forget.
+ * Names outside the version (its folder's own name, now another version's)
+ * are left alone.
+ */
+static void sweep_retired(struct reloader *r)
+{
+	struct mfs_model **v;
+	size_t n;
+
+	if (mfs_store_retired_hold(r->m, &v, &n))
+		return;
+	for (size_t i = 0; i < n && !fuse_session_exited(r->se); i++)
+		for (size_t k = 0; k < v[i]->n_all; k++) {
+			const struct mfs_node *node = v[i]->all_nodes[k];
+
+			if (node->parent && node->parent->model == v[i])
+				fuse_lowlevel_notify_inval_entry(r->se, node->parent->ino,
+				                                 node->name, strlen(node->name));
+		}
+	mfs_store_retired_release(r->m, v, n);
+}
+
 /* One reload: rescan and publish (store.c), invalidate, record and log. */
 static void do_reload(struct reloader *r, const char *trigger)
 {
@@ -168,6 +199,11 @@ static void do_reload(struct reloader *r, const char *trigger)
 	if (!ret)
 		notify_kernel(r, &inv);
 	mfs_inval_free(&inv);
+	/* Old versions go once nothing uses them: kernel inodes, handles, jobs. */
+	mfs_store_retire(m);
+	sweep_retired(r);
+	/* Give back what parsing the signatures and freeing versions left in the heap. */
+	malloc_trim(0);
 	ms = now_ms() - t0;
 	/* Recorded after the kernel was told: whoever sees the count sees the change. */
 	pthread_rwlock_wrlock(&m->ns_lock);
@@ -215,7 +251,7 @@ static void *reload_thread(void *arg)
 		    {.fd = hup_fd, .events = POLLIN},
 		    {.fd = r->in_fd, .events = POLLIN}, /* -1: ignored by poll */
 		};
-		int timeout = -1;
+		int timeout = mfs_store_n_retired(r->m) ? SWEEP_MS : -1;
 
 		if (pending) {
 			now = now_ms();
@@ -247,6 +283,8 @@ static void *reload_thread(void *arg)
 		if (pending && now >= due) {
 			pending = false;
 			do_reload(r, "watch");
+		} else if (!pending && !(p[2].revents & POLLIN)) {
+			sweep_retired(r); /* the timeout: versions still retired */
 		}
 	}
 	return NULL;

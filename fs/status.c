@@ -190,6 +190,7 @@ static void add_reload(struct mfs_mount *m, cJSON *root)
 		return;
 	cJSON_AddBoolToObject(o, "watch", r->watch);
 	cJSON_AddNumberToObject(o, "count", (double)r->count);
+	cJSON_AddNumberToObject(o, "retired_versions", (double)mfs_store_n_retired(m));
 	if (!r->trigger)
 		return;
 	add_time(o, "last", &r->last);
@@ -228,6 +229,23 @@ static void add_fds(struct mfs_mount *m, cJSON *root, const struct mfs_fd_stats 
 		return;
 	add_time_ns(o, "last_exhausted", fs->last_ns);
 	cJSON_AddNumberToObject(o, "seconds_since_exhausted", (double)fs->age_s);
+}
+
+/* The tree-build pool (docs/mount.md, "Missing trees"): its bounds and load now. */
+static void add_tree_builds(struct mfs_mount *m, cJSON *root)
+{
+	cJSON *o = cJSON_AddObjectToObject(root, "tree_builds");
+	struct mfs_tb_stats ts;
+
+	if (!o)
+		return;
+	mfs_treebuild_stats(m, &ts);
+	cJSON_AddNumberToObject(o, "builders_max", (double)ts.max_threads);
+	cJSON_AddNumberToObject(o, "builders", (double)ts.threads);
+	cJSON_AddNumberToObject(o, "running", (double)ts.running);
+	cJSON_AddNumberToObject(o, "queued", (double)ts.queued);
+	cJSON_AddNumberToObject(o, "queue_max", (double)MFS_TB_QUEUE_MAX);
+	cJSON_AddNumberToObject(o, "wait_seconds", (double)ts.wait_ms / 1000.0);
 }
 
 /*
@@ -302,6 +320,7 @@ char *mfs_status_json(struct mfs_mount *m, size_t *len)
 	cJSON_AddItemToObject(root, "counters", counters(m));
 	mfs_fd_stats(m, &fs);
 	add_fds(m, root, &fs);
+	add_tree_builds(m, root);
 	add_health(root, required_refused(refused), &fs);
 	text = cJSON_Print(root);
 	if (text) {

@@ -11,13 +11,16 @@
  * whose model.sig bytes (SHA-256) and folder are unchanged is kept as is;
  * a new or changed one is built into new nodes outside any lock, then the
  * changes are published under the namespace write lock by linking,
- * unlinking or swapping whole model folders. Nodes are only ever appended
- * (inode numbers are node table indexes + 1) and never freed while mounted.
+ * unlinking or swapping whole model folders. A replaced or removed version
+ * is freed, nodes and all, when its last reference goes (mount_int.h,
+ * Lifetime); its inode numbers (node table indexes + 1) are then reused.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +37,7 @@
 /*
  * Makes room for one more node. A full table is copied into one twice its
  * size; the old one is kept until unmount because a reader may still be
- * indexing it (see mount_int.h). 0 or -ENOMEM.
+ * indexing it (see mount_int.h). m->node_lock held. 0 or -ENOMEM.
  */
 static int node_table_grow(struct mfs_mount *m)
 {
@@ -63,34 +66,114 @@ static int node_table_grow(struct mfs_mount *m)
 }
 
 /*
- * Appends a new node; its inode number is its position + 1. Only the scan
- * and then the reload thread append, so n_nodes has a single writer; the
- * release store publishes the slot to lock-free mfs_node_get() callers.
+ * Gives @n an inode number: a freed one (next generation) if any, else a
+ * new slot at the end. The release stores publish the slot to lock-free
+ * mfs_node_get() callers. 0 or -ENOMEM.
+ */
+static int node_slot_take(struct mfs_mount *m, struct mfs_node *n)
+{
+	int ret = 0;
+
+	pthread_mutex_lock(&m->node_lock);
+	if (m->n_free) {
+		struct mfs_free_slot *f = &m->free_slots[--m->n_free];
+
+		n->ino = f->ino;
+		n->gen = f->gen + 1;
+		__atomic_store_n(&m->nodes[n->ino - 1], n, __ATOMIC_RELEASE);
+		goto out;
+	}
+	ret = node_table_grow(m);
+	if (ret)
+		goto out;
+	n->ino = m->n_nodes + 1;
+	n->gen = 1;
+	m->nodes[m->n_nodes] = n;
+	__atomic_store_n(&m->n_nodes, m->n_nodes + 1, __ATOMIC_RELEASE);
+out:
+	pthread_mutex_unlock(&m->node_lock);
+	return ret;
+}
+
+/*
+ * Frees the inode number of @n, whose version nobody references: the
+ * kernel forgot it, so it may be given to a new node. A full free list
+ * leaks the number (never reused) rather than fail.
+ */
+static void node_slot_give(struct mfs_mount *m, struct mfs_node *n)
+{
+	pthread_mutex_lock(&m->node_lock);
+	__atomic_store_n(&m->nodes[n->ino - 1], NULL, __ATOMIC_RELEASE);
+	if (m->n_free == m->cap_free) {
+		size_t cap = m->cap_free ? m->cap_free * 2 : 256;
+		struct mfs_free_slot *p = realloc(m->free_slots, cap * sizeof(*p));
+
+		if (!p)
+			goto out;
+		m->free_slots = p;
+		m->cap_free = cap;
+	}
+	m->free_slots[m->n_free++] = (struct mfs_free_slot){.ino = n->ino, .gen = n->gen};
+out:
+	pthread_mutex_unlock(&m->node_lock);
+}
+
+/* Frees what a node holds and the node itself; its slot must be given back first. */
+static void node_free(struct mfs_node *n)
+{
+	if (n->txv)
+		mfs_tx_free(n);
+	pthread_mutex_destroy(&n->lock);
+	pthread_mutex_destroy(&n->load_lock);
+	free(n->kids);
+	free(n->name);
+	free(n);
+}
+
+/* Remembers @n as one of @model's nodes, to free it with the version. 0 or -ENOMEM. */
+static int model_own(struct mfs_model *model, struct mfs_node *n)
+{
+	if (model->n_all == model->cap_all) {
+		size_t cap = model->cap_all ? model->cap_all * 2 : 16;
+		struct mfs_node **p = realloc(model->all_nodes, cap * sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		model->all_nodes = p;
+		model->cap_all = cap;
+	}
+	model->all_nodes[model->n_all++] = n;
+	return 0;
+}
+
+/*
+ * Makes a new node with an inode number (mfs_node_get() finds it at once).
+ * The scan, then the reload thread, make nodes; a node of a model is freed
+ * with its version (mfs_model_unref()), others live until unmount.
  */
 struct mfs_node *mfs_node_new(struct mfs_mount *m, enum mfs_node_kind kind, const char *name,
                               struct mfs_model *model)
 {
-	struct mfs_node *n;
+	struct mfs_node *n = calloc(1, sizeof(*n));
 
-	if (node_table_grow(m))
-		return NULL;
-	n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
 	n->name = strdup(name);
-	if (!n->name) {
+	if (!n->name || (model && model_own(model, n))) {
+		free(n->name);
 		free(n);
 		return NULL;
 	}
 	n->kind = kind;
 	n->model = model;
-	if (model)
-		model->made_nodes = true;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_mutex_init(&n->load_lock, NULL);
-	n->ino = m->n_nodes + 1;
-	m->nodes[m->n_nodes] = n;
-	__atomic_store_n(&m->n_nodes, m->n_nodes + 1, __ATOMIC_RELEASE);
+	if (node_slot_take(m, n)) {
+		if (model)
+			model->n_all--;
+		node_free(n);
+		return NULL;
+	}
 	return n;
 }
 
@@ -165,7 +248,9 @@ static int sort_kids(struct mfs_node *dir, const char **dup)
 
 /*
  * Lock-free: the count is loaded with acquire before the table, so the
- * table seen holds every slot counted (mfs_node_new, node_table_grow).
+ * table seen holds every slot counted (node_slot_take, node_table_grow).
+ * A freed slot reads NULL, or a newer node once reused: callers ask only
+ * for inode numbers the kernel holds (mount_int.h, Lifetime).
  */
 struct mfs_node *mfs_node_get(struct mfs_mount *m, uint64_t ino)
 {
@@ -451,7 +536,8 @@ static int read_sig(int dirfd, char **buf, size_t *len, char *why, size_t why_le
 			continue;
 		if (n <= 0) {
 			ret = n < 0 ? -errno : -EIO;
-			snprintf(why, why_len, "%s: short read", MV_SIG_NAME);
+			snprintf(why, why_len, "%s: %s", MV_SIG_NAME,
+			         n < 0 ? strerror(-ret) : "short read");
 			goto out;
 		}
 		done += (size_t)n;
@@ -583,6 +669,24 @@ static int bom_node_make(struct mfs_mount *m, struct mfs_model *model)
 }
 
 /*
+ * Frees the nodes of a model that is being refused: never linked, so no
+ * reader or kernel inode can know them.
+ */
+static void model_drop_nodes(struct mfs_model *model)
+{
+	for (size_t i = 0; i < model->n_all; i++) {
+		node_slot_give(model->m, model->all_nodes[i]);
+		node_free(model->all_nodes[i]);
+	}
+	model->n_all = 0;
+	model->node = NULL;
+	model->bom_node = NULL;
+	free(model->files);
+	model->files = NULL;
+	model->n_files = 0;
+}
+
+/*
  * Marks @model refused for @why. @log: at mount; a reload logs its own
  * event line instead (report_one). 0 or -ENOMEM.
  */
@@ -590,9 +694,7 @@ static int model_refuse(struct mfs_model *model, const char *why, bool log)
 {
 	char q[LQ_PATH], w[LQ_WHY];
 
-	/* Nodes already made stay unreachable in the table; they are freed at unmount. */
-	model->node = NULL;
-	model->bom_node = NULL;
+	model_drop_nodes(model);
 	model->refused = strdup(why[0] ? why : "refused");
 	if (log)
 		mfs_log(LOG_WARNING, "model-refused model=%s reason=%s",
@@ -684,6 +786,8 @@ static void model_free(struct mfs_model *model)
 	mfs_prov_free(model);
 	mv_manifest_free(model->man);
 	pthread_mutex_destroy(&model->lock);
+	pthread_mutex_destroy(&model->prov_lock);
+	free(model->all_nodes);
 	free(model->trees);
 	free(model->files);
 	free(model->refused);
@@ -715,11 +819,19 @@ static int model_build(struct mfs_mount *m, int dirfd, const char *rel, const st
 		return -ENOMEM;
 	pthread_mutex_init(&model->lock, NULL);
 	pthread_mutex_init(&model->prov_lock, NULL);
+	model->m = m;
+	model->refs = 1; /* the builder's, then the namespace's once published */
 	model->mtime = sig_st->st_mtim;
 	model->path = strdup(rel[0] ? rel : ".");
 	model->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
-	if (!model->path || model->dirfd < 0)
-		return model->dirfd < 0 ? -errno : -ENOMEM;
+	if (model->dirfd < 0) {
+		ret = -errno;
+		if (mfs_fd_errno(ret))
+			mfs_fd_exhausted(m, "model-folder", ret);
+		return ret;
+	}
+	if (!model->path)
+		return -ENOMEM;
 	if (fstat(model->dirfd, &dst) == 0) {
 		model->dir_dev = dst.st_dev;
 		model->dir_ino = dst.st_ino;
@@ -727,6 +839,8 @@ static int model_build(struct mfs_mount *m, int dirfd, const char *rel, const st
 	ret = read_sig(model->dirfd, &buf, &len, why, sizeof(why));
 	if (ret == -ENOMEM)
 		return ret;
+	if (mfs_fd_errno(ret))
+		mfs_fd_exhausted(m, "model.sig", ret);
 	if (!ret) {
 		model->sig_read = true;
 		mv_sha256(buf, len, model->sig_sha256);
@@ -861,11 +975,32 @@ struct scan_ctx {
 
 static int scan_dir(struct scan_ctx *c, int dirfd, const char *rel, unsigned depth);
 
+/*
+ * A subfolder could not be opened (errno @e). Not a folder, a symlink or
+ * gone since the listing (a reload racing a change): skipped. Anything else
+ * is skipped with a warning at mount, but stops a reload: a folder it could
+ * not read would look removed, and its models would go (nothing changes,
+ * the next reload tries again). Out of descriptors is counted.
+ * Return: 0 (skip) or -@e.
+ */
+static int scan_open_failed(struct scan_ctx *c, const char *rel, int e)
+{
+	char q[LQ_PATH];
+
+	if (e == ENOTDIR || e == ELOOP || e == ENOENT)
+		return 0;
+	if (mfs_fd_errno(-e))
+		mfs_fd_exhausted(c->m, "store-scan", -e);
+	mfs_log(LOG_WARNING, "scan-%s path=%s reason=\"%s\"", c->rs ? "failed" : "skip",
+	        mfs_log_value(rel, q, sizeof(q)), strerror(e));
+	return c->rs ? -e : 0;
+}
+
 /* Scans subfolder @name of @dirfd, never through a symlink. */
 static int scan_sub(struct scan_ctx *c, int dirfd, const char *rel, const char *name,
                     unsigned depth)
 {
-	char *sub_rel = NULL, q[LQ_PATH];
+	char *sub_rel = NULL;
 	int fd, ret, e;
 
 	if (asprintf(&sub_rel, "%s%s%s", rel, rel[0] ? "/" : "", name) < 0)
@@ -873,12 +1008,9 @@ static int scan_sub(struct scan_ctx *c, int dirfd, const char *rel, const char *
 	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		e = errno;
-		/* ENOENT: removed since the listing (a reload racing a change). */
-		if (e != ENOTDIR && e != ELOOP && e != ENOENT)
-			mfs_log(LOG_WARNING, "scan-skip path=%s reason=\"%s\"",
-			        mfs_log_value(sub_rel, q, sizeof(q)), strerror(e));
+		ret = scan_open_failed(c, sub_rel, e);
 		free(sub_rel);
-		return 0;
+		return ret;
 	}
 	ret = scan_dir(c, fd, sub_rel, depth + 1);
 	free(sub_rel);
@@ -910,8 +1042,12 @@ static int scan_dir(struct scan_ctx *c, int dirfd, const char *rel, unsigned dep
 		return 0;
 	}
 	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
+	if (fd < 0) {
+		ret = -errno;
+		if (mfs_fd_errno(ret))
+			mfs_fd_exhausted(c->m, "store-scan", ret);
+		return ret;
+	}
 	d = fdopendir(fd);
 	if (!d) {
 		close(fd);
@@ -1059,9 +1195,11 @@ static int change_add(struct rescan *rs, enum change_kind kind, struct mfs_model
 }
 
 /*
- * Drops a model no reader can reach any more: freed if no node points at
- * it, else kept until unmount (a kernel inode or an open file may still use
- * its nodes). A failed allocation here leaks it rather than free it early.
+ * Retires a model no new lookup can reach any more (unlinked, or never
+ * linked): its published reference is dropped by mfs_store_retire() once
+ * the kernel was told to forget its names, which the invalidation list
+ * still points at. A failed allocation here leaks it rather than free it
+ * early.
  */
 static void model_discard(struct mfs_mount *m, struct mfs_model *model)
 {
@@ -1069,15 +1207,11 @@ static void model_discard(struct mfs_mount *m, struct mfs_model *model)
 
 	if (!model)
 		return;
-	if (!model->made_nodes) {
-		model_free(model);
-		return;
-	}
-	p = realloc(m->retired, (m->n_retired + 1) * sizeof(*p));
+	p = realloc(m->retiring, (m->n_retiring + 1) * sizeof(*p));
 	if (!p)
 		return;
-	m->retired = p;
-	m->retired[m->n_retired++] = model;
+	m->retiring = p;
+	m->retiring[m->n_retiring++] = model;
 }
 
 /* Index of the model at @path in the sorted m->models, or SIZE_MAX. */
@@ -1129,6 +1263,8 @@ static int rescan_found(struct scan_ctx *c, int dirfd, const char *rel, const st
 		ret = read_sig(dirfd, &buf, &len, why, sizeof(why));
 		if (ret == -ENOMEM)
 			return ret;
+		if (mfs_fd_errno(ret))
+			mfs_fd_exhausted(m, "model.sig", ret);
 		if (!ret) {
 			read_ok = true;
 			mv_sha256(buf, len, h);
@@ -1352,21 +1488,145 @@ int mfs_store_rescan(struct mfs_mount *m, mfs_dir_fn dir_fn, void *dir_arg,
 	return ret;
 }
 
+/* ---- the lifetime of a model version (mount_int.h, Lifetime) ---- */
+
+void mfs_model_ref(struct mfs_model *model, uint64_t n)
+{
+	if (model && n)
+		__atomic_fetch_add(&model->refs, n, __ATOMIC_RELAXED);
+}
+
+/* Takes @model off the list of retired versions, if it is there. */
+static void retired_remove(struct mfs_mount *m, struct mfs_model *model)
+{
+	pthread_mutex_lock(&m->node_lock);
+	for (size_t i = 0; i < m->n_retired; i++)
+		if (m->retired[i] == model) {
+			m->retired[i] = m->retired[--m->n_retired];
+			break;
+		}
+	pthread_mutex_unlock(&m->node_lock);
+}
+
+/*
+ * Frees a version nobody references: no published name, no kernel inode,
+ * no handle, no job. Its trees' descriptors leave the fd cache and their
+ * hash blocks the hash-block cache; its inode numbers become free.
+ */
+static void version_free(struct mfs_mount *m, struct mfs_model *model)
+{
+	retired_remove(m, model);
+	for (size_t i = 0; i < model->n_all; i++) {
+		struct mfs_node *n = model->all_nodes[i];
+
+		mfs_file_node_free(m, n);
+		node_slot_give(m, n);
+		node_free(n);
+	}
+	model->n_all = 0;
+	mfs_count(&m->ctr.versions_freed, 1);
+	model_free(model);
+	/* A version is big (a node, a resource and a tree per file): give its pages back. */
+	malloc_trim(0);
+}
+
+void mfs_model_unref(struct mfs_mount *m, struct mfs_model *model, uint64_t n)
+{
+	uint64_t left;
+
+	if (!model || !n)
+		return;
+	left = __atomic_sub_fetch(&model->refs, n, __ATOMIC_ACQ_REL);
+	if (left == 0)
+		version_free(m, model);
+	else if (left > UINT64_MAX / 2)
+		/* More dropped than taken: keep it forever rather than free it twice. */
+		mfs_log(LOG_CRIT, "model-refs-underflow model=%s refs=%" PRIu64, model->path, left);
+}
+
+void mfs_store_retire(struct mfs_mount *m)
+{
+	size_t n = m->n_retiring;
+
+	for (size_t i = 0; i < n; i++) {
+		struct mfs_model *model = m->retiring[i];
+		struct mfs_model **p;
+
+		pthread_mutex_lock(&m->node_lock);
+		p = realloc(m->retired, (m->n_retired + 1) * sizeof(*p));
+		if (p) {
+			m->retired = p;
+			m->retired[m->n_retired++] = model;
+		}
+		pthread_mutex_unlock(&m->node_lock);
+		if (p)
+			mfs_model_unref(m, model, 1);
+	}
+	m->n_retiring = 0;
+}
+
+/*
+ * Takes a reference on a listed retired version unless its count already
+ * reached 0: its freeing has begun (version_free() waits for node_lock to
+ * take it off the list). Called with m->node_lock held.
+ */
+static bool ref_if_alive(struct mfs_model *model)
+{
+	uint64_t r = __atomic_load_n(&model->refs, __ATOMIC_RELAXED);
+
+	while (r)
+		if (__atomic_compare_exchange_n(&model->refs, &r, r + 1, true, __ATOMIC_ACQUIRE,
+		                                __ATOMIC_RELAXED))
+			return true;
+	return false;
+}
+
+int mfs_store_retired_hold(struct mfs_mount *m, struct mfs_model ***out, size_t *n)
+{
+	int ret = 0;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&m->node_lock);
+	if (m->n_retired) {
+		*out = malloc(m->n_retired * sizeof(**out));
+		if (!*out) {
+			ret = -ENOMEM;
+			goto out;
+		}
+		for (size_t i = 0; i < m->n_retired; i++)
+			if (ref_if_alive(m->retired[i]))
+				(*out)[(*n)++] = m->retired[i];
+	}
+out:
+	pthread_mutex_unlock(&m->node_lock);
+	return ret;
+}
+
+void mfs_store_retired_release(struct mfs_mount *m, struct mfs_model **models, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		mfs_model_unref(m, models[i], 1);
+	free(models);
+}
+
+size_t mfs_store_n_retired(struct mfs_mount *m)
+{
+	size_t n;
+
+	pthread_mutex_lock(&m->node_lock);
+	n = m->n_retired;
+	pthread_mutex_unlock(&m->node_lock);
+	return n;
+}
+
 /* ---- unmount ---- */
 
 void mfs_store_free(struct mfs_mount *m)
 {
-	for (size_t i = 0; i < m->n_nodes; i++) {
-		struct mfs_node *n = m->nodes[i];
-
-		if (n->txv)
-			mfs_tx_free(n);
-		pthread_mutex_destroy(&n->lock);
-		pthread_mutex_destroy(&n->load_lock);
-		free(n->kids);
-		free(n->name);
-		free(n);
-	}
+	for (size_t i = 0; i < m->n_nodes; i++)
+		if (m->nodes[i])
+			node_free(m->nodes[i]);
 	free(m->nodes);
 	m->nodes = NULL;
 	m->n_nodes = 0;
@@ -1375,6 +1635,9 @@ void mfs_store_free(struct mfs_mount *m)
 	free(m->old_tables);
 	m->old_tables = NULL;
 	m->n_old_tables = 0;
+	free(m->free_slots);
+	m->free_slots = NULL;
+	m->n_free = 0;
 	for (size_t i = 0; i < m->n_models; i++)
 		model_free(m->models[i]);
 	free(m->models);
@@ -1385,6 +1648,11 @@ void mfs_store_free(struct mfs_mount *m)
 	free(m->retired);
 	m->retired = NULL;
 	m->n_retired = 0;
+	for (size_t i = 0; i < m->n_retiring; i++)
+		model_free(m->retiring[i]);
+	free(m->retiring);
+	m->retiring = NULL;
+	m->n_retiring = 0;
 }
 
 int mfs_openat_nofollow(int dirfd, const char *relpath, int flags)

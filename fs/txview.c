@@ -54,16 +54,6 @@
 #define TX_RECORD_MAGIC "modelfs-transcode-record 2\n"
 #define TX_MAC_TAG      "hmac-sha256 "
 
-/* Is @name's safetensors name already taken in @dir (whose kids are unsorted)? */
-static bool name_taken(const struct mfs_node *dir, const char *name)
-{
-	for (size_t i = 0; i < dir->n_kids; i++) {
-		if (strcmp(dir->kids[i]->name, name) == 0)
-			return true;
-	}
-	return false;
-}
-
 static bool ends_with(const char *s, const char *suffix)
 {
 	size_t l = strlen(s), sl = strlen(suffix);
@@ -71,24 +61,39 @@ static bool ends_with(const char *s, const char *suffix)
 	return l > sl && strcmp(s + l - sl, suffix) == 0;
 }
 
-/* Adds the view node of file @f under its folder, if its name is free. */
-static int tx_node_add(struct mfs_mount *m, struct mfs_model *model, struct mfs_node *f)
-{
-	struct mfs_txview *v;
-	struct mfs_node *t;
-	char *name = mfs_tx_rename(f->name);
-	int ret = 0;
+/* A name in a folder of the model being built: a child, or a view wanted there. */
+struct tx_name {
+	const struct mfs_node *dir;
+	const char *name;
+	struct mfs_node *file; /* a view's source; NULL for an existing child */
+};
 
-	if (!name)
-		return -ENOMEM;
-	if (strcmp(name, f->name) == 0 || strlen(name) > NAME_MAX || name_taken(f->parent, name))
-		goto out; /* no view: a pickle here is simply hidden */
-	v = calloc(1, sizeof(*v));
-	t = v ? mfs_node_new(m, MFS_N_TX, name, model) : NULL;
+/* By folder, then name; at equal names existing children first, then views by source. */
+static int tx_name_cmp(const void *a, const void *b)
+{
+	const struct tx_name *x = a, *y = b;
+	int c;
+
+	if (x->dir != y->dir)
+		return x->dir < y->dir ? -1 : 1;
+	c = strcmp(x->name, y->name);
+	if (c || x->file == y->file)
+		return c;
+	if (!x->file || !y->file)
+		return x->file ? 1 : -1;
+	return strcmp(x->file->name, y->file->name);
+}
+
+/* Adds the view node @name of file @f under its folder (the name is free). */
+static int tx_node_add(struct mfs_mount *m, struct mfs_model *model, struct mfs_node *f,
+                       const char *name)
+{
+	struct mfs_txview *v = calloc(1, sizeof(*v));
+	struct mfs_node *t = v ? mfs_node_new(m, MFS_N_TX, name, model) : NULL;
+
 	if (!t) {
 		free(v);
-		ret = -ENOMEM;
-		goto out;
+		return -ENOMEM;
 	}
 	v->src = f;
 	v->is_index = ends_with(f->name, ".index.json");
@@ -96,21 +101,71 @@ static int tx_node_add(struct mfs_mount *m, struct mfs_model *model, struct mfs_
 	v->fd = -1;
 	t->txv = v;
 	f->tx = t;
-	ret = mfs_node_add_kid(f->parent, t);
-out:
-	free(name);
-	return ret;
+	return mfs_node_add_kid(f->parent, t);
+}
+
+/*
+ * The wanted views of the model's files, with every existing child, sorted
+ * so that a view whose name a child (or an earlier view) already has is
+ * skipped in one pass: O(n log n) for a model of n nodes. Names that a view
+ * would not change, or that do not fit a directory entry, get no view.
+ * Return: 0 or -ENOMEM; @out (malloc'd, names of views malloc'd) and @n set.
+ */
+static int tx_names(struct mfs_model *model, struct tx_name **out, size_t *n)
+{
+	struct tx_name *a = calloc(model->n_all + model->n_files + 1, sizeof(*a));
+	size_t k = 0;
+
+	*out = a;
+	if (!a)
+		return -ENOMEM;
+	for (size_t i = 0; i < model->n_all; i++) {
+		const struct mfs_node *c = model->all_nodes[i];
+
+		if (c->parent && c->parent->model == model)
+			a[k++] = (struct tx_name){.dir = c->parent, .name = c->name};
+	}
+	for (size_t i = 0; i < model->n_files; i++) {
+		struct mfs_node *f = model->files[i];
+		char *name = mfs_tx_rename(f->name);
+
+		if (!name)
+			goto nomem;
+		if (strcmp(name, f->name) == 0 || strlen(name) > NAME_MAX) {
+			free(name);
+			continue; /* no view: a pickle here is simply hidden */
+		}
+		a[k++] = (struct tx_name){.dir = f->parent, .name = name, .file = f};
+	}
+	qsort(a, k, sizeof(*a), tx_name_cmp);
+	*n = k;
+	return 0;
+nomem:
+	for (size_t i = 0; i < k; i++)
+		if (a[i].file)
+			free((char *)a[i].name);
+	free(a);
+	*out = NULL;
+	return -ENOMEM;
 }
 
 int mfs_tx_nodes_add(struct mfs_mount *m, struct mfs_model *model)
 {
-	for (size_t i = 0; i < model->n_files; i++) {
-		int ret = tx_node_add(m, model, model->files[i]);
+	struct tx_name *a;
+	size_t n = 0;
+	int ret = tx_names(model, &a, &n);
 
-		if (ret)
-			return ret;
+	for (size_t i = 0; !ret && i < n; i++) {
+		bool taken = i > 0 && a[i - 1].dir == a[i].dir && !strcmp(a[i - 1].name, a[i].name);
+
+		if (a[i].file && !taken)
+			ret = tx_node_add(m, model, a[i].file, a[i].name);
 	}
-	return 0;
+	for (size_t i = 0; i < n; i++)
+		if (a[i].file)
+			free((char *)a[i].name);
+	free(a);
+	return ret;
 }
 
 /* Publishes a decision; fields written before are visible to acquire loads. */

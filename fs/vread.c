@@ -11,7 +11,9 @@
  *
  * Trees are loaded on first use: from the cache folder (trees this mount
  * built), else from MODEL/.modelfs/trees. A missing or damaged tree is
- * rebuilt from the data, and kept only if the data matches the signature.
+ * rebuilt from the data, and kept only if the data matches the signature;
+ * the build runs in the mount's bounded pool (treebuild.c), and the thread
+ * that needs the tree waits for it at most --tree-build-wait.
  *
  * A file stored packed (MODEL/.modelfs/packed/<digest>.zst, docs/packing.md)
  * is read through the mount's frame cache: each frame is decompressed under
@@ -132,13 +134,6 @@ out:
 	return fd;
 }
 
-/* Counts one failed check of @n, for the mount and for its model (metrics). */
-static void count_failure(struct mfs_mount *m, struct mfs_node *n)
-{
-	mfs_count(&m->ctr.verify_failures, 1);
-	mfs_count(&n->model->verify_failures, 1);
-}
-
 /*
  * Whether to log a failure of @n now: the first one is, then at most one per
  * MFS_LOG_INTERVAL_S per file, so a reader looping on a bad block cannot
@@ -162,75 +157,6 @@ static struct mfs_zfile *packed_of(struct mfs_node *n)
 	if (__atomic_load_n(&n->stored, __ATOMIC_ACQUIRE) != MFS_STORED_PACKED)
 		return NULL;
 	return __atomic_load_n(&n->zf, __ATOMIC_ACQUIRE);
-}
-
-/*
- * Builds the tree of @n into the cache folder from its data: the plain file
- * @data_fd, or the decompressed frames of its packed copy @zf (bounded, see
- * mv_zpack_measure). The file gets its final name only if the root and
- * digest equal the signed ones; a concurrent builder of the same digest
- * writes identical bytes, and the rename is atomic.
- */
-static int tree_build(struct mfs_mount *m, struct mfs_node *n, int data_fd, struct mfs_zfile *zf,
-                      const char *why)
-{
-	size_t ds = mv_hash_digest_size(n->tree->params.alg);
-	struct mv_tree_writer w = {.dirfd = m->cache_fd, .fd = -1};
-	char name[MV_TREE_NAME_MAX];
-	struct mv_measurement meas;
-	struct mv_err err = {0};
-	int ret;
-
-	mfs_log(LOG_NOTICE,
-	        "tree-build model=%s file=%s stored_as=%s reason=\"%s\" bytes=%" PRIu64
-	        " note=\"reads the whole file once\"",
-	        n->model->path, n->res->name, zf ? "packed" : "plain", why,
-	        n->tree->params.data_size);
-	ret = mv_tree_writer_open(&w, m->cache_fd, &n->tree->params);
-	if (mfs_fd_errno(ret)) {
-		/* As mfs_openat_bounded(): cached tree fds give way, then one retry. */
-		mfs_fdcache_shed(m);
-		ret = mv_tree_writer_open(&w, m->cache_fd, &n->tree->params);
-		if (mfs_fd_errno(ret))
-			mfs_fd_exhausted(m, "tree-build", ret);
-	}
-	if (ret) {
-		mv_err_set(&err, ret, "cache folder: %s", strerror(-ret));
-		goto out;
-	}
-	if (zf)
-		ret = mv_zpack_measure(zf->fd, n->res->name, &n->tree->params, NULL,
-		                       mv_tree_writer_sink, &w, &meas, &err);
-	else
-		ret = mv_measure_fd(data_fd, &n->tree->params, mv_tree_writer_sink, &w, &meas);
-	if (ret)
-		goto out;
-	if (memcmp(meas.root, n->tree->root, ds) != 0 ||
-	    memcmp(meas.digest, n->res->merkle.digest, ds) != 0) {
-		ret = mv_err_set(&err, -EBADMSG,
-		                 "data does not match the signed root; tree not built");
-		goto out;
-	}
-	mv_tree_file_name(&n->res->merkle, name);
-	ret = mv_tree_writer_commit(&w, &meas, name, true, NULL);
-	if (ret)
-		mv_err_set(&err, ret, "cache folder: %s", strerror(-ret));
-	else
-		mfs_count(&m->ctr.trees_built, 1);
-out:
-	mv_tree_writer_abort(&w);
-	if (ret) {
-		char mq[256], fq[256];
-
-		if (ret == -EBADMSG)
-			count_failure(m, n);
-		mfs_log(LOG_ERR, "%s model=%s file=%s reason=\"%s\"",
-		        ret == -EBADMSG ? "verify-failure" : "tree-build-failed",
-		        mfs_log_value(n->model->path, mq, sizeof(mq)),
-		        mfs_log_value(n->res->name, fq, sizeof(fq)),
-		        err.msg[0] ? err.msg : strerror(-ret));
-	}
-	return ret;
 }
 
 /* ---- the tree fd cache (struct mfs_fdcache in mount_int.h) ---- */
@@ -610,16 +536,31 @@ static int negative_hit(struct mfs_mount *m, struct mfs_node *n)
 	return -EBADMSG;
 }
 
+/* Takes what a finished build found into the negative cache. load_lock held. */
+static void negative_apply(struct mfs_mount *m, struct mfs_node *n, const struct mfs_tb_result *res)
+{
+	if (res->ret == -EBADMSG && res->have_id)
+		negative_set(m, n, &res->id);
+	else if (!res->ret)
+		negative_set(m, n, NULL);
+}
+
 /*
  * Builds the tree of @n unless its data is known bad: the negative cache.
- * The identity is taken before the build reads, so a file changed during
- * it is seen as new at the next open. Only a mismatch with the signature
- * (-EBADMSG) is remembered: a full cache folder or EMFILE may pass.
- * Called with the node's load_lock held.
+ * The build runs in the mount's pool (treebuild.c), not on this thread,
+ * which waits for it at most --tree-build-wait. The identity is taken
+ * before the build reads, so a file changed during it is seen as new at
+ * the next open. Only a mismatch with the signature (-EBADMSG) is
+ * remembered: a full cache folder or EMFILE may pass.
+ * Called with the node's load_lock held; it is released while waiting, so
+ * the caller must look at the node's tree again after a success.
+ * Return: 0 (the tree is in the cache folder), -EBADMSG, -ETIMEDOUT (still
+ * building), -EAGAIN (not queued), or -errno.
  */
 static int tree_build_once(struct mfs_mount *m, struct mfs_node *n, int data_fd,
                            struct mfs_zfile *zf, const char *why)
 {
+	struct mfs_tb_result res;
 	struct mfs_file_id id;
 	bool have_id;
 	int ret;
@@ -628,12 +569,57 @@ static int tree_build_once(struct mfs_mount *m, struct mfs_node *n, int data_fd,
 	have_id = file_id_of(zf ? zf->fd : data_fd, &id) == 0;
 	if (have_id && n->bad_known && file_id_equal(&id, &n->bad_id))
 		return negative_hit(m, n);
-	ret = tree_build(m, n, data_fd, zf, why);
-	if (ret == -EBADMSG && have_id)
-		negative_set(m, n, &id);
-	else if (!ret)
-		negative_set(m, n, NULL);
-	return ret;
+	ret = mfs_tree_build_wait(m, n, data_fd, zf, why, have_id ? &id : NULL, &res);
+	if (ret)
+		return ret;
+	negative_apply(m, n, &res);
+	return res.ret;
+}
+
+/*
+ * Opens the tree file of @n from the cache folder, else from the model.
+ * @why: out: "damaged" when the model's exists but is unusable.
+ * Return: the fd (with *@off, *@in_model), or -errno.
+ */
+static int tree_find(struct mfs_mount *m, struct mfs_node *n, const char *name, const char *rel,
+                     uint64_t *off, bool *in_model, const char **why)
+{
+	int fd = tree_open(m, n, m->cache_fd, name, off);
+
+	*in_model = false;
+	if (fd < 0 && !mfs_fd_errno(fd)) {
+		fd = tree_open(m, n, n->model->dirfd, rel, off);
+		*in_model = fd >= 0;
+		if (fd == -EBADMSG)
+			*why = "damaged";
+	}
+	return fd;
+}
+
+/*
+ * Claims what a build of @n found after its waiters had given up (the pool
+ * keeps it, treebuild.c): a mismatch goes to the negative cache; a success
+ * means the tree in the cache folder is fresh from the data.
+ * Return: whether such a fresh tree is there. load_lock held.
+ */
+static bool tree_build_claim(struct mfs_mount *m, struct mfs_node *n)
+{
+	struct mfs_tb_result res;
+
+	if (!mfs_tree_build_kept(m, n, &res))
+		return false;
+	negative_apply(m, n, &res);
+	return res.ret == 0;
+}
+
+/*
+ * The one rebuild of @n is spent: its build ended (whatever it found).
+ * Counted once, though every reader that waited for it gets here.
+ */
+static void rebuild_spent(struct mfs_mount *m, struct mfs_node *n)
+{
+	if (!__atomic_exchange_n(&n->rebuilt, true, __ATOMIC_ACQ_REL))
+		mfs_count(&m->ctr.tree_rebuilds, 1);
 }
 
 /*
@@ -643,46 +629,42 @@ static int tree_build_once(struct mfs_mount *m, struct mfs_node *n, int data_fd,
  * @rebuild: in: @old failed a hash-block check: build from the data (once
  *           per node); else look in the cache folder, then the model, and
  *           build only if both are missing or damaged
- * Serialized per node by its load_lock. Return: 0 or -errno.
+ * Serialized per node by its load_lock, except while waiting for a build
+ * (tree_build_once()). A rebuild whose wait timed out is not spent: the
+ * next failed read joins it, or takes its tree once it is built.
+ * Return: 0 or -errno (-ETIMEDOUT: still building).
  */
 static int ftree_load_as(struct mfs_mount *m, struct mfs_node *n, int data_fd,
                          struct mfs_ftree *old, bool rebuild)
 {
 	char name[MV_TREE_NAME_MAX], rel[sizeof(MV_TREES_DIR) + MV_TREE_NAME_MAX];
-	const char *why = "missing";
-	bool in_model = false;
+	const char *why = rebuild ? "a read failed verification" : "missing";
+	bool in_model = false, fresh;
 	uint64_t off = 0;
 	int fd = -1, ret = 0;
 
 	pthread_mutex_lock(&n->load_lock);
 	if (n->ft != old)
 		goto out; /* another thread got here first */
+	fresh = tree_build_claim(m, n);
 	if (rebuild && __atomic_load_n(&n->rebuilt, __ATOMIC_ACQUIRE)) {
 		ret = -EBADMSG; /* the one rebuild was tried and the data did not match */
 		goto out;
 	}
 	tree_names(n, name, rel);
 	if (!rebuild) {
-		fd = tree_open(m, n, m->cache_fd, name, &off);
-		if (fd < 0 && !mfs_fd_errno(fd)) {
-			fd = tree_open(m, n, n->model->dirfd, rel, &off);
-			in_model = fd >= 0;
-			if (fd == -EBADMSG)
-				why = "damaged";
-		}
+		fd = tree_find(m, n, name, rel, &off, &in_model, &why);
 		if (mfs_fd_errno(fd)) {
 			ret = fd; /* a build would not get a descriptor either */
 			goto out;
 		}
-	} else {
-		why = "a read failed verification";
-		__atomic_store_n(&n->rebuilt, true, __ATOMIC_RELEASE);
-		mfs_count(&m->ctr.tree_rebuilds, 1);
 	}
 	if (fd < 0) {
-		ret = tree_build_once(m, n, data_fd, packed_of(n), why);
-		if (ret)
-			goto out;
+		ret = fresh ? 0 : tree_build_once(m, n, data_fd, packed_of(n), why);
+		if (rebuild && ret != -ETIMEDOUT && ret != -EAGAIN)
+			rebuild_spent(m, n);
+		if (ret || n->ft != old)
+			goto out; /* load_lock was let go: another waiter installed it */
 		fd = tree_open(m, n, m->cache_fd, name, &off);
 		if (fd < 0) {
 			ret = fd;
@@ -839,7 +821,7 @@ static void log_failure(struct mfs_mount *m, struct mfs_node *n, int ret, uint64
 	char exp[2 * MV_MAX_DIGEST_SIZE + 1], act[2 * MV_MAX_DIGEST_SIZE + 1];
 	char mq[256], fq[256], sup[48];
 
-	count_failure(m, n);
+	mfs_count_failure(m, n);
 	if (!failure_logged(n, sup, sizeof(sup)))
 		return;
 	mfs_log_value(n->model->path, mq, sizeof(mq));
@@ -897,7 +879,7 @@ static void log_packed_failure(struct mfs_mount *m, struct mfs_node *n, ssize_t 
 {
 	char mq[256], fq[256], rq[512], sup[48];
 
-	count_failure(m, n);
+	mfs_count_failure(m, n);
 	if (!failure_logged(n, sup, sizeof(sup)))
 		return;
 	mfs_log(LOG_ERR, "verify-failure model=%s file=%s stored_as=packed reason=%s%s",
@@ -1001,7 +983,7 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 		else
 			snprintf(why, sizeof(why), "short read: %zd of %" PRIu64 " bytes", got,
 			         alen);
-		count_failure(m, n);
+		mfs_count_failure(m, n);
 		if (failure_logged(n, sup, sizeof(sup)))
 			mfs_log(LOG_ERR,
 			        "read-failure model=%s file=%s offset=%" PRIu64 " reason=\"%s\"%s",
@@ -1119,7 +1101,7 @@ int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd)
 		                         NULL, n->res->name);
 	if (ret) {
 		if (ret != -ENOMEM)
-			count_failure(m, n);
+			mfs_count_failure(m, n);
 		mfs_log(LOG_ERR, "packed-damaged model=%s file=%s reason=\"%s\"", n->model->path,
 		        n->res->name, err.msg[0] ? err.msg : "seek table does not fit the tree");
 		goto out;
@@ -1151,16 +1133,19 @@ const char *mfs_file_stored_as(struct mfs_mount *m, struct mfs_node *n)
 	return st == MFS_STORED_PACKED ? "packed" : "plain";
 }
 
+void mfs_file_node_free(struct mfs_mount *m, struct mfs_node *n)
+{
+	ftree_free(n->ft);
+	n->ft = NULL;
+	zfile_free(m, n->zf);
+	n->zf = NULL;
+}
+
 void mfs_file_trees_free(struct mfs_mount *m)
 {
-	for (size_t i = 0; i < m->n_nodes; i++) {
-		struct mfs_node *n = m->nodes[i];
-
-		ftree_free(n->ft);
-		n->ft = NULL;
-		zfile_free(m, n->zf);
-		n->zf = NULL;
-	}
+	for (size_t i = 0; i < m->n_nodes; i++)
+		if (m->nodes[i])
+			mfs_file_node_free(m, m->nodes[i]);
 	if (!m->fdc.ready)
 		return;
 	/* Replaced trees still borrowed at unmount keep their slots: leaked with them. */

@@ -33,6 +33,13 @@ def run_modelfs(*args, check=None, input=None, timeout=600, **kw):
     return p
 
 
+def sanitized_build(binary=None) -> bool:
+    """Is the binary built with AddressSanitizer? Its quarantine holds freed memory
+    (up to 256 MiB), so the daemon's RSS then says nothing about modelfs's own."""
+    with open(binary or modelfs_bin(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 @pytest.fixture
 def modelfs():
     return run_modelfs

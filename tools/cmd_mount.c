@@ -71,6 +71,50 @@ static int parse_timeout(struct mount_args *a, const char *s)
 	return 0;
 }
 
+/* --tree-builders / tree_builders=: threads that build missing trees, 1 to 16. */
+static int parse_builders(struct mount_args *a, const char *s)
+{
+	if (cli_parse_uint(s, 1, 16, &a->o.tree_builders)) {
+		cli_error("mount: bad --tree-builders '%s' (1 to 16)", s);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/**
+ * parse_build_wait() - --tree-build-wait / tree_build_wait=: how long an open
+ * waits for a missing tree's build before it gets EIO
+ * @a: out: a->o.tree_build_wait_ms
+ * @s: in: seconds, with at most three decimals (milliseconds): "30", "0.5";
+ *     more than 0 and at most 3600. Parsed by hand: no locale, no rounding.
+ * Return: 0, or -EINVAL with a message.
+ */
+static int parse_build_wait(struct mount_args *a, const char *s)
+{
+	unsigned long long ms = 0;
+	const char *p = s;
+	int frac = -1;
+
+	for (; *p && ms <= 3600000ull; p++) {
+		if (*p == '.' && frac < 0 && p != s) {
+			frac = 0;
+			continue;
+		}
+		if (*p < '0' || *p > '9' || frac == 3)
+			break;
+		ms = ms * 10 + (unsigned)(*p - '0');
+		frac += frac >= 0;
+	}
+	for (int i = frac < 0 ? 0 : frac; i < 3; i++)
+		ms *= 10;
+	if (*p || frac == 0 || ms == 0 || ms > 3600000ull) {
+		cli_error("mount: bad --tree-build-wait '%s' (seconds, 0.001 to 3600)", s);
+		return -EINVAL;
+	}
+	a->o.tree_build_wait_ms = (unsigned)ms;
+	return 0;
+}
+
 /**
  * parse_id() - --uid / uid=, --gid / gid=: the owner or group every node shows
  * @s: in: a number, as vfat and sshfs take it (no name lookup: the daemon
@@ -167,6 +211,10 @@ static int parse_o(struct mount_args *a, char *s)
 			ret = parse_control(a, opt + 15);
 		else if (strncmp(opt, "unmount_timeout=", 16) == 0)
 			ret = parse_timeout(a, opt + 16);
+		else if (strncmp(opt, "tree_builders=", 14) == 0)
+			ret = parse_builders(a, opt + 14);
+		else if (strncmp(opt, "tree_build_wait=", 16) == 0)
+			ret = parse_build_wait(a, opt + 16);
 		else if (strcmp(opt, "relatime") == 0 || strcmp(opt, "norelatime") == 0 ||
 		         strcmp(opt, "strictatime") == 0 || strcmp(opt, "nostrictatime") == 0 ||
 		         strcmp(opt, "lazytime") == 0 || strcmp(opt, "nolazytime") == 0 ||
@@ -200,6 +248,8 @@ enum {
 	OPT_UMASK,
 	OPT_CONTROL_ACCESS,
 	OPT_NAME_CHECK,
+	OPT_TREE_BUILDERS,
+	OPT_TREE_BUILD_WAIT,
 };
 
 static const struct option long_opts[] = {
@@ -212,6 +262,8 @@ static const struct option long_opts[] = {
     {"hblock-cache", required_argument, NULL, OPT_HCACHE},
     {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"tree-builders", required_argument, NULL, OPT_TREE_BUILDERS},
+    {"tree-build-wait", required_argument, NULL, OPT_TREE_BUILD_WAIT},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"watch", no_argument, NULL, OPT_WATCH},
     {"unmount-timeout", required_argument, NULL, OPT_UNMOUNT_TIMEOUT},
@@ -269,6 +321,8 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_GID: ret = parse_id(optarg, "--gid", &a->o.set_gid, &a->o.gid); break;
 		case OPT_UMASK: ret = parse_umask(a, optarg); break;
 		case OPT_CONTROL_ACCESS: ret = parse_control(a, optarg); break;
+		case OPT_TREE_BUILDERS: ret = parse_builders(a, optarg); break;
+		case OPT_TREE_BUILD_WAIT: ret = parse_build_wait(a, optarg); break;
 		case OPT_THREADS:
 			ret = cli_parse_uint(optarg, 0, 1024, &a->o.threads);
 			if (ret || a->o.threads == 0) {
@@ -300,7 +354,8 @@ static void print_help(void)
 	      "                       trust_ca=CA, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
 	      "                       cache_size=SIZE, ready_file=PATH, watch,\n"
 	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
-	      "                       gid=N, umask=MASK, control_access=WHO\n"
+	      "                       gid=N, umask=MASK, control_access=WHO,\n"
+	      "                       tree_builders=N, tree_build_wait=SECONDS\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
 	      "  --pickle POLICY      transcode (default: safe checkpoints appear as\n"
@@ -315,6 +370,11 @@ static void print_help(void)
 	      "  --cache-size SIZE    memory for decompressed, verified frames of packed\n"
 	      "                       files (default 64M)\n"
 	      "  --threads N          FUSE worker threads (default: number of CPUs)\n"
+	      "  --tree-builders N    threads that build missing Merkle trees, off the FUSE\n"
+	      "                       workers (1 to 16, default 2; 64 more builds may queue)\n"
+	      "  --tree-build-wait S  an open (or lookup) needing a tree being built waits\n"
+	      "                       at most S seconds (default 30, fractions allowed), then\n"
+	      "                       gets EIO while the build goes on (docs/mount.md)\n"
 	      "  --ready-file PATH    write PATH (pid=, mountpoint=, models=) once the mount\n"
 	      "                       answers; removed when it stops (docs/operations.md)\n"
 	      "  --watch              rescan the store when it changes (live reload)\n"

@@ -72,7 +72,6 @@ void mv_walk_free(struct mv_walk *w);
 /* Adds more ignore paths (same rules as mv_walk_open's). -ENOMEM on failure. */
 int mv_walk_add_ignores(struct mv_walk *w, const char *const *paths, size_t n);
 
-
 /* True if @rel is an ignore path of @w or lies below one. */
 bool mv_walk_ignored(const struct mv_walk *w, const char *rel);
 

@@ -24,11 +24,13 @@ After every fault is cleared the same reads must succeed without remounting
 import contextlib
 import errno
 import importlib.util
+import json
 import os
 import pathlib
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -37,8 +39,8 @@ import pytest
 
 from conftest import ROOT, run_modelfs
 from test_metrics import parse_exposition
-from test_mount import (Mount, drop_caches, force_unmount, is_mounted, keys,  # noqa: F401
-                        seal, write)
+from test_mount import (FuseProcess, Mount, drop_caches, force_unmount, is_mounted,  # noqa: F401
+                        keys, seal, write)
 
 BS = 4096  # the Merkle block size `modelfs seal` uses by default
 SIZE = 256 * BS + 1234  # w.bin: 256 whole blocks and a partial one
@@ -54,29 +56,20 @@ def faultfs_bin() -> pathlib.Path:
 # helpers
 # --------------------------------------------------------------------------
 
-class FaultFS:
+class FaultFS(FuseProcess):
     """faultfs -f SRC MNT in a subprocess; always unmounted on exit."""
+
+    what = "faultfs"
 
     def __init__(self, src, mnt):
         self.src, self.mnt = pathlib.Path(src), pathlib.Path(mnt)
         self.mnt.mkdir(parents=True, exist_ok=True)
         self.logpath = self.mnt.parent / (self.mnt.name + ".log")
         self.proc = None
-
-    def __enter__(self):
         exe = faultfs_bin()
         if not exe.is_file():
             pytest.fail(f"faultfs not built at {exe} (set MODELFS_BUILD to the build folder)")
-        self.logf = open(self.logpath, "w")
-        self.proc = subprocess.Popen([str(exe), "-f", str(self.src), str(self.mnt)],
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
-        while not is_mounted(self.mnt):
-            if self.proc.poll() is not None or time.time() > deadline:
-                self.close()
-                raise AssertionError(f"faultfs did not come up: {self.logpath.read_text()}")
-            time.sleep(0.05)
-        return self
+        self.args = [str(exe), "-f", str(self.src), str(self.mnt)]
 
     def rules(self, *lines):
         """Sends one batch of rule lines (one write: applied whole or not at all)."""
@@ -96,20 +89,6 @@ class FaultFS:
             text, _, n = ln.rpartition(" hits=")
             out[text] = int(n)
         return out
-
-    def close(self):
-        force_unmount(self.mnt)
-        if self.proc and self.proc.poll() is None:
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.logf.close()
-
-    def __exit__(self, *exc):
-        self.close()
-        return False
 
 
 @contextlib.contextmanager
@@ -581,3 +560,145 @@ def test_cache_on_full_tmpfs(tmp_path, keys, ckpt):  # noqa: F811
             assert len(cache_entries(cache / "transcoded")) == 2
     finally:
         force_unmount(fs)
+
+
+# --------------------------------------------------------------------------
+# faults on what a scan or a reload reads: model.sig, attestations, folders;
+# and on packed copies
+# --------------------------------------------------------------------------
+
+def sighup_done(m):
+    """SIGHUP to the daemon; the status' reload object once that reload ended."""
+    before = m.status()["reload"]["count"]
+    os.kill(m.proc.pid, signal.SIGHUP)
+    deadline = time.time() + 10
+    while m.status()["reload"]["count"] == before:
+        assert time.time() < deadline, "the reload did not end"
+        time.sleep(0.05)
+    return m.status()["reload"]
+
+
+def models_of(m) -> dict:
+    return {e["path"]: e for e in m.status()["models"]}
+
+
+def test_sig_unreadable_at_reload_keeps_served_version(tmp_path, keys, plain):  # noqa: F811
+    """EIO reading a changed model.sig: the served version stays, the error is shown."""
+    store, data, _ = plain
+    with rig(tmp_path, keys, store) as (ff, m):
+        src_model = tmp_path / "src" / "store" / "m"
+        write(src_model / "new.txt", b"only in the new version\n")
+        seal(src_model, keys["trusted"])
+        ff.rules("store/m/model.sig read=EIO")
+        r = sighup_done(m)
+        assert r["last_result"] == "ok" and r["changed"] == 0, r
+        assert ff.hits()["store/m/model.sig read=EIO"] > 0
+        entry = models_of(m)["m"]
+        assert "Input/output error" in entry.get("reload_error", ""), entry
+        assert sorted(os.listdir(m.mnt / "m")) == ["other.bin", "w.bin"]
+        drop_caches()
+        assert (m.mnt / "m" / "w.bin").read_bytes() == data
+        ff.clear()
+        r = sighup_done(m)
+        assert r["changed"] == 1, r
+        assert (m.mnt / "m" / "new.txt").read_bytes() == b"only in the new version\n"
+        assert "reload_error" not in models_of(m)["m"]
+
+
+def test_sig_unreadable_at_mount_refuses_then_serves(tmp_path, keys, plain):  # noqa: F811
+    """EIO on model.sig at mount refuses the model, naming the cause; a reload serves it."""
+    store, data, _ = plain
+    src = tmp_path / "src"
+    shutil.copytree(store, src / "store")
+    with FaultFS(src, tmp_path / "ff") as ff:
+        ff.rules("store/m/model.sig read=EIO")
+        with Mount(ff.mnt / "store", tmp_path / "mnt", f"{keys['trusted']}.pub",
+                   cache=ff.mnt / "cache") as m:
+            refused = {e["path"]: e for e in m.status()["refused"]}
+            assert "Input/output error" in refused["m"]["reason"], refused
+            assert not (m.mnt / "m").exists()
+            ff.clear()
+            sighup_done(m)
+            assert (m.mnt / "m" / "w.bin").read_bytes() == data
+
+
+def test_store_folder_unreadable_at_reload_changes_nothing(tmp_path, keys, plain):  # noqa: F811
+    """A folder that cannot be opened during a reload must not make its models vanish."""
+    store, data, _ = plain
+    with rig(tmp_path, keys, store) as (ff, m):
+        for fault in ("open=EIO", "open=EMFILE"):
+            before = counters(m)["fd_exhausted"]
+            ff.rules("clear", f"store/m {fault}")
+            r = sighup_done(m)
+            assert r["last_result"] != "ok" and r["removed"] == 0, (fault, r)
+            assert "m" in models_of(m), fault
+            drop_caches()
+            assert (m.mnt / "m" / "w.bin").read_bytes() == data
+            assert log_lines(m, "scan-failed"), fault
+            if fault == "open=EMFILE":
+                assert counters(m)["fd_exhausted"] > before
+        ff.clear()
+        r = sighup_done(m)
+        assert r["last_result"] == "ok" and r["removed"] == 0, r
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory, keys):  # noqa: F811
+    """A store whose model p holds w.bin only as its packed copy (64 KiB frames)."""
+    store = tmp_path_factory.mktemp("packedstore") / "store"
+    data = b"\0" + bytes(b & 0x0F for b in os.urandom(40 * 65536 - 1))  # compressible
+    write(store / "p" / "w.bin", data)
+    seal(store / "p", keys["trusted"])
+    run_modelfs("pack", "--frame-size", "64K", "--remove-original", "-q", store / "p",
+                check=0)
+    assert not (store / "p" / "w.bin").exists()
+    return store, data
+
+
+def test_eio_in_packed_copy(tmp_path, keys, packed):  # noqa: F811
+    """EIO inside a packed copy fails the frames it covers, not the others, then heals."""
+    store, data = packed
+    zst = next((store / "p" / ".modelfs" / "packed").glob("*.zst"))
+    mid = zst.stat().st_size // 2
+    rule = f"store/p/.modelfs/packed/{zst.name} read=EIO from={mid} len=4096"
+    with rig(tmp_path, keys, store) as (ff, m):
+        path = m.mnt / "p" / "w.bin"
+        fails = counters(m)["verify_failures"]
+        ff.rules(rule)
+        drop_caches()
+        fd = open_random(path)
+        try:
+            assert os.pread(fd, 65536, 0) == data[:65536]  # the first frame is elsewhere
+            got, err = careful_read(fd, 0, len(data))
+            assert err == errno.EIO, err
+            assert got == data[:len(got)] and len(got) < len(data)
+        finally:
+            os.close(fd)
+        assert ff.hits()[rule] > 0
+        assert counters(m)["verify_failures"] > fails
+        ff.clear()
+        assert_reads_again(path, data)
+
+
+def test_attestation_unreadable(tmp_path, keys, plain):  # noqa: F811
+    """EIO reading an attestation: the model is served, the attestation unverified, with why."""
+    store, data, _ = plain
+    pred = tmp_path / "pred.json"
+    pred.write_text('{"result": "pass"}')
+    s2 = tmp_path / "s2"
+    shutil.copytree(store, s2)
+    run_modelfs("attest", "--key", f"{keys['trusted']}.key", "--predicate-type",
+                "https://example.com/scan/v1", "--predicate", pred, s2 / "m", check=0)
+    att = next((s2 / "m" / ".modelfs" / "attestations").glob("*.json"))
+    src = tmp_path / "src"
+    shutil.copytree(s2, src / "store")
+    with FaultFS(src, tmp_path / "ff") as ff:
+        ff.rules(f"store/m/.modelfs/attestations/{att.name} read=EIO")
+        with Mount(ff.mnt / "store", tmp_path / "mnt", f"{keys['trusted']}.pub",
+                   cache=ff.mnt / "cache") as m:
+            assert (m.mnt / "m" / "w.bin").read_bytes() == data
+            # listed, not verified, with the reason; a policy needing it would refuse
+            atts = json.loads(os.getxattr(m.mnt / "m", "user.modelfs.attestations"))
+            assert [a["file"] for a in atts] == [att.name], atts
+            assert atts[0]["verified"] is False
+            assert "Input/output error" in atts[0]["reason"], atts

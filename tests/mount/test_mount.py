@@ -61,19 +61,13 @@ def force_unmount(path):
             time.sleep(0.1)
 
 
-class Mount:
-    """`modelfs mount -f` in a subprocess; always unmounted on exit."""
+class FuseProcess:
+    """A FUSE daemon run in the foreground (`self.args`) at `self.mnt`; always unmounted.
 
-    def __init__(self, store, mnt, trust, *extra, cache=None):
-        self.store, self.mnt = pathlib.Path(store), pathlib.Path(mnt)
-        self.mnt.mkdir(parents=True, exist_ok=True)
-        self.logpath = self.mnt.parent / (self.mnt.name + ".log")
-        self.args = [modelfs_bin(), "mount", "-f"]
-        for t in ([trust] if isinstance(trust, (str, pathlib.Path)) else trust):
-            self.args += ["--trust", str(t)]
-        self.args += ["--cache-dir", str(cache or self.mnt.parent / (self.mnt.name + ".cache"))]
-        self.args += [*map(str, extra), str(self.store), str(self.mnt)]
-        self.proc = None
+    Subclasses set args, mnt and logpath; `what` names it in the start-up failure.
+    """
+
+    what = "mount"
 
     def __enter__(self):
         self.logf = open(self.logpath, "w")
@@ -82,16 +76,13 @@ class Mount:
         while not is_mounted(self.mnt):
             if self.proc.poll() is not None or time.time() > deadline:
                 self.close()
-                raise AssertionError(f"mount did not come up: {self.log()}")
+                raise AssertionError(f"{self.what} did not come up: {self.log()}")
             time.sleep(0.05)
         return self
 
     def log(self) -> str:
         self.logf.flush()
         return self.logpath.read_text()
-
-    def status(self):
-        return json.loads((self.mnt / ".modelfs" / "status.json").read_text())
 
     def close(self):
         force_unmount(self.mnt)
@@ -106,6 +97,24 @@ class Mount:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+class Mount(FuseProcess):
+    """`modelfs mount -f` in a subprocess; always unmounted on exit."""
+
+    def __init__(self, store, mnt, trust, *extra, cache=None):
+        self.store, self.mnt = pathlib.Path(store), pathlib.Path(mnt)
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        self.logpath = self.mnt.parent / (self.mnt.name + ".log")
+        self.args = [modelfs_bin(), "mount", "-f"]
+        for t in ([trust] if isinstance(trust, (str, pathlib.Path)) else trust):
+            self.args += ["--trust", str(t)]
+        self.args += ["--cache-dir", str(cache or self.mnt.parent / (self.mnt.name + ".cache"))]
+        self.args += [*map(str, extra), str(self.store), str(self.mnt)]
+        self.proc = None
+
+    def status(self):
+        return json.loads((self.mnt / ".modelfs" / "status.json").read_text())
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT, modelfs_bin
+from conftest import ROOT, modelfs_bin, sanitized_build
 
 SOAK = str(ROOT / "tools" / "soak")
 KINDS = ("seq", "rand", "mmap", "getfattr", "ls")
@@ -99,19 +99,18 @@ def test_soak_one_minute_correct(run):
     assert not bad, "\n".join(bad) + "\n\n" + report
 
 
-@pytest.mark.xfail(strict=True, reason="issue #12 §1, open: a replaced model version (its "
-                   "nodes, tree fds and hash blocks) is kept until unmount, so alternating "
-                   "signatures grow RSS and fds; docs/reliability.md, Soak")
 def test_soak_one_minute_flat(run):
     """RSS and fds flat within 10% after warm-up, and the tool's overall pass."""
     s, p, _, _, report = run
-    for key in ("rss_kib", "fds"):
+    asan = sanitized_build()  # ASan's quarantine keeps freed memory: RSS is not ours
+    for key in ("fds",) if asan else ("rss_kib", "fds"):
         d = s[key]
         assert d["warmup_end"] > 0 and d["max_after_warmup"] <= 1.10 * d["warmup_end"], (
             f"{key} not flat: {d['warmup_end']} at the end of warm-up, "
             f"max {d['max_after_warmup']} at t={d['max_t_s']} s (x{d['ratio']}), "
             f"{d.get('growth_per_reload')} per reload")
-    assert s["result"] == "pass" and p.returncode == 0, report
+    if not asan:
+        assert s["result"] == "pass" and p.returncode == 0, report
 
 
 def test_usage_errors_exit_2():
