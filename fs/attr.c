@@ -139,7 +139,7 @@ static struct mfs_attr file_attr(const struct mfs_node *f, int dirfd, struct mfs
 		e = errno;
 	}
 	/* As mfs_open_backing(): the packed copy only when the plain file is absent. */
-	if (e != ENOENT || !f->res->has_merkle || !f->tree)
+	if (e != ENOENT || !f->res->has_merkle || mfs_file_empty(f))
 		return a;
 	mv_zpack_file_name(&f->res->merkle, name);
 	snprintf(rel, sizeof(rel), "%s/%s", MV_PACKED_DIR, name);

@@ -208,7 +208,11 @@ struct mfs_node {
 	size_t n_kids, cap_kids;
 	struct mfs_model *model;       /* model folder and everything in it */
 	const struct mv_resource *res; /* files */
-	const struct mv_tree *tree;    /* files: trusted tree (NULL if empty) */
+	/*
+	 * Files: the trusted tree, made from @res at first use (mfs_file_tree()),
+	 * so a file never read costs no tree; NULL until then and for empty files.
+	 */
+	struct mv_tree *tree;
 	/* files, lazily: */
 	int fmt_known; /* atomic flag; fmt valid once set */
 	enum mfs_format fmt;
@@ -651,6 +655,17 @@ void mfs_store_retired_release(struct mfs_mount *m, struct mfs_model **models, s
  */
 int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
                   const uint8_t **out, size_t *out_len);
+/*
+ * The trusted tree of a non-empty file node, made from its signed root on
+ * first use and kept with the node. NULL for an empty file, or on ENOMEM.
+ * Lock-free.
+ */
+const struct mv_tree *mfs_file_tree(struct mfs_node *n);
+/* Is the file node empty (nothing to verify)? */
+static inline bool mfs_file_empty(const struct mfs_node *n)
+{
+	return n->res->merkle.params.data_size == 0;
+}
 /* Loads (or builds) the file's tree before the first read. 0 or -EIO. */
 int mfs_file_prepare(struct mfs_mount *m, struct mfs_node *n, int fd);
 /* The file's format, detected once through verified reads. */

@@ -125,6 +125,7 @@ static void node_free(struct mfs_node *n)
 		mfs_tx_free(n);
 	pthread_mutex_destroy(&n->lock);
 	pthread_mutex_destroy(&n->load_lock);
+	free(n->tree);
 	free(n->kids);
 	free(n->name);
 	free(n);
@@ -553,19 +554,19 @@ out:
 	return ret;
 }
 
-/* Checks what the mount needs from each signed file; fills model->trees. */
+/*
+ * Checks what the mount needs from each signed file. Trees themselves are
+ * made at a file's first use (mfs_file_tree()): a signature of many files
+ * costs no tree for the files never read.
+ */
 static int check_resources(struct mfs_model *model, char *why, size_t why_len)
 {
 	const struct mv_manifest *man = model->man;
 
-	model->trees = calloc(man->n_res ? man->n_res : 1, sizeof(*model->trees));
-	if (!model->trees) {
-		snprintf(why, why_len, "out of memory");
-		return -ENOMEM;
-	}
 	for (size_t i = 0; i < man->n_res; i++) {
 		const struct mv_resource *r = &man->res[i];
 		uint8_t d[MV_MAX_DIGEST_SIZE];
+		struct mv_tree t;
 		size_t ds;
 
 		if (!mv_resource_name_valid(r->name, false) || !components_fit(r->name)) {
@@ -579,7 +580,7 @@ static int check_resources(struct mfs_model *model, char *why, size_t why_len)
 		}
 		if (r->merkle.params.data_size == 0)
 			continue;
-		if (mv_tree_init(&model->trees[i], &r->merkle.params, r->merkle.root)) {
+		if (mv_tree_init(&t, &r->merkle.params, r->merkle.root)) {
 			snprintf(why, why_len, "bad Merkle parameters for %.200s", r->name);
 			return -EINVAL;
 		}
@@ -632,7 +633,6 @@ static int build_files(struct mfs_mount *m, struct mfs_model *model, char *why, 
 		if (!f)
 			return -ENOMEM;
 		f->res = r;
-		f->tree = r->merkle.params.data_size ? &model->trees[i] : NULL;
 		ret = mfs_node_add_kid(dir, f);
 		if (ret)
 			return ret;
@@ -788,7 +788,6 @@ static void model_free(struct mfs_model *model)
 	pthread_mutex_destroy(&model->lock);
 	pthread_mutex_destroy(&model->prov_lock);
 	free(model->all_nodes);
-	free(model->trees);
 	free(model->files);
 	free(model->refused);
 	free(model->reload_error);
@@ -1736,7 +1735,7 @@ static int open_packed(struct mfs_mount *m, struct mfs_node *n, int plain_err, i
 	struct stat st;
 	int f, ret;
 
-	if (!n->res->has_merkle || !n->tree)
+	if (!n->res->has_merkle || mfs_file_empty(n))
 		return open_failed(m, n, strerror(-plain_err));
 	mv_zpack_file_name(&n->res->merkle, name);
 	snprintf(rel, sizeof(rel), "%s/%s", MV_PACKED_DIR, name);

@@ -132,11 +132,11 @@ static void tb_log_failure(struct mfs_mount *m, struct mfs_node *n, int ret,
 static int tb_writer_open(struct mfs_mount *m, struct mfs_node *n, struct mv_tree_writer *w,
                           struct mv_err *err)
 {
-	int ret = mv_tree_writer_open(w, m->cache_fd, &n->tree->params);
+	int ret = mv_tree_writer_open(w, m->cache_fd, &n->res->merkle.params);
 
 	if (mfs_fd_errno(ret)) {
 		mfs_fdcache_shed(m);
-		ret = mv_tree_writer_open(w, m->cache_fd, &n->tree->params);
+		ret = mv_tree_writer_open(w, m->cache_fd, &n->res->merkle.params);
 		if (mfs_fd_errno(ret))
 			mfs_fd_exhausted(m, "tree-build", ret);
 	}
@@ -159,7 +159,7 @@ static int tb_writer_open(struct mfs_mount *m, struct mfs_node *n, struct mv_tre
 static int tb_build(struct mfs_mount *m, struct mfs_tbjob *j)
 {
 	struct mfs_node *n = j->n;
-	size_t ds = mv_hash_digest_size(n->tree->params.alg);
+	size_t ds = mv_hash_digest_size(n->res->merkle.params.alg);
 	struct mv_tree_writer w = {.dirfd = m->cache_fd, .fd = -1};
 	struct tb_sink sink = {.w = &w, .cancel = &j->cancel};
 	char name[MV_TREE_NAME_MAX];
@@ -172,20 +172,20 @@ static int tb_build(struct mfs_mount *m, struct mfs_tbjob *j)
 	        "tree-build model=%s file=%s stored_as=%s reason=\"%s\" bytes=%" PRIu64
 	        " note=\"reads the whole file once\"",
 	        n->model->path, n->res->name, j->zf ? "packed" : "plain", j->why,
-	        n->tree->params.data_size);
+	        n->res->merkle.params.data_size);
 	ret = tb_writer_open(m, n, &w, &err);
 	if (ret)
 		goto out;
 	if (j->zf)
-		ret = mv_zpack_measure(j->zf->fd, n->res->name, &n->tree->params, NULL, tb_sink_fn,
-		                       &sink, &meas, &err);
+		ret = mv_zpack_measure(j->zf->fd, n->res->name, &n->res->merkle.params, NULL,
+		                       tb_sink_fn, &sink, &meas, &err);
 	else
-		ret = mv_measure_fd(j->data_fd, &n->tree->params, tb_sink_fn, &sink, &meas);
+		ret = mv_measure_fd(j->data_fd, &n->res->merkle.params, tb_sink_fn, &sink, &meas);
 	if (__atomic_load_n(&j->cancel, __ATOMIC_RELAXED))
 		ret = -ECANCELED; /* whatever the sink's error became on the way up */
 	if (ret)
 		goto out;
-	if (memcmp(meas.root, n->tree->root, ds) != 0 ||
+	if (memcmp(meas.root, n->res->merkle.root, ds) != 0 ||
 	    memcmp(meas.digest, n->res->merkle.digest, ds) != 0) {
 		ret = mv_err_set(&err, -EBADMSG,
 		                 "data does not match the signed root; tree not built");

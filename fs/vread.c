@@ -116,7 +116,7 @@ static int tree_open(struct mfs_mount *m, struct mfs_node *n, int dirfd, const c
 		        n->model->path, n->res->name, rel, err.msg[0] ? err.msg : "short header");
 		goto out;
 	}
-	if (!mv_tree_params_equal(&h.params, &n->tree->params)) {
+	if (!mv_tree_params_equal(&h.params, &n->res->merkle.params)) {
 		mfs_log(LOG_WARNING,
 		        "tree-damaged model=%s file=%s tree=%s reason=\"parameters differ from "
 		        "the signature\"",
@@ -410,6 +410,27 @@ void mfs_fd_stats(struct mfs_mount *m, struct mfs_fd_stats *out)
 
 /* ---- loaded trees ---- */
 
+const struct mv_tree *mfs_file_tree(struct mfs_node *n)
+{
+	struct mv_tree *t = __atomic_load_n(&n->tree, __ATOMIC_ACQUIRE), *seen = NULL;
+
+	if (t || mfs_file_empty(n))
+		return t;
+	/* Checked at scan (store.c, check_resources()): only ENOMEM fails here. */
+	t = malloc(sizeof(*t));
+	if (!t || mv_tree_init(t, &n->res->merkle.params, n->res->merkle.root)) {
+		free(t);
+		return NULL;
+	}
+	/* Two first readers may race: one tree wins, the other is freed. */
+	if (!__atomic_compare_exchange_n(&n->tree, &seen, t, false, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_ACQUIRE)) {
+		free(t);
+		return seen;
+	}
+	return t;
+}
+
 /* Frees a tree no reader holds (replaced, or at unmount), closing its fd. */
 static void ftree_free(struct mfs_ftree *ft)
 {
@@ -450,6 +471,11 @@ static int ftree_install(struct mfs_mount *m, struct mfs_node *n, int fd, uint64
 	ft->m = m;
 	ft->node = n;
 	ft->in_model = in_model;
+	if (!mfs_file_tree(n)) {
+		close(fd);
+		free(ft);
+		return -ENOMEM;
+	}
 	if (mc_hblock_src_init(&ft->src, m->hcache, -1, tree_off, &n->tree->geo)) {
 		close(fd);
 		free(ft);
@@ -792,7 +818,7 @@ int mfs_file_prepare(struct mfs_mount *m, struct mfs_node *n, int fd)
 	struct mfs_ftree *ft;
 	int ret;
 
-	if (!n->tree)
+	if (mfs_file_empty(n))
 		return 0;
 	ret = ftree_get(m, n, fd, &ft);
 	if (ret)
@@ -817,7 +843,7 @@ static bool tree_fault(int ret, const struct mv_verify_failure *fail)
 static void log_failure(struct mfs_mount *m, struct mfs_node *n, int ret, uint64_t first_block,
                         const struct mv_verify_failure *fail)
 {
-	size_t ds = mv_hash_digest_size(n->tree->params.alg);
+	size_t ds = mv_hash_digest_size(n->res->merkle.params.alg);
 	char exp[2 * MV_MAX_DIGEST_SIZE + 1], act[2 * MV_MAX_DIGEST_SIZE + 1];
 	char mq[256], fq[256], sup[48];
 
@@ -853,8 +879,9 @@ static int verify(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t firs
 		if (ret)
 			return -EIO;
 		memset(&fail, 0, sizeof(fail));
-		ret = mv_verify_blocks(n->tree, &mc_hblock_ops, &ft->src, first_block, buf, len,
-		                       &fail);
+		/* Set: the tree was made before @ft was installed (ftree_install()). */
+		ret = mv_verify_blocks(mfs_file_tree(n), &mc_hblock_ops, &ft->src, first_block, buf,
+		                       len, &fail);
 		if (!ret || attempt > 0 || __atomic_load_n(&n->rebuilt, __ATOMIC_ACQUIRE) ||
 		    !tree_fault(ret, &fail)) {
 			ftree_put(n, ft);
@@ -938,14 +965,18 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 {
 	struct mfs_zfile *zf;
 	uint64_t size = n->res->merkle.params.data_size, aoff, alen;
+	const struct mv_tree *tree;
 	uint8_t *buf;
 	ssize_t got;
 	int ret;
 
 	*out_len = 0;
 	*out = NULL;
-	if (off >= size || len == 0 || !n->tree)
+	if (off >= size || len == 0)
 		return 0;
+	tree = mfs_file_tree(n);
+	if (!tree)
+		return -ENOMEM;
 	if (len > size - off)
 		len = (size_t)(size - off);
 	if (len > MFS_MAX_READ)
@@ -963,7 +994,7 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 		*out_len = len;
 		return 0;
 	}
-	ret = mv_range_to_blocks(n->tree, off, len, &aoff, &alen);
+	ret = mv_range_to_blocks(tree, off, len, &aoff, &alen);
 	if (ret || alen < len || off - aoff > alen - len)
 		return -EIO;
 	buf = thread_buf((size_t)alen);
@@ -991,7 +1022,7 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 			        mfs_log_value(n->res->name, fq, sizeof(fq)), aoff, why, sup);
 		return -EIO;
 	}
-	ret = verify(m, n, fd, aoff >> n->tree->geo.log_block_size, buf, (size_t)alen);
+	ret = verify(m, n, fd, aoff >> tree->geo.log_block_size, buf, (size_t)alen);
 	if (ret)
 		return ret;
 	mfs_count(&m->ctr.bytes_verified, alen);
@@ -1095,7 +1126,10 @@ int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd)
 	}
 	if (ret)
 		goto out;
-	ret = mv_zpack_open(zf->fd, n->res->name, size, n->tree->params.block_size, &zf->z, &err);
+	ret = mv_zpack_open(zf->fd, n->res->name, size, n->res->merkle.params.block_size, &zf->z,
+	                    &err);
+	if (!ret && !mfs_file_tree(n))
+		ret = -ENOMEM;
 	if (!ret)
 		ret = mc_zpack_file_init(&zf->zf, m->fcache, zf->fd, zf->z, n->tree, &mc_hblock_ops,
 		                         NULL, n->res->name);
