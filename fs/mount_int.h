@@ -95,15 +95,17 @@ enum mfs_tx_state {
 	MFS_TX_HIDDEN, /* the source is not one; the view does not exist */
 };
 
-/* The view side of a MFS_N_TX node; guarded by the node's load_lock. */
+/*
+ * The view side of a MFS_N_TX node that shows (issue #12: most views never
+ * do, and cost no mfs_txview). Made under the node's load_lock while the view
+ * is decided, published with a release store once complete (struct mfs_node,
+ * @txv); freed with the node. The source is the node's @tx, whether it is an
+ * index follows from the source's name (mfs_tx_is_index()), the verdict is
+ * the node's @tx_verdict. Fields below @data_size change only under load_lock.
+ */
 struct mfs_txview {
-	struct mfs_node *src;     /* the signed file it is made from */
-	bool is_index;            /* a *.index.json rewritten in memory */
-	int state;                /* enum mfs_tx_state, atomic; fields below valid once set */
 	uint64_t size;            /* the output's exact size */
 	uint64_t data_size;       /* checkpoints: its tensor bytes (an index's total_size) */
-	int verdict;              /* enum mfs_verdict of the source, -1 if not scanned */
-	char *reason;             /* why it is hidden (status), or NULL */
 	struct mfs_tx_plan *plan; /* checkpoints: the layout, kept for the first open */
 	char *text;               /* indexes: the rewritten JSON */
 	int fd;                   /* checkpoints: the checked cached output, or -1 */
@@ -190,6 +192,7 @@ struct mfs_model {
 	/* Lifetime (see the top of this file). */
 	uint64_t refs;               /* published + kernel lookups + handles + jobs (atomic) */
 	struct mfs_node **all_nodes; /* every node of this version, to free them with it */
+	struct mfs_slab *slab;       /* ... and the memory of those nodes and names (store.c) */
 	size_t n_all, cap_all;       /* ... written by the thread building it, before publishing */
 	struct mfs_node *bom_node;   /* MOUNT/.modelfs/bom/<path>.cdx.json, or NULL */
 	/* A newer model.sig that was refused; the version above still serves (ns_lock). */
@@ -219,11 +222,25 @@ struct mfs_node {
 	pthread_mutex_t lock;      /* guards ft and its refs */
 	pthread_mutex_t load_lock; /* serializes tree loads and rebuilds */
 	struct mfs_ftree *ft;
-	bool rebuilt;                 /* the one allowed rebuild was used */
-	int stored;                   /* enum mfs_stored, atomic */
-	struct mfs_zfile *zf;         /* packed copy, set once under load_lock (atomic pointer) */
-	struct mfs_node *tx;          /* files: their MFS_N_TX view, or NULL */
-	struct mfs_txview *txv;       /* MFS_N_TX nodes */
+	bool rebuilt;         /* the one allowed rebuild was used */
+	int stored;           /* enum mfs_stored, atomic */
+	struct mfs_zfile *zf; /* packed copy, set once under load_lock (atomic pointer) */
+	/*
+	 * Files: their MFS_N_TX view, or NULL. MFS_N_TX nodes: their source
+	 * file (never NULL), so a view needs no allocation of its own to know it.
+	 */
+	struct mfs_node *tx;
+	/*
+	 * MFS_N_TX nodes, by @tx_state (txview.c; read it with acquire, or use
+	 * mfs_tx_view()): SHOWN: @txv, complete before the state was published;
+	 * HIDDEN: @tx_reason, why (malloc'd, for status.json), NULL for the
+	 * common "not transcodable" (not a pickle, not an index); UNDECIDED:
+	 * neither. One word for both: a view is never shown and hidden.
+	 */
+	union {
+		struct mfs_txview *txv;
+		char *tx_reason;
+	};
 	struct mfs_ratelimit fail_rl; /* files: rate limit of failure log lines (log.c) */
 	/*
 	 * Negative cache (vread.c), guarded by @load_lock: the data identity
@@ -242,6 +259,14 @@ struct mfs_node {
 	 */
 	struct mfs_attr attr;
 	bool ctl; /* in the control folder: owned by the mount's user, not mapped */
+	/*
+	 * MFS_N_TX nodes (in what was tail padding: the node stays 312 bytes).
+	 * @tx_state: enum mfs_tx_state, atomic, stored with release once @txv
+	 * or @tx_reason and @tx_verdict are set, under load_lock, once.
+	 * @tx_verdict: enum mfs_verdict of the scanned source, -1 if not scanned.
+	 */
+	uint8_t tx_state;
+	int8_t tx_verdict;
 };
 
 /*
@@ -848,8 +873,15 @@ int mfs_tx_decide(struct mfs_mount *m, struct mfs_node *t);
 int mfs_tx_open(struct mfs_mount *m, struct mfs_node *t);
 /* Reads from a view opened with mfs_tx_open(). Bytes read, or -errno. */
 ssize_t mfs_tx_read(struct mfs_mount *m, struct mfs_node *t, void *buf, size_t len, uint64_t off);
-/* Frees view state (after unmount). */
+/* Frees what a view node holds: its mfs_txview or its hidden reason. */
 void mfs_tx_free(struct mfs_node *t);
+/* Is view @t the rewritten *.index.json of its source (else a checkpoint's)? */
+bool mfs_tx_is_index(const struct mfs_node *t);
+/* The view of MFS_N_TX node @t if it was decided shown, else NULL. Lock-free. */
+static inline struct mfs_txview *mfs_tx_view(const struct mfs_node *t)
+{
+	return __atomic_load_n(&t->tx_state, __ATOMIC_ACQUIRE) == MFS_TX_SHOWN ? t->txv : NULL;
+}
 
 /* ---- prov.c: BOM, attestations, policy ---- */
 

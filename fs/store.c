@@ -118,17 +118,67 @@ out:
 	pthread_mutex_unlock(&m->node_lock);
 }
 
+/*
+ * The nodes of a model version and their names, carved from 64 KiB chunks
+ * freed all at once with the version. A version is built and freed whole,
+ * many times over a long mount (each reload that changes a model): per-node
+ * malloc()s interleaved with everything else left the heap fragmented, so
+ * RSS kept growing for dozens of reloads after the memory was freed.
+ */
+#define SLAB_CHUNK (64u << 10)
+
+struct mfs_slab {
+	struct mfs_slab *next;
+	size_t used, cap;
+	_Alignas(16) unsigned char data[];
+};
+
+/* @len zeroed bytes, 16-byte aligned, from @model's chunks; NULL on ENOMEM. */
+static void *slab_alloc(struct mfs_model *model, size_t len)
+{
+	struct mfs_slab *s = model->slab;
+	void *p;
+
+	len = (len + 15) & ~(size_t)15;
+	if (!s || s->cap - s->used < len) {
+		size_t cap = len > SLAB_CHUNK ? len : SLAB_CHUNK;
+
+		s = malloc(sizeof(*s) + cap);
+		if (!s)
+			return NULL;
+		s->next = model->slab;
+		s->used = 0;
+		s->cap = cap;
+		model->slab = s;
+	}
+	p = s->data + s->used;
+	s->used += len;
+	return memset(p, 0, len);
+}
+
+static void slab_free(struct mfs_model *model)
+{
+	while (model->slab) {
+		struct mfs_slab *s = model->slab;
+
+		model->slab = s->next;
+		free(s);
+	}
+}
+
 /* Frees what a node holds and the node itself; its slot must be given back first. */
 static void node_free(struct mfs_node *n)
 {
-	if (n->txv)
+	if (n->kind == MFS_N_TX)
 		mfs_tx_free(n);
 	pthread_mutex_destroy(&n->lock);
 	pthread_mutex_destroy(&n->load_lock);
 	free(n->tree);
 	free(n->kids);
-	free(n->name);
-	free(n);
+	if (!n->model) { /* a version's nodes live in its slab */
+		free(n->name);
+		free(n);
+	}
 }
 
 /* Remembers @n as one of @model's nodes, to free it with the version. 0 or -ENOMEM. */
@@ -155,16 +205,20 @@ static int model_own(struct mfs_model *model, struct mfs_node *n)
 struct mfs_node *mfs_node_new(struct mfs_mount *m, enum mfs_node_kind kind, const char *name,
                               struct mfs_model *model)
 {
-	struct mfs_node *n = calloc(1, sizeof(*n));
+	size_t len = strlen(name) + 1;
+	struct mfs_node *n = model ? slab_alloc(model, sizeof(*n)) : calloc(1, sizeof(*n));
 
 	if (!n)
 		return NULL;
-	n->name = strdup(name);
+	n->name = model ? slab_alloc(model, len) : malloc(len);
 	if (!n->name || (model && model_own(model, n))) {
-		free(n->name);
-		free(n);
-		return NULL;
+		if (!model) {
+			free(n->name);
+			free(n);
+		}
+		return NULL; /* a version's chunks go with it */
 	}
+	memcpy(n->name, name, len);
 	n->kind = kind;
 	n->model = model;
 	pthread_mutex_init(&n->lock, NULL);
@@ -788,6 +842,7 @@ static void model_free(struct mfs_model *model)
 	pthread_mutex_destroy(&model->lock);
 	pthread_mutex_destroy(&model->prov_lock);
 	free(model->all_nodes);
+	slab_free(model);
 	free(model->files);
 	free(model->refused);
 	free(model->reload_error);
@@ -1866,7 +1921,7 @@ int mfs_node_check(struct mfs_mount *m, struct mfs_node *n)
 	if (f == MFS_FMT_PICKLE)
 		return -ENOENT;
 	/* A checkpoint index is replaced by its rewritten view when that exists. */
-	if (n->tx && n->tx->txv->is_index && mfs_tx_decide(m, n->tx) == 0)
+	if (n->tx && mfs_tx_is_index(n->tx) && mfs_tx_decide(m, n->tx) == 0)
 		return -ENOENT;
 	return 0;
 }
