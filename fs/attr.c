@@ -95,7 +95,7 @@ void mfs_node_attr(struct mfs_mount *m, const struct mfs_node *n, struct mfs_att
 		return;
 	}
 	if (n->kind == MFS_N_TX) {
-		src = n->txv->src;
+		src = n->tx; /* a view's @tx is its source file */
 	} else if (n->kind == MFS_N_BOM) {
 		/* A BOM describes its model: readable by those who may read the folder. */
 		src = n->model->node;

@@ -127,8 +127,10 @@ static void node_stat(struct mfs_mount *m, const struct mfs_node *n, struct stat
 		st->st_size = (off_t)n->res->merkle.params.data_size;
 	} else if (n->kind == MFS_N_TX) {
 		/* Decided at lookup, before any stat: the exact size of the output. */
-		if (__atomic_load_n(&n->txv->state, __ATOMIC_ACQUIRE) == MFS_TX_SHOWN)
-			st->st_size = (off_t)n->txv->size;
+		const struct mfs_txview *v = mfs_tx_view(n);
+
+		if (v)
+			st->st_size = (off_t)v->size;
 	} else if (n->kind == MFS_N_BOM) {
 		const char *bom;
 		size_t len = 0;

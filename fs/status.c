@@ -76,8 +76,7 @@ static cJSON *counters(struct mfs_mount *m)
 static cJSON *pickle_entry(const struct mfs_node *f)
 {
 	const struct mfs_node *t = f->tx;
-	const struct mfs_txview *v = t ? t->txv : NULL;
-	int st = v ? __atomic_load_n(&v->state, __ATOMIC_ACQUIRE) : MFS_TX_HIDDEN;
+	int st = t ? __atomic_load_n(&t->tx_state, __ATOMIC_ACQUIRE) : MFS_TX_HIDDEN;
 	cJSON *o = cJSON_CreateObject();
 
 	if (!o)
@@ -87,18 +86,19 @@ static cJSON *pickle_entry(const struct mfs_node *f)
 		cJSON_AddStringToObject(o, "check", "not yet run");
 		return o;
 	}
-	if (v && v->verdict >= 0)
+	/* Set before the state was published (release): read after the acquire above. */
+	if (t && t->tx_verdict >= 0)
 		cJSON_AddStringToObject(o, "verdict",
-		                        mfs_verdict_name((enum mfs_verdict)v->verdict));
+		                        mfs_verdict_name((enum mfs_verdict)t->tx_verdict));
 	if (st == MFS_TX_SHOWN) {
 		cJSON_AddStringToObject(o, "shown_as", t->name);
 		return o;
 	}
 	cJSON_AddBoolToObject(o, "hidden", 1);
 	cJSON_AddStringToObject(o, "reason",
-	                        !v          ? "its safetensors name is taken in the model"
-	                        : v->reason ? v->reason
-	                                    : "not transcodable");
+	                        !t             ? "its safetensors name is taken in the model"
+	                        : t->tx_reason ? t->tx_reason
+	                                       : "not transcodable");
 	return o;
 }
 

@@ -311,7 +311,7 @@ static void *tb_main(void *arg)
 {
 	struct mfs_mount *m = arg;
 	struct mfs_treebuild *p = &m->tb;
-	struct mfs_tbjob *j, *gone;
+	struct mfs_tbjob *j = NULL, *gone;
 	struct mfs_model *model;
 	int ret;
 

@@ -84,22 +84,25 @@ static int tx_name_cmp(const void *a, const void *b)
 	return strcmp(x->file->name, y->file->name);
 }
 
-/* Adds the view node @name of file @f under its folder (the name is free). */
+bool mfs_tx_is_index(const struct mfs_node *t)
+{
+	return ends_with(t->tx->name, ".index.json");
+}
+
+/*
+ * Adds the view node @name of file @f under its folder (the name is free).
+ * The node alone: it points back at @f through @tx, and gets its mfs_txview
+ * only if it is decided shown (mfs_tx_decide()).
+ */
 static int tx_node_add(struct mfs_mount *m, struct mfs_model *model, struct mfs_node *f,
                        const char *name)
 {
-	struct mfs_txview *v = calloc(1, sizeof(*v));
-	struct mfs_node *t = v ? mfs_node_new(m, MFS_N_TX, name, model) : NULL;
+	struct mfs_node *t = mfs_node_new(m, MFS_N_TX, name, model);
 
-	if (!t) {
-		free(v);
+	if (!t)
 		return -ENOMEM;
-	}
-	v->src = f;
-	v->is_index = ends_with(f->name, ".index.json");
-	v->verdict = -1;
-	v->fd = -1;
-	t->txv = v;
+	t->tx = f;
+	t->tx_verdict = -1;
 	f->tx = t;
 	return mfs_node_add_kid(f->parent, t);
 }
@@ -168,23 +171,40 @@ int mfs_tx_nodes_add(struct mfs_mount *m, struct mfs_model *model)
 	return ret;
 }
 
-/* Publishes a decision; fields written before are visible to acquire loads. */
-static void tx_set_state(struct mfs_txview *v, enum mfs_tx_state st)
-{
-	__atomic_store_n(&v->state, st, __ATOMIC_RELEASE);
-}
-
-/* Hides @t, keeping @reason (may be NULL) for the status file. */
+/*
+ * Hides @t, keeping @reason (may be NULL: not transcodable) for the status
+ * file: a string of its own only for the few views refused for a reason.
+ * The state is published last, with release: lock-free readers that see
+ * HIDDEN see the reason and the verdict.
+ */
 static void tx_hide(struct mfs_mount *m, struct mfs_node *t, const char *reason)
 {
-	struct mfs_txview *v = t->txv;
-
 	if (reason) {
-		v->reason = strdup(reason);
+		t->tx_reason = strdup(reason);
 		mfs_log(LOG_NOTICE, "transcode-refused model=%s file=%s reason=\"%s\"",
-		        t->model->path, v->src->res->name, reason);
+		        t->model->path, t->tx->res->name, reason);
 	}
-	tx_set_state(v, MFS_TX_HIDDEN);
+	__atomic_store_n(&t->tx_state, MFS_TX_HIDDEN, __ATOMIC_RELEASE);
+}
+
+/* Shows @t as @v, complete: the pointer, then the state, both with release. */
+static void tx_show(struct mfs_node *t, struct mfs_txview *v)
+{
+	__atomic_store_n(&t->txv, v, __ATOMIC_RELEASE);
+	__atomic_store_n(&t->tx_state, MFS_TX_SHOWN, __ATOMIC_RELEASE);
+}
+
+/* Frees a view that was not (or is no longer) published. */
+static void tx_view_free(struct mfs_txview *v)
+{
+	if (!v)
+		return;
+	mfs_tx_plan_free(v->plan);
+	mv_mem_tree_free(v->mt);
+	if (v->fd >= 0)
+		close(v->fd);
+	free(v->text);
+	free(v);
 }
 
 /* Opens the source with its tree loaded, for verified reads through @vc. */
@@ -209,17 +229,16 @@ static int src_open(struct mfs_mount *m, struct mfs_node *src, struct mfs_vctx *
 /* Scans the source; hides @t unless the verdict is safe. 0, or -EIO/-ENOMEM. */
 static int tx_scan(struct mfs_mount *m, struct mfs_node *t, struct mfs_vctx *vc)
 {
-	struct mfs_txview *v = t->txv;
 	struct mfs_scan_report rep = {0};
 	const struct mfs_scan_item *it;
 	char why[512];
 	int ret;
 
-	ret = mfs_scan(mfs_vpread, vc, v->src->res->merkle.params.data_size, &rep);
+	ret = mfs_scan(mfs_vpread, vc, t->tx->res->merkle.params.data_size, &rep);
 	if (ret)
 		return ret == -ENOMEM ? ret : -EIO;
 	it = &rep.items[0];
-	v->verdict = (int)it->verdict;
+	t->tx_verdict = (int8_t)it->verdict;
 	if (it->verdict != MFS_VERDICT_SAFE) {
 		/* The first reason found anywhere (members carry the details). */
 		const char *r = NULL;
@@ -234,29 +253,32 @@ static int tx_scan(struct mfs_mount *m, struct mfs_node *t, struct mfs_vctx *vc)
 	return 0;
 }
 
-/* Decides a checkpoint view: pickle, scanned safe, planned. 0 or -EIO/-ENOMEM. */
-static int decide_ckpt(struct mfs_mount *m, struct mfs_node *t)
+/*
+ * Decides a checkpoint view: pickle, scanned safe, planned; fills @v (not
+ * yet published) when shown. 0 or -EIO/-ENOMEM.
+ */
+static int decide_ckpt(struct mfs_mount *m, struct mfs_node *t, struct mfs_txview *v)
 {
-	struct mfs_txview *v = t->txv;
+	struct mfs_node *src = t->tx;
 	struct mfs_vctx vc = {.fd = -1};
 	struct mv_err err = {0};
 	enum mfs_format f;
 	int ret;
 
-	if (mfs_file_format(m, v->src, &f))
+	if (mfs_file_format(m, src, &f))
 		return -EIO;
 	if (f != MFS_FMT_PICKLE) {
 		tx_hide(m, t, NULL);
 		return 0;
 	}
-	ret = src_open(m, v->src, &vc);
+	ret = src_open(m, src, &vc);
 	if (ret)
 		return -EIO;
 	ret = tx_scan(m, t, &vc);
-	if (ret || __atomic_load_n(&v->state, __ATOMIC_RELAXED) == MFS_TX_HIDDEN)
+	if (ret || __atomic_load_n(&t->tx_state, __ATOMIC_RELAXED) == MFS_TX_HIDDEN)
 		goto out;
-	ret = mfs_tx_plan_new(mfs_vpread, &vc, v->src->res->merkle.params.data_size,
-	                      v->src->res->name, &v->plan, &err);
+	ret = mfs_tx_plan_new(mfs_vpread, &vc, src->res->merkle.params.data_size, src->res->name,
+	                      &v->plan, &err);
 	if (ret == -EIO || ret == -ENOMEM)
 		goto out; /* undecided: a verified read failed, or no memory */
 	if (ret) {
@@ -267,8 +289,8 @@ static int decide_ckpt(struct mfs_mount *m, struct mfs_node *t)
 	v->size = mfs_tx_plan_size(v->plan);
 	v->data_size = mfs_tx_plan_data_size(v->plan);
 	mfs_log(LOG_INFO, "transcode-view model=%s file=%s as=%s size=%" PRIu64, t->model->path,
-	        v->src->res->name, t->name, v->size);
-	tx_set_state(v, MFS_TX_SHOWN);
+	        src->res->name, t->name, v->size);
+	tx_show(t, v);
 out:
 	close(vc.fd);
 	return ret;
@@ -286,7 +308,7 @@ static int index_total(struct mfs_mount *m, struct mfs_node *t, const char *json
 {
 	cJSON *root = cJSON_ParseWithLength(json, len), *it;
 	cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
-	struct mfs_node *dir = t->txv->src->parent;
+	struct mfs_node *dir = t->tx->parent;
 	uint64_t sum = 0;
 	int ret = 0;
 
@@ -306,14 +328,15 @@ static int index_total(struct mfs_mount *m, struct mfs_node *t, const char *json
 		if (seen)
 			continue;
 		f = mfs_node_child(dir, it->valuestring);
-		if (!f || f->kind != MFS_N_FILE || !f->tx || f->tx->txv->is_index)
+		if (!f || f->kind != MFS_N_FILE || !f->tx || mfs_tx_is_index(f->tx))
 			goto out;
 		ret = mfs_tx_decide(m, f->tx);
 		if (ret) {
 			ret = ret == -ENOENT ? 0 : ret;
 			goto out;
 		}
-		if (__builtin_add_overflow(sum, f->tx->txv->data_size, &sum))
+		/* Shown (decided above): its txv is published and complete. */
+		if (__builtin_add_overflow(sum, mfs_tx_view(f->tx)->data_size, &sum))
 			goto out;
 	}
 	*total = sum;
@@ -322,11 +345,10 @@ out:
 	return ret;
 }
 
-/* Decides an index view: a JSON index whose weight_map can be rewritten. */
-static int decide_index(struct mfs_mount *m, struct mfs_node *t)
+/* Decides an index view: a JSON index whose weight_map can be rewritten; fills @v when shown. */
+static int decide_index(struct mfs_mount *m, struct mfs_node *t, struct mfs_txview *v)
 {
-	struct mfs_txview *v = t->txv;
-	uint64_t size = v->src->res->merkle.params.data_size, total;
+	uint64_t size = t->tx->res->merkle.params.data_size, total;
 	struct mfs_vctx vc = {.fd = -1};
 	struct mv_err err = {0};
 	enum mfs_format f;
@@ -334,13 +356,13 @@ static int decide_index(struct mfs_mount *m, struct mfs_node *t)
 	ssize_t got;
 	int ret;
 
-	if (mfs_file_format(m, v->src, &f))
+	if (mfs_file_format(m, t->tx, &f))
 		return -EIO;
 	if (f != MFS_FMT_JSON || size > TX_INDEX_MAX) {
 		tx_hide(m, t, NULL);
 		return 0;
 	}
-	ret = src_open(m, v->src, &vc);
+	ret = src_open(m, t->tx, &vc);
 	if (ret)
 		return -EIO;
 	buf = malloc((size_t)size + 1);
@@ -368,24 +390,38 @@ static int decide_index(struct mfs_mount *m, struct mfs_node *t)
 	v->size = strlen(v->text);
 	mv_sha256(v->text, (size_t)v->size, v->sha256);
 	v->have_sha256 = true;
-	tx_set_state(v, MFS_TX_SHOWN);
+	tx_show(t, v);
 out:
 	free(buf);
 	close(vc.fd);
 	return ret;
 }
 
+/*
+ * The mfs_txview is made here, under load_lock, and published only if the
+ * view shows (tx_show()); a hidden or undecidable view frees it again, so
+ * the ~400 bytes exist only for views that show.
+ */
 int mfs_tx_decide(struct mfs_mount *m, struct mfs_node *t)
 {
-	struct mfs_txview *v = t->txv;
-	int st = __atomic_load_n(&v->state, __ATOMIC_ACQUIRE), ret = 0;
+	int st = __atomic_load_n(&t->tx_state, __ATOMIC_ACQUIRE), ret = 0;
 
 	if (st != MFS_TX_UNDECIDED)
 		return st == MFS_TX_SHOWN ? 0 : -ENOENT;
 	pthread_mutex_lock(&t->load_lock);
-	if (__atomic_load_n(&v->state, __ATOMIC_ACQUIRE) == MFS_TX_UNDECIDED)
-		ret = v->is_index ? decide_index(m, t) : decide_ckpt(m, t);
-	st = __atomic_load_n(&v->state, __ATOMIC_ACQUIRE);
+	if (__atomic_load_n(&t->tx_state, __ATOMIC_ACQUIRE) == MFS_TX_UNDECIDED) {
+		struct mfs_txview *v = calloc(1, sizeof(*v));
+
+		if (v) {
+			v->fd = -1;
+			ret = mfs_tx_is_index(t) ? decide_index(m, t, v) : decide_ckpt(m, t, v);
+			if (__atomic_load_n(&t->tx_state, __ATOMIC_RELAXED) != MFS_TX_SHOWN)
+				tx_view_free(v);
+		} else {
+			ret = -ENOMEM;
+		}
+	}
+	st = __atomic_load_n(&t->tx_state, __ATOMIC_ACQUIRE);
 	pthread_mutex_unlock(&t->load_lock);
 	if (ret)
 		return ret == -ENOMEM ? ret : -EIO;
@@ -403,7 +439,7 @@ struct tx_entry {
 /* Fills @e for view @t. */
 static void tx_entry_init(struct mfs_mount *m, struct mfs_node *t, struct tx_entry *e)
 {
-	const struct mv_resource *r = t->txv->src->res;
+	const struct mv_resource *r = t->tx->res;
 	char hex[2 * MV_MAX_DIGEST_SIZE + 1];
 
 	mv_hex_encode(r->merkle.digest, mv_hash_digest_size(r->merkle.params.alg), hex);
@@ -626,7 +662,7 @@ static bool json_hex(cJSON *obj, const char *key, const uint8_t *bytes, size_t l
  */
 static char *record_body(const struct mfs_node *t, const uint8_t sha[32])
 {
-	const struct mv_resource *r = t->txv->src->res;
+	const struct mv_resource *r = t->tx->res;
 	const struct mv_manifest *man = t->model->man;
 	cJSON *root = cJSON_CreateObject(), *src, *out;
 	char *text = NULL;
@@ -677,7 +713,7 @@ static bool json_num_is(const cJSON *obj, const char *key, uint64_t v)
 static const char *record_body_check(const struct mfs_node *t, const char *body, size_t len,
                                      uint8_t sha[32])
 {
-	const struct mv_resource *r = t->txv->src->res;
+	const struct mv_resource *r = t->tx->res;
 	cJSON *root = cJSON_ParseWithLength(body, len);
 	const cJSON *src = cJSON_GetObjectItemCaseSensitive(root, "source");
 	const cJSON *out = cJSON_GetObjectItemCaseSensitive(root, "output");
@@ -922,11 +958,11 @@ static int produce(struct mfs_mount *m, struct mfs_node *t, const struct tx_entr
 		ret = mv_err_set(&err, -errno, "%s/%s: %s", m->tx_dir, tmp, strerror(errno));
 		goto out;
 	}
-	ret = src_open(m, v->src, &vc);
+	ret = src_open(m, t->tx, &vc);
 	if (ret)
 		goto out;
 	mfs_log(LOG_NOTICE, "transcode-start model=%s file=%s as=%s bytes=%" PRIu64, t->model->path,
-	        v->src->res->name, t->name, v->size);
+	        t->tx->res->name, t->name, v->size);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ret = mfs_tx_plan_write(v->plan, mfs_vpread, &vc, -1, fd, &err);
 	if (!ret && fsync(fd))
@@ -949,14 +985,14 @@ static int produce(struct mfs_mount *m, struct mfs_node *t, const struct tx_entr
 	fd = -1;
 	mfs_count(&m->ctr.transcodes, 1);
 	mfs_log(LOG_NOTICE, "transcode-done model=%s file=%s as=%s bytes=%" PRIu64 " seconds=%.3f",
-	        t->model->path, v->src->res->name, t->name, v->size,
+	        t->model->path, t->tx->res->name, t->name, v->size,
 	        (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 out:
 	if (ret) {
 		mv_mem_tree_free(v->mt);
 		v->mt = NULL;
 		mfs_log(LOG_ERR, "transcode-failed model=%s file=%s cache=%s reason=\"%s\"",
-		        t->model->path, v->src->res->name, mfs_log_value(m->tx_dir, cq, sizeof(cq)),
+		        t->model->path, t->tx->res->name, mfs_log_value(m->tx_dir, cq, sizeof(cq)),
 		        err.msg[0] ? err.msg : strerror(-ret));
 		unlinkat(m->tx_fd, tmp, 0);
 		if (published) {
@@ -973,12 +1009,13 @@ out:
 
 int mfs_tx_open(struct mfs_mount *m, struct mfs_node *t)
 {
-	struct mfs_txview *v = t->txv;
+	struct mfs_txview *v;
 	struct tx_entry *e = NULL;
 	int ret = mfs_tx_decide(m, t);
 
-	if (ret || v->is_index)
+	if (ret || mfs_tx_is_index(t))
 		return ret;
+	v = mfs_tx_view(t);
 	pthread_mutex_lock(&t->load_lock); /* concurrent first opens transcode once */
 	if (v->fd >= 0)
 		goto out;
@@ -993,7 +1030,7 @@ int mfs_tx_open(struct mfs_mount *m, struct mfs_node *t)
 		mfs_log(LOG_ERR,
 		        "transcode-failed model=%s file=%s reason=\"no cache key (%s/%s could not "
 		        "be created)\"",
-		        t->model->path, v->src->res->name, m->cache_base, MFS_CACHE_KEY);
+		        t->model->path, t->tx->res->name, m->cache_base, MFS_CACHE_KEY);
 		ret = -EIO;
 		goto out;
 	}
@@ -1063,7 +1100,7 @@ ssize_t mfs_tx_read(struct mfs_mount *m, struct mfs_node *t, void *buf, size_t l
 		return 0;
 	if (len > v->size - off)
 		len = (size_t)(v->size - off);
-	if (v->is_index) {
+	if (mfs_tx_is_index(t)) {
 		memcpy(buf, v->text + off, len);
 		return (ssize_t)len;
 	}
@@ -1072,14 +1109,12 @@ ssize_t mfs_tx_read(struct mfs_mount *m, struct mfs_node *t, void *buf, size_t l
 
 void mfs_tx_free(struct mfs_node *t)
 {
-	struct mfs_txview *v = t->txv;
+	int st = __atomic_load_n(&t->tx_state, __ATOMIC_ACQUIRE);
 
-	mfs_tx_plan_free(v->plan);
-	mv_mem_tree_free(v->mt);
-	if (v->fd >= 0)
-		close(v->fd);
-	free(v->text);
-	free(v->reason);
-	free(v);
+	if (st == MFS_TX_SHOWN)
+		tx_view_free(t->txv);
+	else if (st == MFS_TX_HIDDEN)
+		free(t->tx_reason);
 	t->txv = NULL;
+	t->tx_state = MFS_TX_UNDECIDED;
 }

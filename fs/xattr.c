@@ -175,7 +175,7 @@ static int x_statement(struct mfs_mount *m, struct mfs_node *n, char **out)
 /* The view of a MFS_N_TX node, decided (shown) before any attribute is given. */
 static struct mfs_txview *txv(struct mfs_mount *m, struct mfs_node *n)
 {
-	return mfs_tx_decide(m, n) == 0 ? n->txv : NULL;
+	return mfs_tx_decide(m, n) == 0 ? mfs_tx_view(n) : NULL;
 }
 
 static int x_tx_format(struct mfs_mount *m, struct mfs_node *n, char **out)
@@ -184,21 +184,21 @@ static int x_tx_format(struct mfs_mount *m, struct mfs_node *n, char **out)
 
 	if (!v)
 		return -ENODATA;
-	return xstr(mfs_format_name(v->is_index ? MFS_FMT_JSON : MFS_FMT_SAFETENSORS), out);
+	return xstr(mfs_format_name(mfs_tx_is_index(n) ? MFS_FMT_JSON : MFS_FMT_SAFETENSORS), out);
 }
 
 static int x_tx_from(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
 	struct mfs_txview *v = txv(m, n);
 
-	return v ? xstr(v->src->res->name, out) : -ENODATA;
+	return v ? xstr(n->tx->res->name, out) : -ENODATA;
 }
 
 static int x_tx_source_digest(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
 	struct mfs_txview *v = txv(m, n);
 
-	return v ? x_digest(m, v->src, out) : -ENODATA;
+	return v ? x_digest(m, n->tx, out) : -ENODATA;
 }
 
 /* Only checkpoints were scanned; an index is JSON and has no verdict. */
@@ -206,9 +206,9 @@ static int x_tx_verdict(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
 	struct mfs_txview *v = txv(m, n);
 
-	if (!v || v->verdict < 0)
+	if (!v || n->tx_verdict < 0)
 		return -ENODATA;
-	return xstr(mfs_verdict_name((enum mfs_verdict)v->verdict), out);
+	return xstr(mfs_verdict_name((enum mfs_verdict)n->tx_verdict), out);
 }
 
 static int x_tx_size(struct mfs_mount *m, struct mfs_node *n, char **out)
