@@ -105,7 +105,8 @@ def test_soak_one_minute_flat(run):
     asan = sanitized_build()  # ASan's quarantine keeps freed memory: RSS is not ours
     for key in ("fds",) if asan else ("rss_kib", "fds"):
         d = s[key]
-        assert d["warmup_end"] > 0 and d["max_after_warmup"] <= 1.10 * d["warmup_end"], (
+        assert d["warmup_end"] > 0 and (
+            d["max_after_warmup"] <= 1.10 * d["warmup_end"] + d.get("slack", 0)), (
             f"{key} not flat: {d['warmup_end']} at the end of warm-up, "
             f"max {d['max_after_warmup']} at t={d['max_t_s']} s (x{d['ratio']}), "
             f"{d.get('growth_per_reload')} per reload")
