@@ -30,7 +30,6 @@ import pathlib
 import re
 import resource
 import shutil
-import signal
 import subprocess
 import threading
 import time
@@ -39,6 +38,7 @@ import pytest
 
 from conftest import ROOT, run_modelfs
 from test_metrics import parse_exposition
+from test_reload import exposed, sighup
 from test_mount import (FuseProcess, Mount, drop_caches, force_unmount, is_mounted,  # noqa: F401
                         keys, seal, write)
 
@@ -567,21 +567,6 @@ def test_cache_on_full_tmpfs(tmp_path, keys, ckpt):  # noqa: F811
 # and on packed copies
 # --------------------------------------------------------------------------
 
-def sighup_done(m):
-    """SIGHUP to the daemon; the status' reload object once that reload ended."""
-    before = m.status()["reload"]["count"]
-    os.kill(m.proc.pid, signal.SIGHUP)
-    deadline = time.time() + 10
-    while m.status()["reload"]["count"] == before:
-        assert time.time() < deadline, "the reload did not end"
-        time.sleep(0.05)
-    return m.status()["reload"]
-
-
-def models_of(m) -> dict:
-    return {e["path"]: e for e in m.status()["models"]}
-
-
 def test_sig_unreadable_at_reload_keeps_served_version(tmp_path, keys, plain):  # noqa: F811
     """EIO reading a changed model.sig: the served version stays, the error is shown."""
     store, data, _ = plain
@@ -590,19 +575,19 @@ def test_sig_unreadable_at_reload_keeps_served_version(tmp_path, keys, plain):  
         write(src_model / "new.txt", b"only in the new version\n")
         seal(src_model, keys["trusted"])
         ff.rules("store/m/model.sig read=EIO")
-        r = sighup_done(m)
+        r = sighup(m, timeout=10)
         assert r["last_result"] == "ok" and r["changed"] == 0, r
         assert ff.hits()["store/m/model.sig read=EIO"] > 0
-        entry = models_of(m)["m"]
+        entry = exposed(m)["m"]
         assert "Input/output error" in entry.get("reload_error", ""), entry
         assert sorted(os.listdir(m.mnt / "m")) == ["other.bin", "w.bin"]
         drop_caches()
         assert (m.mnt / "m" / "w.bin").read_bytes() == data
         ff.clear()
-        r = sighup_done(m)
+        r = sighup(m, timeout=10)
         assert r["changed"] == 1, r
         assert (m.mnt / "m" / "new.txt").read_bytes() == b"only in the new version\n"
-        assert "reload_error" not in models_of(m)["m"]
+        assert "reload_error" not in exposed(m)["m"]
 
 
 def test_sig_unreadable_at_mount_refuses_then_serves(tmp_path, keys, plain):  # noqa: F811
@@ -618,7 +603,7 @@ def test_sig_unreadable_at_mount_refuses_then_serves(tmp_path, keys, plain):  # 
             assert "Input/output error" in refused["m"]["reason"], refused
             assert not (m.mnt / "m").exists()
             ff.clear()
-            sighup_done(m)
+            sighup(m, timeout=10)
             assert (m.mnt / "m" / "w.bin").read_bytes() == data
 
 
@@ -629,16 +614,16 @@ def test_store_folder_unreadable_at_reload_changes_nothing(tmp_path, keys, plain
         for fault in ("open=EIO", "open=EMFILE"):
             before = counters(m)["fd_exhausted"]
             ff.rules("clear", f"store/m {fault}")
-            r = sighup_done(m)
+            r = sighup(m, timeout=10)
             assert r["last_result"] != "ok" and r["removed"] == 0, (fault, r)
-            assert "m" in models_of(m), fault
+            assert "m" in exposed(m), fault
             drop_caches()
             assert (m.mnt / "m" / "w.bin").read_bytes() == data
             assert log_lines(m, "scan-failed"), fault
             if fault == "open=EMFILE":
                 assert counters(m)["fd_exhausted"] > before
         ff.clear()
-        r = sighup_done(m)
+        r = sighup(m, timeout=10)
         assert r["last_result"] == "ok" and r["removed"] == 0, r
 
 

@@ -14,13 +14,13 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import time
 
 import pytest
 
 from conftest import run_modelfs
+from test_reload import sighup
 from test_mount import Mount, rnd, write
 
 NAME_MSG = 'signed name "{n}" does not match store path "{p}" (--name-check={mode})'
@@ -77,15 +77,6 @@ def swap(a, b):
     os.rename(a, tmp)
     os.rename(b, a)
     os.rename(tmp, b)
-
-
-def sighup(m):
-    before = m.status()["reload"]["count"]
-    os.kill(m.proc.pid, signal.SIGHUP)
-    deadline = time.time() + 5
-    while m.status()["reload"]["count"] == before:
-        assert time.time() < deadline, "reload did not run"
-        time.sleep(0.05)
 
 
 def verify_same(keys, store, m, *extra):
@@ -171,7 +162,7 @@ def test_swapped_folders_refused_then_served_after_swap_back(tmp_path, nkeys):
         verify_same(nkeys, store, m)
         # Swapped back and rescanned: the reload runs the same check.
         swap(a, b)
-        sighup(m)
+        sighup(m, timeout=5)
         assert refused(m) == {}
         assert set(exposed(m)) == {"org/a", "org/b"}
         assert (m.mnt / "org" / "a" / "w.bin").read_bytes() == da
@@ -179,7 +170,7 @@ def test_swapped_folders_refused_then_served_after_swap_back(tmp_path, nkeys):
         # Swapped again while served: each path keeps its last good version
         # (the model it was), and the reload error names the mismatch.
         swap(a, b)
-        sighup(m)
+        sighup(m, timeout=5)
         ex = exposed(m)
         assert ex["org/a"]["reload_error"] == NAME_MSG.format(n="b", p="org/a", mode="suffix")
         assert ex["org/a"]["serving"] == "last good version"

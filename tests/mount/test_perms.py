@@ -24,7 +24,6 @@ import pathlib
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -33,6 +32,7 @@ from collections import namedtuple
 import pytest
 
 from conftest import modelfs_bin, run_modelfs
+from test_reload import sighup
 from test_mount import Mount, keys, rnd, seal, write  # noqa: F401 (keys: fixture)
 from test_transcode_view import torch_save
 
@@ -394,16 +394,6 @@ def test_bad_permission_options(base, keys, args):
 # derived nodes and live reload
 # --------------------------------------------------------------------------
 
-def sighup(m):
-    """Rescans the store (SIGHUP to the daemon) and waits until it is done."""
-    before = m.status()["reload"]["count"]
-    os.kill(m.proc.pid, signal.SIGHUP)
-    deadline = time.time() + 20
-    while m.status()["reload"]["count"] == before:
-        assert time.time() < deadline, "no reload"
-        time.sleep(0.05)
-
-
 def test_reload_picks_up_chmod(base, keys, other):
     """The mount shows the modes of the last (re)scan; a reload re-reads
     them and the kernel forgets what it cached (a day otherwise)."""
@@ -417,7 +407,7 @@ def test_reload_picks_up_chmod(base, keys, other):
         (store / "priv/m").chmod(0o755)
         # not watched: what the last scan saw still shows
         assert one(other, "stat", m.mnt / w)["ok"][2] == 0o444
-        sighup(m)
+        sighup(m, timeout=20)
         assert one(other, "stat", m.mnt / w) == {"ok": [0, 0, 0o400]}
         assert one(other, "read", m.mnt / w) == ACCES
         assert one(other, "list", m.mnt / "hidden") == {"ok": ["m"]}
@@ -425,7 +415,7 @@ def test_reload_picks_up_chmod(base, keys, other):
         assert one(other, "read", m.mnt / "priv/m/secret.bin") == ACCES  # still 0600
         # ownership too
         os.chown(store / w, other.uid, 0)
-        sighup(m)
+        sighup(m, timeout=20)
         got = one(other, "read", m.mnt / w)
         assert bytes.fromhex(got["ok"]) == data[w]
         assert "reload-failed" not in m.log()
@@ -449,7 +439,7 @@ def test_view_never_more_visible_than_source(base, keys, other):
         assert one(other, "getxattr", view, "user.modelfs.format") == ACCES
         good = view.read_bytes()
         (model / "pytorch_model.bin").chmod(0o644)
-        sighup(m)
+        sighup(m, timeout=20)
         assert one(other, "stat", view) == {"ok": [0, 0, 0o444]}
         assert bytes.fromhex(one(other, "read", view)["ok"]) == good
 
@@ -471,6 +461,6 @@ def test_packed_file_takes_packed_copy_mode(base, keys, other):
         assert one(other, "stat", f) == {"ok": [0, 0, 0o400]}
         assert one(other, "read", f) == ACCES
         packed.chmod(0o644)
-        sighup(m)
+        sighup(m, timeout=20)
         assert bytes.fromhex(one(other, "read", f)["ok"]) == data
         assert os.getxattr(f, "user.modelfs.stored_as") == b"packed"

@@ -44,11 +44,11 @@ def reload_count(m):
     return m.status()["reload"]["count"]
 
 
-def sighup(m):
+def sighup(m, timeout=5.0):
     """SIGHUP to the daemon; returns the status' reload object once it is done."""
     before = reload_count(m)
     os.kill(m.proc.pid, signal.SIGHUP)
-    wait_for(lambda: reload_count(m) > before, what="the reload")
+    wait_for(lambda: reload_count(m) > before, timeout=timeout, what="the reload")
     return m.status()["reload"]
 
 
