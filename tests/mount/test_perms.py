@@ -26,7 +26,6 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-import time
 from collections import namedtuple
 
 import pytest
