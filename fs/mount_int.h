@@ -47,6 +47,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <syslog.h>
@@ -201,30 +202,33 @@ struct mfs_model {
 	uint8_t failed_sha256[32]; /* ... or had this hash: not retried until it changes */
 };
 
+/*
+ * A node of the namespace. Every kind has the fields up to @lock; a view
+ * (MFS_N_TX) is allocated only that far (MFS_NODE_VIEW_SIZE), because a
+ * model gets one per signed file whose safetensors name is free, shown or
+ * not, and the rest (locks, trees, attributes: about 170 bytes) would be
+ * wasted on each. So code that may hold a view touches only the first part;
+ * ASan builds put a poisoned gap after each view to catch any other access.
+ */
 struct mfs_node {
 	uint64_t ino;
 	uint64_t gen; /* generation: inode numbers are reused once the kernel forgot them */
 	enum mfs_node_kind kind;
+	bool ctl; /* in the control folder: owned by the mount's user, not mapped */
+	/*
+	 * MFS_N_TX nodes: @tx_state: enum mfs_tx_state, atomic, stored with
+	 * release once @txv or @tx_reason and @tx_verdict are set, under
+	 * load_lock, once. @tx_verdict: enum mfs_verdict of the scanned source,
+	 * -1 if not scanned.
+	 */
+	uint8_t tx_state;
+	int8_t tx_verdict;
+	uint32_t n_kids, cap_kids;
 	char *name;
 	struct mfs_node *parent;
-	struct mfs_node **kids; /* sorted by name */
-	size_t n_kids, cap_kids;
+	struct mfs_node **kids;        /* sorted by name */
 	struct mfs_model *model;       /* model folder and everything in it */
 	const struct mv_resource *res; /* files */
-	/*
-	 * Files: the trusted tree, made from @res at first use (mfs_file_tree()),
-	 * so a file never read costs no tree; NULL until then and for empty files.
-	 */
-	struct mv_tree *tree;
-	/* files, lazily: */
-	int fmt_known; /* atomic flag; fmt valid once set */
-	enum mfs_format fmt;
-	pthread_mutex_t lock;      /* guards ft and its refs */
-	pthread_mutex_t load_lock; /* serializes tree loads and rebuilds */
-	struct mfs_ftree *ft;
-	bool rebuilt;         /* the one allowed rebuild was used */
-	int stored;           /* enum mfs_stored, atomic */
-	struct mfs_zfile *zf; /* packed copy, set once under load_lock (atomic pointer) */
 	/*
 	 * Files: their MFS_N_TX view, or NULL. MFS_N_TX nodes: their source
 	 * file (never NULL), so a view needs no allocation of its own to know it.
@@ -241,6 +245,23 @@ struct mfs_node {
 		struct mfs_txview *txv;
 		char *tx_reason;
 	};
+	pthread_mutex_t load_lock; /* files: serializes tree loads and rebuilds; views: decisions */
+
+	/* ---- not in MFS_N_TX nodes ---- */
+	pthread_mutex_t lock; /* guards ft and its refs, and @attr */
+	/*
+	 * Files: the trusted tree, made from @res at first use (mfs_file_tree()),
+	 * so a file never read costs no tree; NULL until then, for empty files
+	 * and for files of one block (mfs_file_one_block()).
+	 */
+	struct mv_tree *tree;
+	/* files, lazily: */
+	int fmt_known; /* atomic flag; fmt valid once set */
+	enum mfs_format fmt;
+	struct mfs_ftree *ft;
+	bool rebuilt;                 /* the one allowed rebuild was used */
+	int stored;                   /* enum mfs_stored, atomic */
+	struct mfs_zfile *zf;         /* packed copy, set once under load_lock (atomic pointer) */
 	struct mfs_ratelimit fail_rl; /* files: rate limit of failure log lines (log.c) */
 	/*
 	 * Negative cache (vread.c), guarded by @load_lock: the data identity
@@ -254,20 +275,14 @@ struct mfs_node {
 	 * Owner, group and permission bits the store gives this node (attr.c),
 	 * before -o uid=,gid=,umask=. Guarded by @lock: the reload thread
 	 * refreshes them (chmod, chown in the store). Unused by the nodes whose
-	 * attributes derive from another node (MFS_N_TX, MFS_N_BOM) or from
-	 * the mount (@ctl).
+	 * attributes derive from another node (MFS_N_BOM) or from the mount
+	 * (@ctl).
 	 */
 	struct mfs_attr attr;
-	bool ctl; /* in the control folder: owned by the mount's user, not mapped */
-	/*
-	 * MFS_N_TX nodes (in what was tail padding: the node stays 312 bytes).
-	 * @tx_state: enum mfs_tx_state, atomic, stored with release once @txv
-	 * or @tx_reason and @tx_verdict are set, under load_lock, once.
-	 * @tx_verdict: enum mfs_verdict of the scanned source, -1 if not scanned.
-	 */
-	uint8_t tx_state;
-	int8_t tx_verdict;
 };
+
+/* Bytes of an MFS_N_TX node: the fields every kind has. */
+#define MFS_NODE_VIEW_SIZE offsetof(struct mfs_node, lock)
 
 /*
  * A loaded tree file of one file node. Its descriptor lives in the mount's
@@ -690,6 +705,16 @@ const struct mv_tree *mfs_file_tree(struct mfs_node *n);
 static inline bool mfs_file_empty(const struct mfs_node *n)
 {
 	return n->res->merkle.params.data_size == 0;
+}
+/*
+ * Files of one data block: their fs-verity root is the hash of that block,
+ * so they are verified without a tree file or a loaded tree (vread.c).
+ */
+static inline bool mfs_file_one_block(const struct mfs_node *n)
+{
+	const struct mv_tree_params *p = &n->res->merkle.params;
+
+	return p->data_size && p->data_size <= p->block_size;
 }
 /* Loads (or builds) the file's tree before the first read. 0 or -EIO. */
 int mfs_file_prepare(struct mfs_mount *m, struct mfs_node *n, int fd);

@@ -127,6 +127,21 @@ out:
  */
 #define SLAB_CHUNK (64u << 10)
 
+/*
+ * ASan builds leave a poisoned gap after each view in a slab, as long as
+ * the rest of a full node: code that took a view for another kind of node
+ * and touched a field views lack is reported there, not left to read the
+ * next node's bytes.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define VIEW_GAP (sizeof(struct mfs_node) - MFS_NODE_VIEW_SIZE)
+#else
+#define ASAN_POISON_MEMORY_REGION(addr, size)   ((void)(addr), (void)(size))
+#define ASAN_UNPOISON_MEMORY_REGION(addr, size) ((void)(addr), (void)(size))
+#define VIEW_GAP                                0
+#endif
+
 struct mfs_slab {
 	struct mfs_slab *next;
 	size_t used, cap;
@@ -162,6 +177,7 @@ static void slab_free(struct mfs_model *model)
 		struct mfs_slab *s = model->slab;
 
 		model->slab = s->next;
+		ASAN_UNPOISON_MEMORY_REGION(s->data, s->cap); /* the gaps after views */
 		free(s);
 	}
 }
@@ -169,11 +185,13 @@ static void slab_free(struct mfs_model *model)
 /* Frees what a node holds and the node itself; its slot must be given back first. */
 static void node_free(struct mfs_node *n)
 {
-	if (n->kind == MFS_N_TX)
+	if (n->kind == MFS_N_TX) {
 		mfs_tx_free(n);
-	pthread_mutex_destroy(&n->lock);
+	} else {
+		pthread_mutex_destroy(&n->lock);
+		free(n->tree);
+	}
 	pthread_mutex_destroy(&n->load_lock);
-	free(n->tree);
 	free(n->kids);
 	if (!n->model) { /* a version's nodes live in its slab */
 		free(n->name);
@@ -197,6 +215,12 @@ static int model_own(struct mfs_model *model, struct mfs_node *n)
 	return 0;
 }
 
+/* Bytes of a node of @kind: views have only the fields every node has. */
+static size_t node_size(enum mfs_node_kind kind)
+{
+	return kind == MFS_N_TX ? MFS_NODE_VIEW_SIZE : sizeof(struct mfs_node);
+}
+
 /*
  * Makes a new node with an inode number (mfs_node_get() finds it at once).
  * The scan, then the reload thread, make nodes; a node of a model is freed
@@ -205,8 +229,9 @@ static int model_own(struct mfs_model *model, struct mfs_node *n)
 struct mfs_node *mfs_node_new(struct mfs_mount *m, enum mfs_node_kind kind, const char *name,
                               struct mfs_model *model)
 {
-	size_t len = strlen(name) + 1;
-	struct mfs_node *n = model ? slab_alloc(model, sizeof(*n)) : calloc(1, sizeof(*n));
+	size_t len = strlen(name) + 1, size = node_size(kind);
+	struct mfs_node *n =
+	    model ? slab_alloc(model, size + (kind == MFS_N_TX ? VIEW_GAP : 0)) : calloc(1, size);
 
 	if (!n)
 		return NULL;
@@ -221,7 +246,10 @@ struct mfs_node *mfs_node_new(struct mfs_mount *m, enum mfs_node_kind kind, cons
 	memcpy(n->name, name, len);
 	n->kind = kind;
 	n->model = model;
-	pthread_mutex_init(&n->lock, NULL);
+	if (kind != MFS_N_TX)
+		pthread_mutex_init(&n->lock, NULL);
+	else if (model)
+		ASAN_POISON_MEMORY_REGION((char *)n + size, VIEW_GAP);
 	pthread_mutex_init(&n->load_lock, NULL);
 	if (node_slot_take(m, n)) {
 		if (model)

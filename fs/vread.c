@@ -818,7 +818,7 @@ int mfs_file_prepare(struct mfs_mount *m, struct mfs_node *n, int fd)
 	struct mfs_ftree *ft;
 	int ret;
 
-	if (mfs_file_empty(n))
+	if (mfs_file_empty(n) || mfs_file_one_block(n))
 		return 0;
 	ret = ftree_get(m, n, fd, &ft);
 	if (ret)
@@ -960,6 +960,88 @@ static int packed_read(struct mfs_mount *m, struct mfs_node *n, struct mfs_zfile
 	return 0;
 }
 
+/*
+ * Reads @len bytes at @off of the backing file into @buf, all or nothing.
+ * 0, or -EIO (counted, logged) when the read failed or came up short.
+ */
+static int backing_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint8_t *buf, size_t len,
+                        uint64_t off)
+{
+	char mq[256], fq[256], why[64], sup[48];
+	ssize_t got = mv_pread_full(fd, buf, len, off);
+
+	if (got >= 0 && (size_t)got == len)
+		return 0;
+	/*
+	 * A short count means the backing file ended early (truncated under us,
+	 * or a file system that gave up): say so, it is not a disk error. Either
+	 * way no byte of the range is served.
+	 */
+	if (got < 0)
+		snprintf(why, sizeof(why), "%s", strerror((int)-got));
+	else
+		snprintf(why, sizeof(why), "short read: %zd of %zu bytes", got, len);
+	mfs_count_failure(m, n);
+	if (failure_logged(n, sup, sizeof(sup)))
+		mfs_log(LOG_ERR, "read-failure model=%s file=%s offset=%" PRIu64 " reason=\"%s\"%s",
+		        mfs_log_value(n->model->path, mq, sizeof(mq)),
+		        mfs_log_value(n->res->name, fq, sizeof(fq)), off, why, sup);
+	return -EIO;
+}
+
+/* Hash-block source of a tree without hash blocks: never asked for one. */
+static int no_hblock_get(void *ctx, unsigned level, uint64_t index, struct mv_hblock *out)
+{
+	return -EIO;
+}
+
+static void no_hblock_put(void *ctx, struct mv_hblock *hb)
+{
+}
+
+static const struct mv_hblock_ops no_hblock_ops = {
+    .get = no_hblock_get,
+    .put = no_hblock_put,
+    .mark_verified = no_hblock_put,
+};
+
+/*
+ * Reads a file of one data block. Its fs-verity root is the hash of that
+ * block: the tree has no hash blocks, so neither a tree file, nor a loaded
+ * tree, nor a hash-block cache entry is needed, and the tree is made on the
+ * stack. This keeps a small file that was listed (format detection reads its
+ * head) from costing a tree and a cached descriptor for the life of the
+ * mount. A mismatch can only be the data's fault: no rebuild, no negative
+ * cache (hashing it again costs one block).
+ */
+static int one_block_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
+                          const uint8_t **out, size_t *out_len)
+{
+	size_t size = (size_t)n->res->merkle.params.data_size;
+	struct mv_verify_failure fail = {0};
+	struct mv_tree tree;
+	uint8_t *buf;
+	int ret;
+
+	if (mv_tree_init(&tree, &n->res->merkle.params, n->res->merkle.root))
+		return -EIO; /* checked at scan: not reached */
+	buf = thread_buf(size);
+	if (!buf)
+		return -ENOMEM;
+	ret = backing_read(m, n, fd, buf, size, 0);
+	if (ret)
+		return ret;
+	ret = mv_verify_blocks(&tree, &no_hblock_ops, NULL, 0, buf, size, &fail);
+	if (ret) {
+		log_failure(m, n, ret, 0, &fail);
+		return -EIO;
+	}
+	mfs_count(&m->ctr.bytes_verified, size);
+	*out = buf + off;
+	*out_len = len;
+	return 0;
+}
+
 int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
                   const uint8_t **out, size_t *out_len)
 {
@@ -967,21 +1049,22 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 	uint64_t size = n->res->merkle.params.data_size, aoff, alen;
 	const struct mv_tree *tree;
 	uint8_t *buf;
-	ssize_t got;
 	int ret;
 
 	*out_len = 0;
 	*out = NULL;
 	if (off >= size || len == 0)
 		return 0;
-	tree = mfs_file_tree(n);
-	if (!tree)
-		return -ENOMEM;
 	if (len > size - off)
 		len = (size_t)(size - off);
 	if (len > MFS_MAX_READ)
 		len = MFS_MAX_READ;
 	zf = packed_of(n);
+	if (!zf && mfs_file_one_block(n))
+		return one_block_read(m, n, fd, off, len, out, out_len);
+	tree = mfs_file_tree(n);
+	if (!tree)
+		return -ENOMEM;
 	if (zf) {
 		buf = thread_buf(len);
 		if (!buf)
@@ -1000,28 +1083,9 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 	buf = thread_buf((size_t)alen);
 	if (!buf)
 		return -ENOMEM;
-	got = mv_pread_full(fd, buf, (size_t)alen, aoff);
-	if (got < 0 || (uint64_t)got != alen) {
-		char mq[256], fq[256], why[64], sup[48];
-
-		/*
-		 * A short count means the backing file ended early (truncated under
-		 * us, or a file system that gave up): say so, it is not a disk error.
-		 * Either way no byte of the range is served.
-		 */
-		if (got < 0)
-			snprintf(why, sizeof(why), "%s", strerror((int)-got));
-		else
-			snprintf(why, sizeof(why), "short read: %zd of %" PRIu64 " bytes", got,
-			         alen);
-		mfs_count_failure(m, n);
-		if (failure_logged(n, sup, sizeof(sup)))
-			mfs_log(LOG_ERR,
-			        "read-failure model=%s file=%s offset=%" PRIu64 " reason=\"%s\"%s",
-			        mfs_log_value(n->model->path, mq, sizeof(mq)),
-			        mfs_log_value(n->res->name, fq, sizeof(fq)), aoff, why, sup);
-		return -EIO;
-	}
+	ret = backing_read(m, n, fd, buf, (size_t)alen, aoff);
+	if (ret)
+		return ret;
 	ret = verify(m, n, fd, aoff >> tree->geo.log_block_size, buf, (size_t)alen);
 	if (ret)
 		return ret;
@@ -1169,6 +1233,8 @@ const char *mfs_file_stored_as(struct mfs_mount *m, struct mfs_node *n)
 
 void mfs_file_node_free(struct mfs_mount *m, struct mfs_node *n)
 {
+	if (n->kind != MFS_N_FILE)
+		return; /* only files hold trees and packed copies (views lack the fields) */
 	ftree_free(n->ft);
 	n->ft = NULL;
 	zfile_free(m, n->zf);

@@ -80,7 +80,10 @@ def status_cmd(mnt):
 
 
 def make_store(root: pathlib.Path, n: int, keys) -> dict:
-    """Sealed models org/m0, org/m1... of @n small files in all; returns {path: bytes}.
+    """Sealed models org/m0, org/m1... of @n two-block files in all; returns {path: bytes}.
+
+    Two blocks, so that each file has a tree to load (a file of one block
+    is checked without one, and would hold no descriptor).
 
     A signed statement lists every file of its model and must stay under
     32 MiB, about 90,000 files: larger counts are spread over several models.
@@ -90,7 +93,7 @@ def make_store(root: pathlib.Path, n: int, keys) -> dict:
         model = root / "store" / "org" / f"m{k // PER_MODEL}"
         for i in range(k, min(n, k + PER_MODEL)):
             rel = f"org/{model.name}/f{i:06d}.bin"
-            data[rel] = rnd(64 + i % 200)
+            data[rel] = rnd(4096 + 64 + i % 200)  # two blocks: a tree to load
             write(root / "store" / rel, data[rel])
         seal(model, keys["trusted"])
     return data

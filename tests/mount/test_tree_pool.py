@@ -78,7 +78,7 @@ def store(tmp_path_factory, keys):  # noqa: F811
         "p/packed.dat": rnd(4096) * (6 * MIB // 4096),  # compressible: pack keeps it
     }
     for i in range(N_QUEUE_FILES):
-        data[f"q/f{i:03d}.dat"] = rnd(4096 + i)
+        data[f"q/f{i:03d}.dat"] = rnd(4097 + i)  # two blocks or more: each needs a tree
     for rel, b in data.items():
         write(root / rel, b)
     for model in ("m", "m2", "q", "t", "p"):
