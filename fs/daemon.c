@@ -44,23 +44,6 @@
 #define FUSE_SUPER_MAGIC        0x65735546
 #define DEFAULT_UNMOUNT_TIMEOUT 10 /* seconds from SIGTERM to exit */
 
-int mfs_pickle_policy_parse(const char *s, enum mfs_pickle_policy *out)
-{
-	if (!s)
-		return -EINVAL;
-	if (strcmp(s, "hide") == 0)
-		*out = MFS_PICKLE_HIDE;
-	else if (strcmp(s, "show") == 0)
-		*out = MFS_PICKLE_SHOW;
-	else if (strcmp(s, "deny") == 0)
-		*out = MFS_PICKLE_DENY;
-	else if (strcmp(s, "transcode") == 0)
-		*out = MFS_PICKLE_TRANSCODE;
-	else
-		return -EINVAL;
-	return 0;
-}
-
 /* The mountpoint must be an existing, empty folder (unless nonempty). */
 static int check_mountpoint(const struct mfs_mount_opts *o, struct mv_err *err)
 {
@@ -96,28 +79,11 @@ static int check_mountpoint(const struct mfs_mount_opts *o, struct mv_err *err)
 
 static int load_trust(struct mfs_mount *m, const struct mfs_mount_opts *o, struct mv_err *err)
 {
-	int ret;
+	/* Required: a mount with no trust could verify nothing. */
+	const struct mv_trust_inputs in = {o->trust_keys,  o->n_trust_keys, o->trust_cas,
+	                                   o->n_trust_cas, "mount",         true};
 
-	if (o->n_trust_keys + o->n_trust_cas == 0)
-		return mv_err_set(
-		    err, -EINVAL,
-		    "mount: no --trust or --trust-ca given: nothing could be verified");
-	m->trust = mv_trust_new();
-	if (!m->trust)
-		return mv_err_set(err, -ENOMEM, "mount: out of memory");
-	for (size_t i = 0; i < o->n_trust_keys; i++) {
-		ret = mv_trust_add_key_file(m->trust, o->trust_keys[i], err);
-		if (ret)
-			return mv_err_set(err, ret, "%s: cannot load trusted key: %s",
-			                  o->trust_keys[i], strerror(-ret));
-	}
-	for (size_t i = 0; i < o->n_trust_cas; i++) {
-		ret = mv_trust_add_ca_file(m->trust, o->trust_cas[i], err);
-		if (ret)
-			return mv_err_set(err, ret, "%s: cannot load trusted CA: %s",
-			                  o->trust_cas[i], strerror(-ret));
-	}
-	return 0;
+	return mv_trust_load(&in, &m->trust, err);
 }
 
 /*
@@ -624,9 +590,9 @@ static void write_ready_file(struct daemon *d)
 {
 	struct mfs_mount *m = d->m;
 	size_t exposed = 0, refused = 0;
-	char *tmp = NULL, q[PATH_MAX + 8];
-	FILE *f = NULL;
-	int ret = -ENOMEM;
+	struct mv_atomic_file a;
+	char *line = NULL, q[PATH_MAX + 8];
+	int ret;
 
 	pthread_rwlock_rdlock(&m->ns_lock);
 	for (size_t i = 0; i < m->n_models; i++) {
@@ -638,32 +604,26 @@ static void write_ready_file(struct daemon *d)
 		pthread_mutex_unlock(&m->models[i]->lock);
 	}
 	pthread_rwlock_unlock(&m->ns_lock);
-	if (asprintf(&tmp, "%s.tmp.%d", d->ready_path, (int)getpid()) < 0) {
-		tmp = NULL;
-		goto out;
+	ret = mv_atomic_open(&a, AT_FDCWD, d->ready_path, 0644, NULL);
+	if (!ret && asprintf(&line, "pid=%d mountpoint=%s models=%zu refused=%zu\n", (int)getpid(),
+	                     mfs_log_value(m->mountpoint, q, sizeof(q)), exposed, refused) < 0) {
+		line = NULL;
+		ret = -ENOMEM;
 	}
-	f = fopen(tmp, "wx");
-	if (!f) {
-		ret = -errno;
-		goto out;
-	}
-	fprintf(f, "pid=%d mountpoint=%s models=%zu refused=%zu\n", (int)getpid(),
-	        mfs_log_value(m->mountpoint, q, sizeof(q)), exposed, refused);
-	ret = fclose(f) == 0 ? 0 : -errno;
-	f = NULL;
-	if (!ret && rename(tmp, d->ready_path) != 0)
-		ret = -errno;
+	if (!ret)
+		ret = mv_pwrite_full(a.fd, line, strlen(line), 0);
+	/* A marker, not data: it was never fsync'd. */
+	if (!ret)
+		ret = mv_atomic_commit(&a, MV_ATOMIC_NOSYNC, NULL);
 	if (!ret)
 		__atomic_store_n(&d->ready_written, true, __ATOMIC_RELEASE);
-out:
-	if (ret && tmp)
-		unlink(tmp);
+	mv_atomic_abort(&a);
 	if (ret)
 		mfs_log(LOG_ERR, "ready-file-failed path=%s reason=\"%s\"",
 		        mfs_log_value(d->ready_path, q, sizeof(q)), strerror(-ret));
 	else
 		mfs_log(LOG_INFO, "ready path=%s", mfs_log_value(d->ready_path, q, sizeof(q)));
-	free(tmp);
+	free(line);
 }
 
 /* Removes the ready file if this daemon wrote it: from now on the mount is not ready. */

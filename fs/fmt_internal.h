@@ -237,6 +237,42 @@ void mfs_pickle_add_reason(struct mfs_pickle *p, enum mfs_verdict level, const c
 /* The allowlist: safe, suspicious or unsafe for a global module.name. */
 enum mfs_verdict mfs_global_class(const char *module, const char *name);
 
+/* mfs_torch_type.st of UntypedStorage: bytes, typed by each tensor. */
+#define MFS_TORCH_UNTYPED (-1)
+/* mfs_torch_type.st of a dtype safetensors cannot hold. */
+#define MFS_TORCH_NO_ST (-2)
+
+/*
+ * One torch element type (pickle.c): the one table of dtypes and storage
+ * classes, read by the allowlist and by the transcoder.
+ */
+struct mfs_torch_type {
+	const char *dtype;   /* torch.<dtype> name; NULL for UntypedStorage */
+	const char *alias;   /* its other torch name (torch.float), or NULL */
+	const char *storage; /* legacy storage class torch.<X>Storage, or NULL */
+	unsigned size;       /* element size in bytes */
+	int st;              /* enum mfs_st_dtype, MFS_TORCH_UNTYPED or MFS_TORCH_NO_ST */
+	bool quantized;      /* a quantized dtype */
+};
+extern const struct mfs_torch_type mfs_torch_types[];
+extern const size_t mfs_n_torch_types;
+
+/**
+ * mfs_torch_storage() - look up a torch storage class
+ * @cls: in: class name in module torch, e.g. "FloatStorage"
+ *
+ * Return: its row of mfs_torch_types, or NULL if torch has no such storage.
+ */
+const struct mfs_torch_type *mfs_torch_storage(const char *cls);
+
+/**
+ * mfs_torch_dtype() - look up a torch dtype
+ * @name: in: dtype name or alias in module torch, e.g. "float32", "half"
+ *
+ * Return: its row of mfs_torch_types, or NULL if torch has no such dtype.
+ */
+const struct mfs_torch_type *mfs_torch_dtype(const char *name);
+
 /* Node accessor; NULL for id 0 or out of range. */
 const struct mfs_pnode *mfs_pickle_node(const struct mfs_pickle *p, uint32_t id);
 

@@ -285,8 +285,10 @@ struct mfs_mount_opts {
 	unsigned tree_build_wait_ms; /* an open's wait for a build, ms; 0: the default (30 s) */
 };
 
-/* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise. */
+/* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise (pickle_policy.c). */
 int mfs_pickle_policy_parse(const char *s, enum mfs_pickle_policy *out);
+/* The name of @p, as mfs_pickle_policy_parse() reads it. */
+const char *mfs_pickle_policy_name(enum mfs_pickle_policy p);
 
 /**
  * mfs_mount_main() - check the options, scan the store, mount and serve

@@ -147,6 +147,49 @@ const struct mfs_counter_def mfs_counter_defs[] = {
 };
 const size_t mfs_n_counter_defs = sizeof(mfs_counter_defs) / sizeof(mfs_counter_defs[0]);
 
+#define CACHE_STAT(field, key_, metric_, type_, help_)                                             \
+	{                                                                                          \
+		.key = key_, .metric = metric_, .type = type_, .help = help_,                      \
+		.off = offsetof(struct mfs_cache_stats, field)                                     \
+	}
+
+const struct mfs_cache_stat_def mfs_cache_stat_defs[] = {
+    CACHE_STAT(h.hits, "hblock_cache_hits", "modelfs_hblock_cache_hits_total", "counter",
+               "Hash-block lookups found in the cache."),
+    CACHE_STAT(h.misses, "hblock_cache_misses", "modelfs_hblock_cache_misses_total", "counter",
+               "Hash-block lookups read from a tree file."),
+    CACHE_STAT(h.evictions, "hblock_cache_evictions", "modelfs_hblock_cache_evictions_total",
+               "counter", "Hash blocks evicted to stay within the bound."),
+    CACHE_STAT(h.bytes, "hblock_cache_bytes", "modelfs_hblock_cache_bytes", "gauge",
+               "Memory charged to the hash-block cache."),
+    CACHE_STAT(h.max_bytes, "hblock_cache_max_bytes", "modelfs_hblock_cache_max_bytes", "gauge",
+               "Bound of the hash-block cache."),
+    CACHE_STAT(f.hits, "frame_cache_hits", "modelfs_frame_cache_hits_total", "counter",
+               "Packed-file frame lookups found in the cache (including waits for a load)."),
+    CACHE_STAT(f.waits, "frame_cache_waits", "modelfs_frame_cache_waits_total", "counter",
+               "Packed-file frame lookups that waited for a load in flight (also counted as "
+               "hits)."),
+    CACHE_STAT(f.misses, "frame_cache_misses", "modelfs_frame_cache_misses_total", "counter",
+               "Packed-file frames decompressed and verified."),
+    CACHE_STAT(f.errors, "frame_cache_errors", "modelfs_frame_cache_errors_total", "counter",
+               "Packed-file frame loads that failed."),
+    CACHE_STAT(f.evictions, "frame_cache_evictions", "modelfs_frame_cache_evictions_total",
+               "counter", "Frames evicted to stay within the bound."),
+    CACHE_STAT(f.entries, "frame_cache_entries", "modelfs_frame_cache_entries", "gauge",
+               "Frames in the frame cache."),
+    CACHE_STAT(f.bytes, "frame_cache_bytes", "modelfs_frame_cache_bytes", "gauge",
+               "Memory charged to the frame cache."),
+    CACHE_STAT(f.max_bytes, "frame_cache_max_bytes", "modelfs_frame_cache_max_bytes", "gauge",
+               "Bound of the frame cache."),
+};
+const size_t mfs_n_cache_stat_defs = sizeof(mfs_cache_stat_defs) / sizeof(mfs_cache_stat_defs[0]);
+
+void mfs_cache_stats(struct mfs_mount *m, struct mfs_cache_stats *out)
+{
+	mc_hblock_cache_stats(m->hcache, &out->h);
+	mc_frame_cache_stats(m->fcache, &out->f);
+}
+
 /* The mount-wide counters, one family each. */
 static void read_counters(struct sbuf *b, struct mfs_mount *m)
 {
@@ -214,37 +257,17 @@ static void reload_series(struct sbuf *b, struct mfs_mount *m)
 	       mfs_store_n_retired(m));
 }
 
-/* Hash-block and frame cache statistics. */
+/* Hash-block and frame cache statistics, one family each. */
 static void cache_series(struct sbuf *b, struct mfs_mount *m)
 {
-	struct mc_hblock_stats hs;
-	struct mc_frame_stats fs;
+	struct mfs_cache_stats cs;
 
-	mc_hblock_cache_stats(m->hcache, &hs);
-	mc_frame_cache_stats(m->fcache, &fs);
-	single(b, "modelfs_hblock_cache_hits_total", "counter",
-	       "Hash-block lookups found in the cache.", hs.hits);
-	single(b, "modelfs_hblock_cache_misses_total", "counter",
-	       "Hash-block lookups read from a tree file.", hs.misses);
-	single(b, "modelfs_hblock_cache_evictions_total", "counter",
-	       "Hash blocks evicted to stay within the bound.", hs.evictions);
-	single(b, "modelfs_hblock_cache_bytes", "gauge", "Memory charged to the hash-block cache.",
-	       hs.bytes);
-	single(b, "modelfs_hblock_cache_max_bytes", "gauge", "Bound of the hash-block cache.",
-	       hs.max_bytes);
-	single(b, "modelfs_frame_cache_hits_total", "counter",
-	       "Packed-file frame lookups found in the cache (including waits for a load).",
-	       fs.hits);
-	single(b, "modelfs_frame_cache_misses_total", "counter",
-	       "Packed-file frames decompressed and verified.", fs.misses);
-	single(b, "modelfs_frame_cache_errors_total", "counter",
-	       "Packed-file frame loads that failed.", fs.errors);
-	single(b, "modelfs_frame_cache_evictions_total", "counter",
-	       "Frames evicted to stay within the bound.", fs.evictions);
-	single(b, "modelfs_frame_cache_bytes", "gauge", "Memory charged to the frame cache.",
-	       fs.bytes);
-	single(b, "modelfs_frame_cache_max_bytes", "gauge", "Bound of the frame cache.",
-	       fs.max_bytes);
+	mfs_cache_stats(m, &cs);
+	for (size_t i = 0; i < mfs_n_cache_stat_defs; i++) {
+		const struct mfs_cache_stat_def *d = &mfs_cache_stat_defs[i];
+
+		single(b, d->metric, d->type, d->help, mfs_cache_stat_get(&cs, d));
+	}
 }
 
 /* The help text of modelfs_fd_exhausted_recent names the window. */

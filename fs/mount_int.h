@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * mount_int.h - internals of the mount, shared by store.c, vread.c, ops.c,
- * xattr.c, status.c and daemon.c. Not a public interface: tools/ only sees
- * mfs_mount_main() in fs.h.
+ * mount_int.h - internals of the mount, shared by every file of libfs (the
+ * mount section of fs/meson.build); the store's own files also share
+ * store_int.h. Not a public interface: tools/ only sees mfs_mount_main() in
+ * fs.h.
  *
  * The namespace is built at mount time; live reload (reload.c, SIGHUP or
  * --watch) later links, unlinks or swaps whole models in it. What a node is
@@ -193,7 +194,7 @@ struct mfs_model {
 	/* Lifetime (see the top of this file). */
 	uint64_t refs;               /* published + kernel lookups + handles + jobs (atomic) */
 	struct mfs_node **all_nodes; /* every node of this version, to free them with it */
-	struct mfs_slab *slab;       /* ... and the memory of those nodes and names (store.c) */
+	struct mfs_slab *slab;       /* ... and the memory of those nodes and names (node.c) */
 	size_t n_all, cap_all;       /* ... written by the thread building it, before publishing */
 	struct mfs_node *bom_node;   /* MOUNT/.modelfs/bom/<path>.cdx.json, or NULL */
 	/* A newer model.sig that was refused; the version above still serves (ns_lock). */
@@ -509,6 +510,40 @@ static inline uint64_t mfs_counter_get(const struct mfs_mount *m, const struct m
 	                       __ATOMIC_RELAXED);
 }
 
+/* Both caches' statistics, one snapshot for struct mfs_cache_stat_def. */
+struct mfs_cache_stats {
+	struct mc_hblock_stats h;
+	struct mc_frame_stats f;
+};
+
+/*
+ * One cache statistic as status.json and the metrics name it: one table
+ * (metrics.c) so the two can never list different statistics.
+ */
+struct mfs_cache_stat_def {
+	const char *key;    /* in status.json's "counters" */
+	const char *metric; /* Prometheus family */
+	const char *type;   /* "counter" or "gauge" */
+	const char *help;
+	size_t off; /* offsetof(struct mfs_cache_stats, ...) */
+};
+extern const struct mfs_cache_stat_def mfs_cache_stat_defs[];
+extern const size_t mfs_n_cache_stat_defs;
+
+/**
+ * mfs_cache_stats() - snapshot the statistics of the mount's caches
+ * @m: in: the mount
+ * @out: out: the hash-block and frame cache statistics
+ */
+void mfs_cache_stats(struct mfs_mount *m, struct mfs_cache_stats *out);
+
+/* Statistic @d of the snapshot @cs. */
+static inline uint64_t mfs_cache_stat_get(const struct mfs_cache_stats *cs,
+                                          const struct mfs_cache_stat_def *d)
+{
+	return *(const uint64_t *)((const char *)cs + d->off);
+}
+
 /* Adds @v to a counter atomically. */
 static inline void mfs_count(uint64_t *ctr, uint64_t v)
 {
@@ -544,7 +579,7 @@ const char *mfs_log_value(const char *s, char *buf, size_t len);
  */
 bool mfs_log_ratelimit(struct mfs_ratelimit *rl, uint64_t *suppressed);
 
-/* ---- store.c: the namespace ---- */
+/* ---- the store: store.c (walk, versions), node.c (nodes), rescan.c (reload) ---- */
 
 /**
  * mfs_store_scan() - walk the store and build the namespace
@@ -610,6 +645,9 @@ static inline bool mfs_node_ns_dir(const struct mfs_node *dir)
 
 /* Path of a node inside its model (files) or the store, for log lines. */
 const char *mfs_node_model_path(const struct mfs_node *n);
+
+/* ---- backing.c: opening what the store holds, visibility ---- */
+
 /**
  * mfs_node_check() - may this node be shown?
  * Applies the pickle policy (detecting formats lazily) and the deny verdict.
@@ -965,7 +1003,7 @@ void mfs_attr_root(struct mfs_mount *m, struct mfs_node *root);
  * Called by the reload thread only, the one writer of folders' children.
  */
 void mfs_attr_refresh(struct mfs_mount *m, struct mfs_inval *inv);
-/* Appends @ino to what the kernel must forget (store.c). */
+/* Appends @ino to what the kernel must forget (node.c). */
 void mfs_inval_ino(struct mfs_inval *inv, uint64_t ino);
 
 /* ---- ops.c ---- */

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "fmt_internal.h"
+#include "tx_internal.h"
 
 #define PK_BUF     (1u << 16) /* input window */
 #define PK_MAXLINE 4096u      /* protocol-0 argument lines */
@@ -460,66 +461,75 @@ static int pk_tuple_n(struct mfs_pickle *p, uint32_t n, uint64_t off)
 
 /* -------------------------------------------------------------- allowlist */
 
-static const char *const torch_dtypes[] = {"float32",
-                                           "float",
-                                           "float64",
-                                           "double",
-                                           "float16",
-                                           "half",
-                                           "bfloat16",
-                                           "int64",
-                                           "long",
-                                           "int32",
-                                           "int",
-                                           "int16",
-                                           "short",
-                                           "int8",
-                                           "uint8",
-                                           "uint16",
-                                           "uint32",
-                                           "uint64",
-                                           "bool",
-                                           "complex32",
-                                           "chalf",
-                                           "complex64",
-                                           "cfloat",
-                                           "complex128",
-                                           "cdouble",
-                                           "qint8",
-                                           "quint8",
-                                           "qint32",
-                                           "quint4x2",
-                                           "quint2x4",
-                                           "float8_e4m3fn",
-                                           "float8_e5m2",
-                                           "float8_e4m3fnuz",
-                                           "float8_e5m2fnuz",
-                                           "bits1x8",
-                                           "bits2x4",
-                                           "bits4x2",
-                                           "bits8",
-                                           "bits16",
-                                           NULL};
+/*
+ * Every torch element type: one row per dtype, with the storage class torch
+ * writes for it (legacy typed storages) and its safetensors equivalent. The
+ * allowlist (mfs_global_class) and the transcoder (transcode.c) both read it.
+ */
+#define TT(dtype_, alias_, storage_, size_, st_, quantized_)                                       \
+	{                                                                                          \
+		.dtype = dtype_, .alias = alias_, .storage = storage_, .size = size_, .st = st_,   \
+		.quantized = quantized_                                                            \
+	}
 
-static const char *const torch_storages[] = {"FloatStorage",
-                                             "DoubleStorage",
-                                             "HalfStorage",
-                                             "BFloat16Storage",
-                                             "LongStorage",
-                                             "IntStorage",
-                                             "ShortStorage",
-                                             "CharStorage",
-                                             "ByteStorage",
-                                             "BoolStorage",
-                                             "ComplexFloatStorage",
-                                             "ComplexDoubleStorage",
-                                             "QInt8Storage",
-                                             "QUInt8Storage",
-                                             "QInt32Storage",
-                                             "QUInt4x2Storage",
-                                             "QUInt2x4Storage",
-                                             "UntypedStorage",
-                                             NULL};
+const struct mfs_torch_type mfs_torch_types[] = {
+    TT("float32", "float", "FloatStorage", 4, MFS_ST_F32, false),
+    TT("float64", "double", "DoubleStorage", 8, MFS_ST_F64, false),
+    TT("float16", "half", "HalfStorage", 2, MFS_ST_F16, false),
+    TT("bfloat16", NULL, "BFloat16Storage", 2, MFS_ST_BF16, false),
+    TT("int64", "long", "LongStorage", 8, MFS_ST_I64, false),
+    TT("int32", "int", "IntStorage", 4, MFS_ST_I32, false),
+    TT("int16", "short", "ShortStorage", 2, MFS_ST_I16, false),
+    TT("int8", NULL, "CharStorage", 1, MFS_ST_I8, false),
+    TT("uint8", NULL, "ByteStorage", 1, MFS_ST_U8, false),
+    TT("bool", NULL, "BoolStorage", 1, MFS_ST_BOOL, false),
+    TT("uint16", NULL, NULL, 2, MFS_ST_U16, false),
+    TT("uint32", NULL, NULL, 4, MFS_ST_U32, false),
+    TT("uint64", NULL, NULL, 8, MFS_ST_U64, false),
+    TT("complex32", "chalf", NULL, 4, MFS_TORCH_NO_ST, false),
+    TT("complex64", "cfloat", "ComplexFloatStorage", 8, MFS_TORCH_NO_ST, false),
+    TT("complex128", "cdouble", "ComplexDoubleStorage", 16, MFS_TORCH_NO_ST, false),
+    TT("qint8", NULL, "QInt8Storage", 1, MFS_TORCH_NO_ST, true),
+    TT("quint8", NULL, "QUInt8Storage", 1, MFS_TORCH_NO_ST, true),
+    TT("qint32", NULL, "QInt32Storage", 4, MFS_TORCH_NO_ST, true),
+    TT("quint4x2", NULL, "QUInt4x2Storage", 1, MFS_TORCH_NO_ST, true),
+    TT("quint2x4", NULL, "QUInt2x4Storage", 1, MFS_TORCH_NO_ST, true),
+    TT("float8_e4m3fn", NULL, NULL, 1, MFS_ST_F8_E4M3, false),
+    TT("float8_e5m2", NULL, NULL, 1, MFS_ST_F8_E5M2, false),
+    TT("float8_e4m3fnuz", NULL, NULL, 1, MFS_TORCH_NO_ST, false),
+    TT("float8_e5m2fnuz", NULL, NULL, 1, MFS_TORCH_NO_ST, false),
+    TT("bits1x8", NULL, NULL, 1, MFS_TORCH_NO_ST, false),
+    TT("bits2x4", NULL, NULL, 1, MFS_TORCH_NO_ST, false),
+    TT("bits4x2", NULL, NULL, 1, MFS_TORCH_NO_ST, false),
+    TT("bits8", NULL, NULL, 1, MFS_TORCH_NO_ST, false),
+    TT("bits16", NULL, NULL, 2, MFS_TORCH_NO_ST, false),
+    /* UntypedStorage: plain bytes, typed by each tensor (torch >= 2.0) */
+    TT(NULL, NULL, "UntypedStorage", 1, MFS_TORCH_UNTYPED, false),
+};
+const size_t mfs_n_torch_types = sizeof(mfs_torch_types) / sizeof(mfs_torch_types[0]);
+
+const struct mfs_torch_type *mfs_torch_storage(const char *cls)
+{
+	for (size_t i = 0; i < mfs_n_torch_types; i++) {
+		const struct mfs_torch_type *t = &mfs_torch_types[i];
+
+		if (t->storage && strcmp(t->storage, cls) == 0)
+			return t;
+	}
+	return NULL;
+}
+
+const struct mfs_torch_type *mfs_torch_dtype(const char *name)
+{
+	for (size_t i = 0; i < mfs_n_torch_types; i++) {
+		const struct mfs_torch_type *t = &mfs_torch_types[i];
+
+		if ((t->dtype && strcmp(t->dtype, name) == 0) ||
+		    (t->alias && strcmp(t->alias, name) == 0))
+			return t;
+	}
+	return NULL;
+}
 
 /* module, name pairs; a NULL name ends the list. */
 static const char *const allow_pairs[][2] = {
@@ -550,14 +560,6 @@ static const char *const suspicious_pairs[][2] = {
     {NULL, NULL},
 };
 
-static bool in_list(const char *const *list, const char *s)
-{
-	for (; *list; list++)
-		if (strcmp(*list, s) == 0)
-			return true;
-	return false;
-}
-
 static bool in_pairs(const char *const (*pairs)[2], const char *m, const char *n)
 {
 	for (; pairs[0][0]; pairs++)
@@ -573,8 +575,7 @@ enum mfs_verdict mfs_global_class(const char *module, const char *name)
 		module = "builtins";
 	if (in_pairs(allow_pairs, module, name))
 		return MFS_VERDICT_SAFE;
-	if (strcmp(module, "torch") == 0 &&
-	    (in_list(torch_storages, name) || in_list(torch_dtypes, name)))
+	if (strcmp(module, "torch") == 0 && (mfs_torch_storage(name) || mfs_torch_dtype(name)))
 		return MFS_VERDICT_SAFE;
 	if (in_pairs(suspicious_pairs, module, name))
 		return MFS_VERDICT_SUSPICIOUS;

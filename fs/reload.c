@@ -17,7 +17,7 @@
  * so a seal writing many files costs one rescan, and a store that never
  * stops changing is still rescanned.
  *
- * After a rescan has published its changes (store.c), the kernel is told to
+ * After a rescan has published its changes (rescan.c), the kernel is told to
  * forget the names and inodes that changed. This runs here, outside any
  * lock and never in a FUSE worker: the kernel may need the parent folder's
  * lock, which a lookup waiting for a worker can hold.
@@ -185,7 +185,7 @@ static void sweep_retired(struct reloader *r)
 	mfs_store_retired_release(r->m, v, n);
 }
 
-/* One reload: rescan and publish (store.c), invalidate, record and log. */
+/* One reload: rescan and publish (rescan.c), invalidate, record and log. */
 static void do_reload(struct reloader *r, const char *trigger)
 {
 	struct mfs_mount *m = r->m;

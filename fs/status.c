@@ -18,16 +18,6 @@
 
 #include "mount_int.h"
 
-static const char *policy_name(enum mfs_pickle_policy p)
-{
-	switch (p) {
-	case MFS_PICKLE_SHOW: return "show";
-	case MFS_PICKLE_DENY: return "deny";
-	case MFS_PICKLE_TRANSCODE: return "transcode";
-	default: return "hide";
-	}
-}
-
 static void add_time(cJSON *o, const char *key, const struct timespec *ts)
 {
 	char buf[32];
@@ -38,33 +28,22 @@ static void add_time(cJSON *o, const char *key, const struct timespec *ts)
 	cJSON_AddStringToObject(o, key, buf);
 }
 
+/* The counters and the cache statistics: one table each (metrics.c). */
 static cJSON *counters(struct mfs_mount *m)
 {
-	struct mc_hblock_stats st;
-	struct mc_frame_stats fst;
+	struct mfs_cache_stats cs;
 	cJSON *c = cJSON_CreateObject();
 
 	if (!c)
 		return NULL;
-	mc_hblock_cache_stats(m->hcache, &st);
-	mc_frame_cache_stats(m->fcache, &fst);
+	mfs_cache_stats(m, &cs);
 	/* JSON numbers are doubles: exact up to 2^53, plenty for these counters. */
 	for (size_t i = 0; i < mfs_n_counter_defs; i++)
 		cJSON_AddNumberToObject(c, mfs_counter_defs[i].key,
 		                        (double)mfs_counter_get(m, &mfs_counter_defs[i]));
-	cJSON_AddNumberToObject(c, "hblock_cache_hits", (double)st.hits);
-	cJSON_AddNumberToObject(c, "hblock_cache_misses", (double)st.misses);
-	cJSON_AddNumberToObject(c, "hblock_cache_evictions", (double)st.evictions);
-	cJSON_AddNumberToObject(c, "hblock_cache_bytes", (double)st.bytes);
-	cJSON_AddNumberToObject(c, "hblock_cache_max_bytes", (double)st.max_bytes);
-	cJSON_AddNumberToObject(c, "frame_cache_hits", (double)fst.hits);
-	cJSON_AddNumberToObject(c, "frame_cache_waits", (double)fst.waits);
-	cJSON_AddNumberToObject(c, "frame_cache_misses", (double)fst.misses);
-	cJSON_AddNumberToObject(c, "frame_cache_errors", (double)fst.errors);
-	cJSON_AddNumberToObject(c, "frame_cache_evictions", (double)fst.evictions);
-	cJSON_AddNumberToObject(c, "frame_cache_entries", (double)fst.entries);
-	cJSON_AddNumberToObject(c, "frame_cache_bytes", (double)fst.bytes);
-	cJSON_AddNumberToObject(c, "frame_cache_max_bytes", (double)fst.max_bytes);
+	for (size_t i = 0; i < mfs_n_cache_stat_defs; i++)
+		cJSON_AddNumberToObject(c, mfs_cache_stat_defs[i].key,
+		                        (double)mfs_cache_stat_get(&cs, &mfs_cache_stat_defs[i]));
 	return c;
 }
 
@@ -161,7 +140,7 @@ static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *expos
 	if (model->man->prov.signed_at)
 		cJSON_AddStringToObject(o, "signed_at", model->man->prov.signed_at);
 	if (model->pickle != m->pickle)
-		cJSON_AddStringToObject(o, "pickle_policy", policy_name(model->pickle));
+		cJSON_AddStringToObject(o, "pickle_policy", mfs_pickle_policy_name(model->pickle));
 	cJSON_AddNumberToObject(o, "attestations", (double)model->atts.n);
 	cJSON_AddNumberToObject(o, "attestations_verified", (double)verified_atts(model));
 	if (model->pickle == MFS_PICKLE_DENY)
@@ -303,7 +282,7 @@ char *mfs_status_json(struct mfs_mount *m, size_t *len)
 	cJSON_AddStringToObject(root, "store", m->store);
 	cJSON_AddStringToObject(root, "mountpoint", m->mountpoint);
 	cJSON_AddStringToObject(root, "cache_dir", m->cache_dir);
-	cJSON_AddStringToObject(root, "pickle_policy", policy_name(m->pickle));
+	cJSON_AddStringToObject(root, "pickle_policy", mfs_pickle_policy_name(m->pickle));
 	cJSON_AddStringToObject(root, "name_check", mv_name_check_str(m->name_check));
 	if (m->policy_path)
 		cJSON_AddStringToObject(root, "policy", m->policy_path);

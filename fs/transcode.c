@@ -218,61 +218,6 @@ static bool dict_items(const struct walk *w, uint32_t id, const uint32_t **kv, u
 
 /* ---------------------------------------------------------------- storages */
 
-/* Storage classes torch writes, with their element size. */
-static const struct {
-	const char *cls;
-	int dtype; /* -1: untyped bytes; -2: no safetensors dtype */
-	unsigned size;
-	const char *what;
-} storage_types[] = {
-    {"DoubleStorage", MFS_ST_F64, 8, "float64"},
-    {"FloatStorage", MFS_ST_F32, 4, "float32"},
-    {"HalfStorage", MFS_ST_F16, 2, "float16"},
-    {"BFloat16Storage", MFS_ST_BF16, 2, "bfloat16"},
-    {"LongStorage", MFS_ST_I64, 8, "int64"},
-    {"IntStorage", MFS_ST_I32, 4, "int32"},
-    {"ShortStorage", MFS_ST_I16, 2, "int16"},
-    {"CharStorage", MFS_ST_I8, 1, "int8"},
-    {"ByteStorage", MFS_ST_U8, 1, "uint8"},
-    {"BoolStorage", MFS_ST_BOOL, 1, "bool"},
-    {"UntypedStorage", -1, 1, "bytes"},
-    {"ComplexFloatStorage", -2, 8, "complex64"},
-    {"ComplexDoubleStorage", -2, 16, "complex128"},
-    {"QInt8Storage", -2, 1, "qint8 (quantized)"},
-    {"QUInt8Storage", -2, 1, "quint8 (quantized)"},
-    {"QInt32Storage", -2, 4, "qint32 (quantized)"},
-    {"QUInt4x2Storage", -2, 1, "quint4x2 (quantized)"},
-    {"QUInt2x4Storage", -2, 1, "quint2x4 (quantized)"},
-};
-
-/* torch dtypes (_rebuild_tensor_v3's argument) that safetensors can hold. */
-static const struct {
-	const char *name;
-	int dtype;
-} torch_dtypes[] = {
-    {"float64", MFS_ST_F64},
-    {"double", MFS_ST_F64},
-    {"float32", MFS_ST_F32},
-    {"float", MFS_ST_F32},
-    {"float16", MFS_ST_F16},
-    {"half", MFS_ST_F16},
-    {"bfloat16", MFS_ST_BF16},
-    {"int64", MFS_ST_I64},
-    {"long", MFS_ST_I64},
-    {"int32", MFS_ST_I32},
-    {"int", MFS_ST_I32},
-    {"int16", MFS_ST_I16},
-    {"short", MFS_ST_I16},
-    {"int8", MFS_ST_I8},
-    {"uint8", MFS_ST_U8},
-    {"bool", MFS_ST_BOOL},
-    {"uint16", MFS_ST_U16},
-    {"uint32", MFS_ST_U32},
-    {"uint64", MFS_ST_U64},
-    {"float8_e5m2", MFS_ST_F8_E5M2},
-    {"float8_e4m3fn", MFS_ST_F8_E4M3},
-};
-
 static uint64_t hash_str(const char *s)
 {
 	uint64_t h = 1469598103934665603ull; /* FNV-1a */
@@ -377,7 +322,7 @@ static int storage_ref(struct walk *w, uint32_t id, uint32_t *idx)
 	const struct mfs_pglobal *g;
 	const char *tag, *key;
 	uint64_t numel;
-	size_t ti, nt = sizeof(storage_types) / sizeof(storage_types[0]);
+	const struct mfs_torch_type *tt;
 	ssize_t have;
 	const char *name = w->p->name;
 
@@ -396,16 +341,13 @@ static int storage_ref(struct walk *w, uint32_t id, uint32_t *idx)
 		                  "%s: storage views (legacy view_metadata) "
 		                  "are not supported",
 		                  name);
-	for (ti = 0; ti < nt; ti++)
-		if (strcmp(storage_types[ti].cls, g->name) == 0)
-			break;
-	if (ti == nt)
+	tt = mfs_torch_storage(g->name);
+	if (!tt)
 		return mv_err_set(w->err, -EOPNOTSUPP, "%s: unknown storage type torch.%s", name,
 		                  g->name);
 	have = storage_find(w, key);
 	if (have < 0)
-		return storage_add(w, key, g->name, storage_types[ti].dtype, storage_types[ti].size,
-		                   numel, idx);
+		return storage_add(w, key, g->name, tt->st, tt->size, numel, idx);
 	*idx = (uint32_t)have;
 	if (strcmp(w->p->st[have].type, g->name) != 0 || w->p->st[have].numel != numel)
 		return mv_err_set(w->err, -EBADMSG,
@@ -474,18 +416,32 @@ static int tensor_extent(struct walk *w, struct mfs_tx_tensor *t)
 static int dtype_arg(struct walk *w, uint32_t id, const char *tname, int *dt)
 {
 	const struct mfs_pglobal *g = global_of(w, id);
+	const struct mfs_torch_type *tt;
 
 	if (!g || strcmp(g->module, "torch") != 0)
 		return mv_err_set(w->err, -EBADMSG, "%s: tensor '%s': dtype is not a torch dtype",
 		                  w->p->name, tname);
-	for (size_t i = 0; i < sizeof(torch_dtypes) / sizeof(torch_dtypes[0]); i++)
-		if (strcmp(torch_dtypes[i].name, g->name) == 0) {
-			*dt = torch_dtypes[i].dtype;
-			return 0;
-		}
+	tt = mfs_torch_dtype(g->name);
+	if (tt && tt->st >= 0) {
+		*dt = tt->st;
+		return 0;
+	}
 	return mv_err_set(w->err, -EOPNOTSUPP,
 	                  "%s: tensor '%s': dtype torch.%s has no safetensors equivalent",
 	                  w->p->name, tname, g->name);
+}
+
+/* Refuses tensor @t: safetensors cannot hold the dtype of its storage @s. */
+static int bad_dtype(struct walk *w, const struct mfs_tx_tensor *t, const struct mfs_tx_storage *s)
+{
+	const struct mfs_torch_type *tt = mfs_torch_storage(s->type);
+
+	if (!tt)
+		return -EOPNOTSUPP;
+	return mv_err_set(w->err, -EOPNOTSUPP,
+	                  "%s: tensor '%s' has dtype %s%s, which safetensors cannot represent",
+	                  w->p->name, t->name, tt->dtype ? tt->dtype : "bytes",
+	                  tt->quantized ? " (quantized)" : "");
 }
 
 /*
@@ -526,26 +482,14 @@ static int parse_tensor(struct walk *w, uint32_t id, struct mfs_tx_tensor *t, in
 		                  nm, t->name);
 	const struct mfs_tx_storage *s = &w->p->st[t->storage];
 
-	if (v3) {
-		if ((rc = dtype_arg(w, args->kids[6], t->name, &t->dtype)))
-			return rc;
-		if (s->dtype == -2)
-			goto bad_dtype;
-	} else {
-		if (s->dtype == -2)
-			goto bad_dtype;
-		t->dtype = s->dtype == -1 ? MFS_ST_U8 : s->dtype;
-	}
+	if (v3 && (rc = dtype_arg(w, args->kids[6], t->name, &t->dtype)))
+		return rc;
+	if (s->dtype == MFS_TORCH_NO_ST)
+		return bad_dtype(w, t, s);
+	if (!v3)
+		t->dtype = s->dtype == MFS_TORCH_UNTYPED ? MFS_ST_U8 : s->dtype;
 	t->elsize = mfs_st_dtype_size(t->dtype);
 	return tensor_extent(w, t);
-bad_dtype:
-	for (size_t i = 0; i < sizeof(storage_types) / sizeof(storage_types[0]); i++)
-		if (strcmp(storage_types[i].cls, s->type) == 0)
-			return mv_err_set(w->err, -EOPNOTSUPP,
-			                  "%s: tensor '%s' has dtype %s, which safetensors cannot "
-			                  "represent",
-			                  nm, t->name, storage_types[i].what);
-	return -EOPNOTSUPP;
 not_tensor:
 	return mv_err_set(w->err, -EOPNOTSUPP, "%s: value of '%s' is %s, not a tensor", nm, t->name,
 	                  kind_name(w, id));
@@ -1532,6 +1476,12 @@ static void fsync_dir(const char *dir)
 	}
 }
 
+/*
+ * Not mv_atomic_open()/mv_atomic_commit(): the output (gigabytes, minutes of
+ * work) is written into an unnamed O_TMPFILE and only linked in at the end,
+ * so a crash mid-transcode leaves nothing behind; mv_atomic_* names its temp
+ * file from the start. The named fallback and the rename mirror it.
+ */
 int mfs_tx_write_path(const struct mfs_tx_plan *p, mfs_pread_fn rd, void *ctx, int src_fd,
                       const char *path, bool durable, struct mv_err *err)
 {

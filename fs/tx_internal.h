@@ -53,7 +53,7 @@ int mfs_st_dtype_parse(const char *s, size_t len);
 struct mfs_tx_storage {
 	char *key;       /* persistent id key: zip member data/<key>, legacy record key */
 	char *type;      /* storage class name, for messages */
-	int dtype;       /* element type, -1 for UntypedStorage (bytes) */
+	int dtype;       /* enum mfs_st_dtype, MFS_TORCH_UNTYPED (bytes) or MFS_TORCH_NO_ST */
 	unsigned elsize; /* bytes per element of the storage class */
 	uint64_t numel;  /* elements, as the persistent id says */
 	uint64_t nbytes; /* numel * elsize */

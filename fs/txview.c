@@ -869,27 +869,19 @@ static int cache_reuse(struct mfs_mount *m, struct mfs_node *t, const struct tx_
 
 /*
  * Writes @len bytes as cache file @name atomically: a temp file created
- * 0400 with O_EXCL|O_NOFOLLOW, fsync'd and renamed. @seq makes the temp
- * name unique: two models may hold the same source file.
+ * 0400 with O_EXCL|O_NOFOLLOW (random suffix: two models may hold the same
+ * source file), fsync'd and renamed.
  */
-static int cache_file_write(struct mfs_mount *m, const char *name, const void *data, size_t len,
-                            uint64_t seq)
+static int cache_file_write(struct mfs_mount *m, const char *name, const void *data, size_t len)
 {
-	char tmp[TX_NAME_MAX + 48];
-	int fd, ret;
+	struct mv_atomic_file a;
+	int ret = mv_atomic_open(&a, m->tx_fd, name, 0400, NULL);
 
-	snprintf(tmp, sizeof(tmp), "%s.%d.%" PRIu64 ".tmp", name, (int)getpid(), seq);
-	fd = openat(m->tx_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
-	if (fd < 0)
-		return -errno;
-	ret = mv_pwrite_full(fd, data, len, 0);
-	if (!ret && fsync(fd) != 0)
-		ret = -errno;
-	close(fd);
-	if (!ret && renameat(m->tx_fd, tmp, m->tx_fd, name) != 0)
-		ret = -errno;
-	if (ret)
-		unlinkat(m->tx_fd, tmp, 0);
+	if (!ret)
+		ret = mv_pwrite_full(a.fd, data, len, 0);
+	if (!ret)
+		ret = mv_atomic_commit(&a, 0, NULL);
+	mv_atomic_abort(&a);
 	return ret;
 }
 
@@ -900,7 +892,7 @@ static int cache_file_write(struct mfs_mount *m, const char *name, const void *d
  * removed: it no longer describes anything.
  */
 static int record_write(struct mfs_mount *m, struct mfs_node *t, const struct tx_entry *e,
-                        const uint8_t sha[32], uint64_t seq)
+                        const uint8_t sha[32])
 {
 	const size_t tail = sizeof(TX_MAC_TAG) - 1 + 65;
 	char *body = record_body(t, sha), *text = NULL, hex[65];
@@ -920,7 +912,7 @@ static int record_write(struct mfs_mount *m, struct mfs_node *t, const struct tx
 		goto out;
 	mv_hex_encode(mac, 32, hex);
 	snprintf(text + head, tail + 1, "%s%s\n", TX_MAC_TAG, hex);
-	ret = cache_file_write(m, e->rec, text, head + tail, seq);
+	ret = cache_file_write(m, e->rec, text, head + tail);
 	if (ret)
 		goto out;
 	unlinkat(m->tx_fd, e->legacy, 0);
@@ -942,20 +934,18 @@ out:
  */
 static int produce(struct mfs_mount *m, struct mfs_node *t, const struct tx_entry *e)
 {
-	static uint64_t seq_next;
-	uint64_t seq = __atomic_fetch_add(&seq_next, 1, __ATOMIC_RELAXED);
 	struct mfs_txview *v = t->txv;
+	struct mv_atomic_file a;
 	struct mfs_vctx vc = {.fd = -1};
 	struct mv_err err = {0};
 	struct timespec t0, t1;
-	char tmp[TX_NAME_MAX + 48], cq[PATH_MAX + 8];
+	char cq[PATH_MAX + 8];
 	bool published = false;
-	int fd = -1, ret;
+	int ret;
 
-	snprintf(tmp, sizeof(tmp), "%s.%d.%" PRIu64 ".tmp", e->out, (int)getpid(), seq);
-	fd = openat(m->tx_fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
-	if (fd < 0) {
-		ret = mv_err_set(&err, -errno, "%s/%s: %s", m->tx_dir, tmp, strerror(errno));
+	ret = mv_atomic_open(&a, m->tx_fd, e->out, 0400, NULL);
+	if (ret) {
+		mv_err_set(&err, ret, "%s/%s: %s", m->tx_dir, a.tmp, strerror(-ret));
 		goto out;
 	}
 	ret = src_open(m, t->tx, &vc);
@@ -964,25 +954,24 @@ static int produce(struct mfs_mount *m, struct mfs_node *t, const struct tx_entr
 	mfs_log(LOG_NOTICE, "transcode-start model=%s file=%s as=%s bytes=%" PRIu64, t->model->path,
 	        t->tx->res->name, t->name, v->size);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ret = mfs_tx_plan_write(v->plan, mfs_vpread, &vc, -1, fd, &err);
-	if (!ret && fsync(fd))
-		ret = mv_err_set(&err, -errno, "%s: fsync: %s", tmp, strerror(errno));
+	ret = mfs_tx_plan_write(v->plan, mfs_vpread, &vc, -1, a.fd, &err);
 	if (!ret)
-		ret = seal_output(v, fd, v->sha256);
-	if (!ret && renameat(m->tx_fd, tmp, m->tx_fd, e->out))
-		ret = mv_err_set(&err, -errno, "%s: rename: %s", tmp, strerror(errno));
+		ret = seal_output(v, a.fd, v->sha256);
+	/* fsync, rename; the descriptor is kept to be served */
+	if (!ret)
+		ret = mv_atomic_commit(&a, MV_ATOMIC_KEEP_FD, &err);
 	if (ret)
 		goto out;
 	published = true;
-	ret = record_write(m, t, e, v->sha256, seq);
+	ret = record_write(m, t, e, v->sha256);
 	if (ret) {
 		mv_err_set(&err, ret, "%s: %s", e->rec, strerror(-ret));
 		goto out;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	v->have_sha256 = true;
-	v->fd = fd;
-	fd = -1;
+	v->fd = a.fd;
+	a.fd = -1;
 	mfs_count(&m->ctr.transcodes, 1);
 	mfs_log(LOG_NOTICE, "transcode-done model=%s file=%s as=%s bytes=%" PRIu64 " seconds=%.3f",
 	        t->model->path, t->tx->res->name, t->name, v->size,
@@ -994,14 +983,12 @@ out:
 		mfs_log(LOG_ERR, "transcode-failed model=%s file=%s cache=%s reason=\"%s\"",
 		        t->model->path, t->tx->res->name, mfs_log_value(m->tx_dir, cq, sizeof(cq)),
 		        err.msg[0] ? err.msg : strerror(-ret));
-		unlinkat(m->tx_fd, tmp, 0);
 		if (published) {
 			unlinkat(m->tx_fd, e->rec, 0);
 			unlinkat(m->tx_fd, e->out, 0);
 		}
 	}
-	if (fd >= 0)
-		close(fd);
+	mv_atomic_abort(&a);
 	if (vc.fd >= 0)
 		close(vc.fd);
 	return ret;

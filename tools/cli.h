@@ -43,7 +43,7 @@ int cmd_attest(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 /*
- * cmd_status.c: reads MOUNTPOINT/.modelfs/@name of a live modelfs mount into
+ * cli_mount.c: reads MOUNTPOINT/.modelfs/@name of a live modelfs mount into
  * a malloc'd, NUL-terminated *@text. Prints one line on failure and returns
  * the exit status: EXIT_OK, EXIT_NOT_MOUNTED, EXIT_STALE or EXIT_USAGE_IO.
  */
@@ -63,11 +63,20 @@ struct cJSON *cli_status_parse(const char *text, size_t len, size_t *n_required)
 const struct cJSON *cli_status_problems(const struct cJSON *st);
 /* status_json.c: prints the human summary of a parsed status.json to @f. */
 void cli_status_print(FILE *f, const char *mountpoint, const struct cJSON *st, size_t n_required);
-/* cmd_attest.c: signs scan verdicts (a JSON predicate) as an attestation of MODEL_DIR. */
-int cli_attest_scan(const char *model_dir, const char *key_path, const char *predicate_json);
-/* cmd_attest.c: lists attestations, one line each ("attestation FILE: type T, ...: verified"). */
+/* One attestation to sign (cli_attest.c: cli_attest_sign). */
+struct cli_attest_req {
+	const char *model;     /* model folder: writes MODEL/.modelfs/attestations/ */
+	const char *sig_path;  /* its model.sig, or NULL for MODEL/model.sig */
+	const char *key_path;  /* the signer's private key */
+	const char *type;      /* predicate type (a URI) */
+	const char *predicate; /* predicate JSON text, @pred_len bytes */
+	size_t pred_len;
+};
+/* cli_attest.c: signs and stores it, prints "attested: ..."; returns an exit status. */
+int cli_attest_sign(const struct cli_attest_req *req);
+/* cli_attest.c: lists attestations, one line each ("attestation FILE: type T, ...: verified"). */
 void cli_print_attestations(FILE *f, const struct mv_attestation_list *l);
-/* cmd_attest.c: the same as a JSON array (cJSON *; caller owns it). */
+/* cli_attest.c: the same as a JSON array (cJSON *; caller owns it). */
 struct cJSON *cli_attestations_json(const struct mv_attestation_list *l);
 
 /* Looks a command up in the dispatch table (for usage lines). */

@@ -63,18 +63,13 @@ static int parse_args(int argc, char **argv, struct bom_args *a)
 static int open_sig(const struct bom_args *a, const char *sig, struct mv_manifest **m,
                     struct mv_err *err)
 {
+	const struct mv_trust_inputs in = {a->keys, a->n_keys, a->cas, a->n_cas, "bom"};
 	struct mv_trust *t;
-	int ret = 0;
+	int ret;
 
 	if (!a->n_keys && !a->n_cas)
 		return mv_sig_inspect(sig, NULL, NULL, m, err);
-	t = mv_trust_new();
-	if (!t)
-		return mv_err_set(err, -ENOMEM, "bom: out of memory");
-	for (size_t i = 0; !ret && i < a->n_keys; i++)
-		ret = mv_trust_add_key_file(t, a->keys[i], err);
-	for (size_t i = 0; !ret && i < a->n_cas; i++)
-		ret = mv_trust_add_ca_file(t, a->cas[i], err);
+	ret = mv_trust_load(&in, &t, err);
 	if (!ret)
 		ret = mv_sig_open(sig, t, NULL, NULL, m, err);
 	mv_trust_free(t);

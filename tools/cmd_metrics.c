@@ -3,7 +3,8 @@
  * cmd_metrics.c - `modelfs metrics MOUNTPOINT`: print the mount's metrics
  * (MOUNTPOINT/.modelfs/metrics.prom, Prometheus text format 0.0.4; see
  * docs/metrics.md) on stdout, e.g. for a node_exporter textfile collector
- * fed by cron. Exit statuses as `modelfs status`: 3 not mounted, 4 stale.
+ * fed by cron. Exit statuses as `modelfs status`: 3 not mounted, 4 stale
+ * (cli_mount.c reads the file for both).
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -11,6 +12,13 @@
 
 #include "cli.h"
 
+/**
+ * cmd_metrics() - `modelfs metrics MOUNTPOINT`
+ * @argc: in: argument count
+ * @argv: in: arguments; argv[0] is "metrics"
+ *
+ * Return: EXIT_OK, EXIT_USAGE_IO, EXIT_NOT_MOUNTED or EXIT_STALE.
+ */
 int cmd_metrics(int argc, char **argv)
 {
 	static const struct option opts[] = {

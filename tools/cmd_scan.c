@@ -25,6 +25,8 @@
 #include "fs.h"
 
 #define MAX_WALK_DEPTH 64
+/* predicate type of scan --attest (docs/policy.md) */
+#define SCAN_PREDICATE_TYPE "https://modelfs.dev/scan/v1"
 
 enum out_fmt { OUT_TEXT, OUT_JSON, OUT_SARIF };
 
@@ -237,10 +239,18 @@ static void attest_item(struct scan_run *run, const char *path, const struct mfs
 	cJSON_AddItemToArray(run->attest, o);
 }
 
-/* --attest: signs the verdicts as an attestation of the model (cmd_attest.c). */
+/**
+ * attest_out() - sign the verdicts as an attestation of the model (scan --attest)
+ * @run: in/out: the finished walk; its verdict list is handed over and cleared
+ * @key: in: path of the scanner's private key
+ *
+ * Return: an exit status (cli_attest_sign()).
+ */
 static int attest_out(struct scan_run *run, const char *key)
 {
 	cJSON *pred = cJSON_CreateObject(), *sc = cJSON_AddObjectToObject(pred, "scanner");
+	struct cli_attest_req req = {
+	    .model = run->attest_root, .key_path = key, .type = SCAN_PREDICATE_TYPE};
 	char *text;
 	int ret;
 
@@ -256,7 +266,9 @@ static int attest_out(struct scan_run *run, const char *key)
 		return EXIT_USAGE_IO;
 	}
 	fflush(stdout);
-	ret = cli_attest_scan(run->attest_root, key, text);
+	req.predicate = text;
+	req.pred_len = strlen(text);
+	ret = cli_attest_sign(&req);
 	free(text);
 	return ret;
 }

@@ -164,21 +164,11 @@ static int load_key(const char *path, struct mv_key **key)
 
 static int load_trust(const struct seal_args *a, struct mv_trust **out)
 {
+	const struct mv_trust_inputs in = {a->trust_keys, a->n_trust_keys, a->trust_cas,
+	                                   a->n_trust_cas, "seal"};
 	struct mv_err err = {0};
-	struct mv_trust *t = mv_trust_new();
 
-	*out = t;
-	if (!t) {
-		cli_error("seal: out of memory");
-		return EXIT_USAGE_IO;
-	}
-	for (size_t i = 0; i < a->n_trust_keys; i++)
-		if (mv_trust_add_key_file(t, a->trust_keys[i], &err))
-			return cli_report(&err);
-	for (size_t i = 0; i < a->n_trust_cas; i++)
-		if (mv_trust_add_ca_file(t, a->trust_cas[i], &err))
-			return cli_report(&err);
-	return EXIT_OK;
+	return mv_trust_load(&in, out, &err) ? cli_report(&err) : EXIT_OK;
 }
 
 static double now_seconds(void)

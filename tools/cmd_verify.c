@@ -86,20 +86,11 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 
 static int load_trust(const struct verify_args *a, struct mv_trust **out)
 {
+	const struct mv_trust_inputs in = {a->trust_keys, a->n_trust_keys, a->trust_cas,
+	                                   a->n_trust_cas, "verify"};
 	struct mv_err err = {0};
-	struct mv_trust *t = mv_trust_new();
 
-	*out = t;
-	if (!t) {
-		cli_error("verify: out of memory");
-		return EXIT_USAGE_IO;
-	}
-	for (size_t i = 0; i < a->n_trust_keys; i++)
-		if (mv_trust_add_key_file(t, a->trust_keys[i], &err))
-			break;
-	for (size_t i = 0; !err.code && i < a->n_trust_cas; i++)
-		mv_trust_add_ca_file(t, a->trust_cas[i], &err);
-	if (!err.code)
+	if (!mv_trust_load(&in, out, &err))
 		return EXIT_OK;
 	cli_error("%s", err.msg);
 	/* A trust file that cannot be read is an I/O error, not a failed check. */

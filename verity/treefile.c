@@ -18,7 +18,6 @@
  *   296 zeros up to 4096
  */
 #include <errno.h>
-#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -127,18 +126,19 @@ int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, 
 	return 0;
 }
 
-static atomic_uint tree_tmp_seq;
-
 int mv_tree_writer_open(struct mv_tree_writer *w, int dirfd, const struct mv_tree_params *p)
 {
+	int ret;
+
 	w->dirfd = dirfd;
 	w->fd = -1;
 	if (mv_tree_geometry(p, &w->geo))
 		return -EINVAL;
-	snprintf(w->tmp, sizeof(w->tmp), ".tmp.%ld.%u.tree", (long)getpid(),
-	         atomic_fetch_add(&tree_tmp_seq, 1));
-	w->fd = openat(dirfd, w->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	return w->fd < 0 ? -errno : 0;
+	/* Unnamed: the name comes from the digest; seal's sweep removes ".tmp.*". */
+	ret = mv_atomic_open(&w->af, dirfd, NULL, 0644, NULL);
+	if (!ret)
+		w->fd = w->af.fd;
+	return ret;
 }
 
 int mv_tree_writer_sink(void *ctx, unsigned level, uint64_t index, const void *block,
@@ -167,25 +167,21 @@ int mv_tree_writer_commit(struct mv_tree_writer *w, const struct mv_measurement 
 	mv_tree_header_encode(&h, hdr);
 	ret = mv_pwrite_full(w->fd, hdr, MV_TREE_HEADER_SIZE, 0);
 	free(hdr);
-	if (!ret && durable && fsync(w->fd) < 0)
-		ret = -errno;
 	if (ret)
 		return ret;
 	if (created)
 		*created = faccessat(w->dirfd, name, F_OK, AT_SYMLINK_NOFOLLOW) != 0;
-	if (renameat(w->dirfd, w->tmp, w->dirfd, name) < 0)
-		return -errno;
-	close(w->fd);
+	w->af.name = name;
+	ret = mv_atomic_commit(&w->af, durable ? 0 : MV_ATOMIC_NOSYNC, NULL);
 	w->fd = -1;
-	return 0;
+	return ret;
 }
 
 void mv_tree_writer_abort(struct mv_tree_writer *w)
 {
 	if (w->fd < 0)
 		return;
-	close(w->fd);
-	unlinkat(w->dirfd, w->tmp, 0);
+	mv_atomic_abort(&w->af);
 	w->fd = -1;
 }
 

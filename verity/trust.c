@@ -143,6 +143,67 @@ size_t mv_trust_ca_count(const struct mv_trust *t)
 	return t ? t->n_cas : 0;
 }
 
+typedef int (*trust_add_fn)(struct mv_trust *t, const char *path, struct mv_err *err);
+
+/* Adds each of @paths with @add; stops at the first failure. */
+static int add_files(struct mv_trust *t, const char *const *paths, size_t n, trust_add_fn add,
+                     const char *what, struct mv_err *err)
+{
+	int ret = 0;
+
+	for (size_t i = 0; !ret && i < n; i++) {
+		ret = add(t, paths[i], err);
+		if (ret) /* only if @add left no line: name the file anyway */
+			mv_err_set(err, ret, "%s: cannot load trusted %s: %s", paths[i], what,
+			           strerror(-ret));
+	}
+	return ret;
+}
+
+/**
+ * mv_trust_load() - build a trust set from the user's key and CA files
+ * @in: in: the key files, then the CA files, each loaded in the order given;
+ *      @in->who prefixes the errors that name no file; with @in->required an
+ *      empty list is an error, else it gives an empty set
+ * @out: out: the new set, owned by the caller (release with mv_trust_free);
+ *       NULL on failure
+ * @err: out: on failure one line naming the file and the reason, or
+ *       "WHO: ..." when no file is at fault
+ *
+ * Stops at the first file that fails. Thread-safety: uses only its arguments,
+ * so concurrent calls with different @out and @err are safe.
+ *
+ * Return: 0; -EINVAL (empty but required, not a key or no certificate);
+ * -ENOMEM; or the -errno of reading a file (-ENOENT, -EACCES, ...).
+ */
+int mv_trust_load(const struct mv_trust_inputs *in, struct mv_trust **out, struct mv_err *err)
+{
+	struct mv_trust *t = NULL;
+	int ret;
+
+	if (in->required && !in->n_key_files && !in->n_ca_files) {
+		ret = mv_err_set(err, -EINVAL,
+		                 "%s: no --trust or --trust-ca given: nothing could be verified",
+		                 in->who);
+		goto out;
+	}
+	t = mv_trust_new();
+	if (!t) {
+		ret = mv_err_set(err, -ENOMEM, "%s: out of memory", in->who);
+		goto out;
+	}
+	ret = add_files(t, in->key_files, in->n_key_files, mv_trust_add_key_file, "key", err);
+	if (!ret)
+		ret = add_files(t, in->ca_files, in->n_ca_files, mv_trust_add_ca_file, "CA", err);
+out:
+	if (ret) {
+		mv_trust_free(t);
+		t = NULL;
+	}
+	*out = t;
+	return ret;
+}
+
 /**
  * mv_trust_find_hint() - the trusted key whose OMS hint is @hint
  * @t: in: the set

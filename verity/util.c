@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -209,55 +210,110 @@ out:
 	return ret;
 }
 
+/* Fills @a->tmp: "<name>.<random>.tmp", or ".tmp.<random>" without a name. */
+static int atomic_tmp_name(struct mv_atomic_file *a)
+{
+	static const char chars[] =
+	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+	uint8_t rnd[8];
+	char sfx[sizeof(rnd) + 1];
+	int n;
+
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -EAGAIN;
+	for (size_t i = 0; i < sizeof(rnd); i++)
+		sfx[i] = chars[rnd[i] % (sizeof(chars) - 1)];
+	sfx[sizeof(rnd)] = '\0';
+	n = a->name ? snprintf(a->tmp, sizeof(a->tmp), "%s.%s.tmp", a->name, sfx)
+	            : snprintf(a->tmp, sizeof(a->tmp), ".tmp.%s", sfx);
+	return n < 0 || (size_t)n >= sizeof(a->tmp) ? -ENAMETOOLONG : 0;
+}
+
+int mv_atomic_open(struct mv_atomic_file *a, int dirfd, const char *name, unsigned mode,
+                   struct mv_err *err)
+{
+	int ret = -EEXIST;
+
+	*a = (struct mv_atomic_file){.dirfd = dirfd, .fd = -1, .name = name};
+	for (unsigned i = 0; i < 100 && ret == -EEXIST; i++) {
+		ret = atomic_tmp_name(a);
+		if (ret)
+			break;
+		a->fd = openat(dirfd, a->tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		               mode & 07777);
+		ret = a->fd < 0 ? -errno : 0;
+	}
+	if (!ret && fchmod(a->fd, mode & 07777) < 0)
+		ret = -errno;
+	if (!ret)
+		return 0;
+	mv_err_set(err, ret, "%s: %s", ret == -ENAMETOOLONG && name ? name : a->tmp,
+	           strerror(-ret));
+	if (a->fd >= 0) {
+		close(a->fd);
+		unlinkat(dirfd, a->tmp, 0);
+		a->fd = -1;
+	}
+	return ret;
+}
+
+/* The steps of a commit; -errno and the step's name in *@step on failure. */
+static int atomic_publish(struct mv_atomic_file *a, unsigned flags, const char **step)
+{
+	if (!(flags & MV_ATOMIC_NOSYNC) && fsync(a->fd) < 0)
+		return *step = "fsync", -errno;
+	if (!(flags & MV_ATOMIC_KEEP_FD)) {
+		int rc = close(a->fd);
+
+		a->fd = -1;
+		if (rc < 0)
+			return *step = "close", -errno;
+	}
+	if (!a->name)
+		return *step = "rename", -EINVAL;
+	if (renameat(a->dirfd, a->tmp, a->dirfd, a->name) < 0)
+		return *step = "rename", -errno;
+	a->tmp[0] = '\0';
+	return 0;
+}
+
+int mv_atomic_commit(struct mv_atomic_file *a, unsigned flags, struct mv_err *err)
+{
+	const char *step = NULL;
+	int ret = atomic_publish(a, flags, &step);
+
+	if (ret) {
+		mv_err_set(err, ret, "%s: %s: %s", a->tmp, step, strerror(-ret));
+		unlinkat(a->dirfd, a->tmp, 0);
+		a->tmp[0] = '\0';
+		mv_atomic_abort(a);
+		return ret;
+	}
+	return 0;
+}
+
+void mv_atomic_abort(struct mv_atomic_file *a)
+{
+	if (a->fd < 0)
+		return;
+	close(a->fd);
+	a->fd = -1;
+	if (a->tmp[0])
+		unlinkat(a->dirfd, a->tmp, 0);
+	a->tmp[0] = '\0';
+}
+
 int mv_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                          struct mv_err *err)
 {
-	char tmp[PATH_MAX];
-	const uint8_t *p = data;
-	int fd, ret = 0;
+	struct mv_atomic_file a;
+	int ret = mv_atomic_open(&a, AT_FDCWD, path, mode, err);
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.XXXXXX", path) >= (int)sizeof(tmp))
-		return mv_err_set(err, -ENAMETOOLONG, "%s: path too long", path);
-	fd = mkostemp(tmp, O_CLOEXEC);
-	if (fd < 0)
-		return mv_err_set(err, -errno, "%s: cannot create temporary file: %s", path,
-		                  strerror(errno));
-	if (fchmod(fd, mode) < 0) {
-		ret = mv_err_set(err, -errno, "%s: chmod: %s", tmp, strerror(errno));
-		goto fail;
-	}
-	while (len) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0) {
-			ret =
-			    mv_err_set(err, -errno, "%s: write failed: %s", path, strerror(errno));
-			goto fail;
-		}
-		p += n;
-		len -= (size_t)n;
-	}
-	if (fsync(fd) < 0) {
-		ret = mv_err_set(err, -errno, "%s: fsync failed: %s", path, strerror(errno));
-		goto fail;
-	}
-	if (close(fd) < 0) {
-		fd = -1;
-		ret = mv_err_set(err, -errno, "%s: close failed: %s", path, strerror(errno));
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp, path) < 0) {
-		ret = mv_err_set(err, -errno, "%s: rename failed: %s", path, strerror(errno));
-		goto fail;
-	}
-	return 0;
-fail:
-	if (fd >= 0)
-		close(fd);
-	unlink(tmp);
+	if (!ret && (ret = mv_pwrite_full(a.fd, data, len, 0)))
+		mv_err_set(err, ret, "%s: write failed: %s", path, strerror(-ret));
+	if (!ret)
+		ret = mv_atomic_commit(&a, 0, err);
+	mv_atomic_abort(&a);
 	return ret;
 }
 

@@ -21,6 +21,7 @@
 #ifndef MODELFS_VERITY_H
 #define MODELFS_VERITY_H
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -95,6 +96,55 @@ int mv_base64_decode(const char *in, size_t in_len, uint8_t **out, size_t *out_l
  */
 int mv_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
                          struct mv_err *err);
+
+/*
+ * A file written through a temporary file in the same folder and renamed
+ * over its final name: readers see the old file or the whole new one.
+ * Error messages name the temporary file ("<tmp>: fsync: <reason>"), which
+ * starts with the final name when one was given to mv_atomic_open().
+ */
+struct mv_atomic_file {
+	int dirfd;          /* borrowed folder fd (or AT_FDCWD); names are relative to it */
+	int fd;             /* the temp file, open O_RDWR; -1 once closed */
+	const char *name;   /* borrowed final name; may be set after open, before commit */
+	char tmp[PATH_MAX]; /* the temp file's name; "" once renamed or removed */
+};
+
+/* mv_atomic_commit() @flags */
+#define MV_ATOMIC_NOSYNC  1u /* do not fsync the file before the rename */
+#define MV_ATOMIC_KEEP_FD 2u /* leave @fd open; the caller takes it (sets a->fd = -1) */
+
+/**
+ * mv_atomic_open() - create the temporary file of an atomic write
+ * @a: out: the state; every field is set, even on failure
+ * @dirfd: in: folder the names are relative to (borrowed; AT_FDCWD allowed)
+ * @name: in: final name (borrowed, must outlive @a); the temp is
+ *        "<name>.<random>.tmp" beside it. NULL: the temp is ".tmp.<random>"
+ *        and the caller sets a->name before mv_atomic_commit().
+ * @mode: in: exact permission bits of the file (umask does not apply)
+ * @err: out: error line naming a->tmp
+ *
+ * The temp is created O_CREAT|O_EXCL|O_NOFOLLOW|O_CLOEXEC with an
+ * unpredictable suffix. Return: 0, or a negative errno (then a->fd is -1,
+ * a->tmp still names the file that could not be made, nothing is left).
+ */
+int mv_atomic_open(struct mv_atomic_file *a, int dirfd, const char *name, unsigned mode,
+                   struct mv_err *err);
+/**
+ * mv_atomic_commit() - publish the temporary file under a->name
+ * @a: in/out: state from mv_atomic_open(), data written to a->fd
+ * @flags: in: MV_ATOMIC_* (0: fsync, close, rename)
+ * @err: out: error line naming a->tmp
+ *
+ * Return: 0, or a negative errno; on failure the temp file is removed.
+ */
+int mv_atomic_commit(struct mv_atomic_file *a, unsigned flags, struct mv_err *err);
+/**
+ * mv_atomic_abort() - close a->fd and remove the temp file if still there
+ * @a: in/out: state from mv_atomic_open(); safe twice, after a failed open
+ *     and after mv_atomic_commit() (then it only closes a kept fd)
+ */
+void mv_atomic_abort(struct mv_atomic_file *a);
 
 /*
  * Positioned I/O that retries short transfers and EINTR.
@@ -276,9 +326,9 @@ void mv_tree_file_name(const struct mv_measurement *m, char out[MV_TREE_NAME_MAX
  * One writer per file; not thread-safe.
  */
 struct mv_tree_writer {
-	int dirfd;
-	int fd;
-	char tmp[64];
+	int dirfd; /* the folder given to open */
+	int fd;    /* af.fd while the temp file is open, else -1: {.fd = -1} is closed */
+	struct mv_atomic_file af;
 	struct mv_tree_geometry geo;
 };
 
@@ -450,6 +500,22 @@ void mv_trust_free(struct mv_trust *t);
 int mv_trust_add_key_file(struct mv_trust *t, const char *path, struct mv_err *err);
 int mv_trust_add_ca_file(struct mv_trust *t, const char *path, struct mv_err *err);
 size_t mv_trust_count(const struct mv_trust *t);
+
+/*
+ * The user's trust inputs (--trust KEY.pub, --trust-ca CA.pem), in the
+ * order given. @who names the caller in the errors that name no file
+ * ("WHO: out of memory"); @required makes an empty list an error.
+ */
+struct mv_trust_inputs {
+	const char *const *key_files;
+	size_t n_key_files;
+	const char *const *ca_files;
+	size_t n_ca_files;
+	const char *who;
+	bool required;
+};
+
+int mv_trust_load(const struct mv_trust_inputs *in, struct mv_trust **out, struct mv_err *err);
 
 /* ------------------------------------------------------------------------
  * Manifests: the content of a verified model.sig (bundle.c, statement.c)

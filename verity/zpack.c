@@ -23,7 +23,6 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -987,7 +986,6 @@ struct pack_ctx {
 	const struct mv_pack_opts *o;
 	struct pack_item *items;
 	size_t *order; /* largest first, for balance */
-	atomic_uint seq;
 };
 
 static void item_line(struct pack_item *it, const char *fmt, ...)
@@ -1093,26 +1091,15 @@ static int remove_plain(int root_fd, const char *name, const struct stat *was, s
 	return ret;
 }
 
-/* Compresses @fd into a temporary file; *tmp_fd and @tmp name it. */
-static int pack_to_temp(struct pack_ctx *c, const struct mv_resource *r, int fd, char *tmp,
-                        size_t tmp_len, struct mv_measurement *m, uint64_t *size,
+/* Compresses @fd into the temporary file @a, created here in the packed folder. */
+static int pack_to_temp(struct pack_ctx *c, const struct mv_resource *r, int fd,
+                        struct mv_atomic_file *a, struct mv_measurement *m, uint64_t *size,
                         struct mv_err *err)
 {
-	int out, ret;
+	int ret = mv_atomic_open(a, c->dirfd, NULL, 0644, err);
 
-	snprintf(tmp, tmp_len, ".tmp-%d-%u.zst", (int)getpid(), atomic_fetch_add(&c->seq, 1));
-	out = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (out < 0)
-		return mv_err_set(err, -errno, "%s/%s: cannot create: %s", MV_PACKED_DIR, tmp,
-		                  strerror(errno));
-	ret = mv_zpack_write(fd, &r->merkle.params, &c->o->z, out, r->name, m, size, err);
-	/* Durable before it is renamed into place (and before any original goes). */
-	if (!ret && fsync(out) < 0)
-		ret = mv_err_set(err, -errno, "%s/%s: fsync: %s", MV_PACKED_DIR, tmp,
-		                 strerror(errno));
-	if (close(out) < 0 && !ret)
-		ret = mv_err_set(err, -errno, "%s/%s: close: %s", MV_PACKED_DIR, tmp,
-		                 strerror(errno));
+	if (!ret)
+		ret = mv_zpack_write(fd, &r->merkle.params, &c->o->z, a->fd, r->name, m, size, err);
 	return ret;
 }
 
@@ -1124,36 +1111,33 @@ static int pack_new(struct pack_ctx *c, struct pack_item *it, int fd, const stru
                     const char *zname, struct mv_err *err)
 {
 	const struct mv_resource *r = it->r;
+	struct mv_atomic_file a;
 	struct mv_measurement m;
 	struct stat now;
-	char tmp[64];
 	int ret;
 
-	ret = pack_to_temp(c, r, fd, tmp, sizeof(tmp), &m, &it->packed_bytes, err);
+	ret = pack_to_temp(c, r, fd, &a, &m, &it->packed_bytes, err);
 	if (ret)
-		goto fail;
+		goto out;
 	if (fstat(fd, &now) < 0 || !same_file(&now, st)) {
 		ret = mv_err_set(err, -EAGAIN, "%s: changed while packing", r->name);
-		goto fail;
+		goto out;
 	}
 	if (memcmp(m.digest, r->merkle.digest, mv_hash_digest_size(m.params.alg)) != 0) {
 		ret = mv_err_set(err, -EBADMSG,
 		                 "%s: does not match its signature (fs-verity digest); not packed",
 		                 r->name);
-		goto fail;
+		goto out;
 	}
 	if (!worth_packing(r->merkle.params.data_size, it->packed_bytes)) {
-		unlinkat(c->dirfd, tmp, 0);
-		return 1;
+		ret = 1;
+		goto out;
 	}
-	if (renameat(c->dirfd, tmp, c->dirfd, zname) < 0) {
-		ret = mv_err_set(err, -errno, "%s/%s: rename: %s", MV_PACKED_DIR, zname,
-		                 strerror(errno));
-		goto fail;
-	}
-	return 0;
-fail:
-	unlinkat(c->dirfd, tmp, 0);
+	/* Durable before it is renamed into place (and before any original goes). */
+	a.name = zname;
+	ret = mv_atomic_commit(&a, 0, err);
+out:
+	mv_atomic_abort(&a);
 	return ret;
 }
 
@@ -1417,7 +1401,6 @@ int mv_model_pack(const char *model_dir, const struct mv_pack_opts *o, mv_proble
 		c.order[i] = i;
 	}
 	qsort_r(c.order, m->n_res, sizeof(*c.order), by_size_desc, c.items);
-	atomic_init(&c.seq, 0);
 	mv_run_parallel(m->n_res, c.o->threads, pack_one, &c);
 	/* Renames and removals durable together. */
 	fsync(c.dirfd);

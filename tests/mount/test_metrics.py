@@ -261,6 +261,7 @@ def test_metrics_format_and_values(tmp_path, keys, store):  # noqa: F811
                     "modelfs_hblock_cache_evictions_total", "modelfs_hblock_cache_bytes",
                     "modelfs_frame_cache_hits_total", "modelfs_frame_cache_misses_total",
                     "modelfs_frame_cache_evictions_total", "modelfs_frame_cache_bytes",
+                    "modelfs_frame_cache_waits_total", "modelfs_frame_cache_entries",
                     "modelfs_trees_built_total", "modelfs_transcodes_total",
                     "modelfs_read_duration_seconds", "modelfs_start_time_seconds",
                     "modelfs_build_info"):

@@ -486,6 +486,55 @@ static void test_tamper(void)
 	mv_trust_free(tc);
 }
 
+/* mv_trust_load() with one key file and no CA; checks it fails naming @path. */
+static void check_trust_load_fails(const char *path, int code)
+{
+	const char *keys[] = {path};
+	const struct mv_trust_inputs in = {.key_files = keys, .n_key_files = 1, .who = "t"};
+	struct mv_trust *t = (struct mv_trust *)1;
+	struct mv_err err = {0};
+
+	CHECK_EQ_INT(mv_trust_load(&in, &t, &err), code);
+	CHECK(t == NULL);
+	CHECK(strstr(err.msg, path) != NULL);
+	printf("# %s\n", err.msg);
+}
+
+static void test_trust_load(void)
+{
+	const char *keys[] = {oms("keys/certificate/signing-key-pub.pem"), tmp("tl.pub")};
+	const char *cas[] = {oms("keys/certificate/ca-cert.pem")};
+	struct mv_trust_inputs in = {keys, 2, cas, 1, "t", true};
+	struct mv_trust *t = NULL;
+	struct mv_err err = {0};
+	FILE *f;
+
+	CHECK_EQ_INT(mv_keygen(MV_KEY_ED25519, tmp("tl"), &err), 0);
+	CHECK_EQ_INT(mv_trust_load(&in, &t, &err), 0);
+	CHECK_EQ_INT(mv_trust_count(t), 3);
+	mv_trust_free(t);
+	/* An empty list: an empty set, or an error when trust is required. */
+	in.n_key_files = in.n_ca_files = 0;
+	CHECK_EQ_INT(mv_trust_load(&in, &t, &err), -EINVAL);
+	CHECK(t == NULL && strstr(err.msg, "t: no --trust or --trust-ca given") != NULL);
+	in.required = false;
+	CHECK_EQ_INT(mv_trust_load(&in, &t, &err), 0);
+	CHECK_EQ_INT(mv_trust_count(t), 0);
+	mv_trust_free(t);
+	f = fopen(tmp("notakey.pub"), "w");
+	fputs("hello\n", f);
+	fclose(f);
+	check_trust_load_fails(tmp("missing.pub"), -ENOENT);
+	check_trust_load_fails(tmp("notakey.pub"), -EINVAL);
+	check_trust_load_fails(oms("keys/certificate/signing-key.pem"), -EINVAL);
+	/* A key file given as a CA: the CA list is loaded after the keys. */
+	in.n_key_files = in.n_ca_files = 1;
+	cas[0] = keys[0];
+	memset(&err, 0, sizeof(err));
+	CHECK_EQ_INT(mv_trust_load(&in, &t, &err), -EINVAL);
+	CHECK(t == NULL && strstr(err.msg, "signing-key-pub.pem: no PEM certificate") != NULL);
+}
+
 /* A self-signed CA unrelated to the corpus. */
 static void write_other_ca(const char *path)
 {
@@ -1424,6 +1473,7 @@ int main(void)
 	TAP_RUN(test_golden_corpus);
 	TAP_RUN(test_tamper);
 	TAP_RUN(test_untrusted);
+	TAP_RUN(test_trust_load);
 	TAP_RUN(test_round_trip);
 	TAP_RUN(test_corpus_key_sign);
 	TAP_RUN(test_bad_bundles);
