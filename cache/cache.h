@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * cache.h - the public interface of libcache: bounded, thread-safe caches of
- * Merkle hash blocks (and later transcoded outputs and decompressed chunks).
+ * Merkle hash blocks with their verified state (hblock_cache.c), the mount's
+ * hash-block source, and of decompressed, verified frames of zstd-packed
+ * files with the read path over them (frame_cache.c, mc_zpack_pread).
+ * libcache is built on libverity (verity.h) and libvpack (vpack.h).
  */
 #ifndef MODELFS_CACHE_H
 #define MODELFS_CACHE_H
@@ -10,6 +13,7 @@
 #include <sys/types.h>
 
 #include "verity.h"
+#include "vpack.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -102,7 +106,7 @@ extern const struct mv_hblock_ops mc_hblock_ops;
 /* ---- frame cache (frame_cache.c) ----
  *
  * A bounded, sharded LRU of decompressed, verified frames of zstd-packed
- * files (see mv_zpack_* in verity.h). Entries are keyed by (file id, frame
+ * files (see mv_zpack_* in vpack.h). Entries are keyed by (file id, frame
  * index). Concurrent misses on one frame load it once: the first caller
  * loads, the others wait on a condition variable (single flight). A frame
  * enters the cache only after its loader returned 0, i.e. after it was
@@ -118,13 +122,13 @@ extern const struct mv_hblock_ops mc_hblock_ops;
 struct mc_frame_cache;
 
 struct mc_frame_stats {
-	uint64_t hits;      /* found ready */
-	uint64_t waits;     /* joined a load in flight (also counted as hits) */
-	uint64_t misses;    /* loaded */
-	uint64_t errors;    /* loads that failed */
+	uint64_t hits;   /* found ready */
+	uint64_t waits;  /* joined a load in flight (also counted as hits) */
+	uint64_t misses; /* loaded */
+	uint64_t errors; /* loads that failed */
 	uint64_t evictions;
-	uint64_t entries;   /* currently cached */
-	uint64_t bytes;     /* currently charged */
+	uint64_t entries; /* currently cached */
+	uint64_t bytes;   /* currently charged */
 	uint64_t max_bytes;
 };
 
@@ -187,12 +191,12 @@ void mc_frame_cache_stats(struct mc_frame_cache *c, struct mc_frame_stats *out);
 struct mc_zpack_file {
 	struct mc_frame_cache *cache;
 	uint64_t file_id;
-	int fd;                            /* the packed file (not owned) */
-	const struct mv_zpack *z;          /* its seek table (mv_zpack_open) */
-	const struct mv_tree *tree;        /* trusted tree of the plain bytes */
-	const struct mv_hblock_ops *hops;  /* hash-block source of @tree */
+	int fd;                           /* the packed file (not owned) */
+	const struct mv_zpack *z;         /* its seek table (mv_zpack_open) */
+	const struct mv_tree *tree;       /* trusted tree of the plain bytes */
+	const struct mv_hblock_ops *hops; /* hash-block source of @tree */
 	void *hctx;
-	const char *name;                  /* for messages */
+	const char *name; /* for messages */
 };
 
 /*

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * fmt_internal.h - internals of libfs's "formats" section, shared by
- * format.c, pickle.c, zipread.c and scan.c (and by the later transcoder).
+ * fmt_internal.h - internals of libfsformat (the "formats" section of
+ * fs/meson.build), shared by its files: format detection, the pickle reader,
+ * the zip reader, the scanner and the transcoder.
  *
  * Three layers:
  *   - struct mfs_stream: a sequential byte source (a range of a file read
@@ -9,7 +10,7 @@
  *     so a multi-GiB member is scanned in bounded memory.
  *   - struct mfs_pickle: the restricted, non-executing pickle reader. It
  *     models the stack, memo and marks symbolically and builds a value graph
- *     (struct mfs_pnode) that a transcoder can walk to find the
+ *     (struct mfs_pnode) that the transcoder walks to find the
  *     _rebuild_tensor_v2(persistent storage, offset, size, stride) calls.
  *   - struct mfs_zip: a central-directory zip reader that locates member data
  *     through the local headers, the way torch's miniz does.
@@ -234,7 +235,7 @@ bool mfs_pickle_at_eof(struct mfs_pickle *p);
 void mfs_pickle_add_reason(struct mfs_pickle *p, enum mfs_verdict level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The allowlist: safe, suspicious or unsafe for a global module.name. */
+/* The allowlist (pickle_allow.c): safe, suspicious or unsafe for a global module.name. */
 enum mfs_verdict mfs_global_class(const char *module, const char *name);
 
 /* mfs_torch_type.st of UntypedStorage: bytes, typed by each tensor. */
@@ -243,7 +244,7 @@ enum mfs_verdict mfs_global_class(const char *module, const char *name);
 #define MFS_TORCH_NO_ST (-2)
 
 /*
- * One torch element type (pickle.c): the one table of dtypes and storage
+ * One torch element type (pickle_allow.c): the one table of dtypes and storage
  * classes, read by the allowlist and by the transcoder.
  */
 struct mfs_torch_type {
@@ -275,6 +276,65 @@ const struct mfs_torch_type *mfs_torch_dtype(const char *name);
 
 /* Node accessor; NULL for id 0 or out of range. */
 const struct mfs_pnode *mfs_pickle_node(const struct mfs_pickle *p, uint32_t id);
+
+/*
+ * The reader's own parts, shared by pickle.c (the machine), pickle_lit.c
+ * (literal opcodes) and pickle_obj.c (imports, calls, objects) and by no
+ * other file. Each returns 0 or -EBADMSG after recording the failure in
+ * p->fail (mfs_pk_set_fail), unless it says otherwise.
+ */
+#define PK_MAXLINE 4096u /* protocol-0 argument lines */
+#define PK_INLINE  4096u /* strings longer than this are not kept */
+
+/* Records the first failure of @p; returns -EBADMSG. */
+int mfs_pk_set_fail(struct mfs_pickle *p, enum mfs_pk_fail kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Makes @n (at most the window) bytes available at buf[bpos]. */
+int mfs_pk_need(struct mfs_pickle *p, size_t n);
+/* Skips @n payload bytes that are not kept. */
+int mfs_pk_skip(struct mfs_pickle *p, uint64_t n);
+/* Reads a protocol-0 argument line, NUL-terminated in the window. */
+int mfs_pk_line(struct mfs_pickle *p, const char **line, size_t *len);
+/* Reads a little-endian unsigned integer of @n bytes (n <= 8). */
+int mfs_pk_le(struct mfs_pickle *p, unsigned n, uint64_t *v);
+/* Charges @bytes to the value graph's expansion limit. */
+int mfs_pk_charge(struct mfs_pickle *p, uint64_t bytes);
+/* Creates a node of @kind for the opcode at @off; its id in *@id. */
+int mfs_pk_new(struct mfs_pickle *p, uint8_t kind, uint64_t off, uint32_t *id);
+/* Appends @kid to node @id's children. */
+int mfs_pk_kid(struct mfs_pickle *p, uint32_t id, uint32_t kid);
+/* Gives node @id a copy of @s (@len bytes, NUL-terminated). */
+int mfs_pk_setstr(struct mfs_pickle *p, uint32_t id, const void *s, size_t len);
+/* Stack of the current frame (above the topmost mark). */
+int mfs_pk_push(struct mfs_pickle *p, uint32_t id);
+int mfs_pk_pop(struct mfs_pickle *p, uint32_t *id);
+int mfs_pk_top(struct mfs_pickle *p, uint32_t *id);
+/* Pops the topmost mark; the items above it are stack[*base .. sp). */
+int mfs_pk_popmark(struct mfs_pickle *p, uint32_t *base);
+
+/* Literal opcodes (pickle_lit.c); @off is the opcode's stream offset. */
+int mfs_pk_op_string(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_unicode(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_int(struct mfs_pickle *p, uint64_t off, bool is_long);
+int mfs_pk_op_float(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_binfloat(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_long_bin(struct mfs_pickle *p, uint64_t n, uint64_t off);
+int mfs_pk_op_sized(struct mfs_pickle *p, uint8_t kind, unsigned lenbytes, bool is_signed,
+                    uint64_t off);
+int mfs_pk_push_int(struct mfs_pickle *p, int64_t v, uint64_t off);
+/* Parses a protocol-0 integer line; 0, or -1 when malformed (no failure recorded). */
+int mfs_pk_parse_int_line(const char *l, size_t n, int64_t *v, bool *big);
+
+/* Imports, calls and objects (pickle_obj.c). */
+int mfs_pk_op_global(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_stack_global(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_inst(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_obj(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_reduce(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_newobj(struct mfs_pickle *p, uint64_t off, bool ex);
+int mfs_pk_op_build(struct mfs_pickle *p, uint64_t off);
+int mfs_pk_op_ext(struct mfs_pickle *p, unsigned nbytes, uint64_t off);
+int mfs_pk_op_persid(struct mfs_pickle *p, uint32_t pid, uint64_t off, bool text);
 
 /* ----------------------------------------------------------------- zip reader */
 
@@ -409,5 +469,82 @@ int mfs_npy_parse(const uint8_t *buf, size_t len, struct mfs_npy_info *out);
 
 /* True when @buf starts with the pickle PROTO opcode and protocol 0..5. */
 bool mfs_sniff_proto(const uint8_t *buf, size_t len);
+
+/* ----------------------------------------------------------------- scanner */
+
+/*
+ * What scan.c (the report, pickle streams, routing) and scan_container.c
+ * (npy, keras, zip, tar, nested archives) share, and no other file uses.
+ */
+/* What is being scanned: a random-access range, or a zip member's stream. */
+struct mfs_blob {
+	mfs_pread_fn rd; /* random access (NULL for a compressed zip member) */
+	void *ctx;
+	uint64_t size;
+	const struct mfs_zip *z; /* else: member ze of z */
+	const struct mfs_zip_entry *ze;
+	bool zlib; /* else: a zlib/gzip stream over rd */
+};
+
+struct mfs_subrange {
+	mfs_pread_fn rd;
+	void *ctx;
+	uint64_t base, len;
+};
+
+struct mfs_scanner {
+	struct mfs_scan_report *rep;
+	int err;             /* first I/O error: the scan fails with it */
+	enum mfs_format top; /* strict format of the whole file (mfs_format_strict) */
+};
+
+/* Options of one pickle-stream scan. */
+struct mfs_pk_opts {
+	uint64_t skip; /* bytes before the pickle (npy header) */
+	bool lenient;  /* another format matched: a failed parse without imports is no pickle */
+	bool legacy;   /* allow the legacy torch layout */
+};
+
+/* A pread over bytes [base, base + len) of another reader; @ctx is a struct mfs_subrange. */
+ssize_t mfs_scan_sub_pread(void *ctx, void *buf, size_t len, uint64_t off);
+/*
+ * Reads @b from its start into a malloc'd buffer (NUL-terminated) of at
+ * most @max bytes; *@more tells whether data was left over. Return: 0, or
+ * the negative errno of the stream (-EBADMSG corrupt data).
+ */
+int mfs_scan_read_upto(const struct mfs_blob *b, size_t max, uint8_t **out, size_t *len,
+                       bool *more);
+
+/* Item @i of the report (valid until the next mfs_scan_item_new()). */
+struct mfs_scan_item *mfs_scan_item_at(struct mfs_scanner *sc, size_t i);
+/* Appends an item; its index, or -ENOMEM. */
+ssize_t mfs_scan_item_new(struct mfs_scanner *sc, const char *member, const char *kind);
+/* Raises @it's verdict to @v (never lowers it). */
+void mfs_scan_item_level(struct mfs_scan_item *it, enum mfs_verdict v);
+/* Adds a reason line and raises the verdict to @v. */
+void mfs_scan_item_reason(struct mfs_scan_item *it, enum mfs_verdict v, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Marks item @ii as two things at once (docs/scanner.md, "polyglot"). */
+void mfs_scan_polyglot(struct mfs_scanner *sc, size_t ii, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * Scans every pickle of @b's stream into item @ii (scan.c); with @keys,
+ * returns the storage keys the pickles reference. 0 or a negative errno.
+ */
+int mfs_scan_pickles(struct mfs_scanner *sc, const struct mfs_blob *b, size_t ii,
+                     const struct mfs_pk_opts *o, char ***keys, size_t *nkeys);
+/* Scans @b, whatever it holds, into item @ii (scan.c). 0 or a negative errno. */
+int mfs_scan_blob(struct mfs_scanner *sc, const struct mfs_blob *b, size_t ii, const char *prefix,
+                  int depth);
+
+/* The containers (scan_container.c); each 0 or a negative errno. */
+int mfs_scan_npy(struct mfs_scanner *sc, const struct mfs_blob *b, size_t ii);
+/* A zip at the head of @b, or with @tail, one found at its end (a polyglot). */
+int mfs_scan_zip(struct mfs_scanner *sc, const struct mfs_blob *b, size_t ii, const char *prefix,
+                 int depth, bool tail);
+/* A zip, or with @tar a tar, that needs random access: inflated in memory when small. */
+int mfs_scan_nested(struct mfs_scanner *sc, const struct mfs_blob *b, size_t ii, const char *prefix,
+                    int depth, bool tar);
 
 #endif /* MODELFS_FMT_INTERNAL_H */

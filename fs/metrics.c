@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "mount_int.h"
+#include "stats_int.h"
 
 /*
  * Upper bounds of modelfs_read_duration_seconds, in nanoseconds: from a

@@ -1,9 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * mount_int.h - internals of the mount, shared by every file of libfs (the
- * mount section of fs/meson.build); the store's own files also share
- * store_int.h. Not a public interface: tools/ only sees mfs_mount_main() in
- * fs.h.
+ * "mount" sources of fs/meson.build), each prototype under a banner naming
+ * the file that defines it:
+ *
+ *   daemon.c, session.c, cachedir.c      start-up, the FUSE session, the cache folder
+ *   store.c, node.c, rescan.c, backing.c the store, nodes, reload's rescan, opens
+ *   vread.c, ftree.c, fdcache.c, zfile.c verified reads, trees, tree fds, packed copies
+ *   treebuild.c                          the pool that builds missing trees
+ *   txview.c, txcache.c                  --pickle=transcode views and their cache
+ *   ops.c, attr.c, xattr.c, prov.c       FUSE operations, owners and modes, provenance
+ *   reload.c, status.c, metrics.c        live reload, status.json, metrics.prom
+ *   log.c, pickle_policy.c               log lines, the pickle policy names
+ *
+ * Groups of files also share a header nothing else includes: store_int.h
+ * (the store), vread_int.h (the read path), daemon_int.h (the daemon),
+ * txview_int.h (transcode). Not a public interface: tools/ only sees
+ * mfs_mount_main() in fs.h.
  *
  * The namespace is built at mount time; live reload (reload.c, SIGHUP or
  * --watch) later links, unlinks or swaps whole models in it. What a node is
@@ -30,17 +43,16 @@
  * (--pickle=transcode) whether a view node shows and its cached output, and
  * a model's BOM (prov.c).
  *
- * Two bounds keep a long mount from growing with the store (vread.c): the
+ * Two bounds keep a long mount from growing with the store: the
  * descriptors of loaded trees live in a per-mount fd cache of bounded size
  * (struct mfs_fdcache: a tree's fd may be closed while no reader holds the
- * tree, and is reopened with its first checks), and a file whose tree
- * build found data that does not match the signature is remembered by its
- * identity (struct mfs_file_id) so that it is not hashed again until it
- * changes. Lock order: a node's load_lock, then the fd cache lock, then a
- * node's lock; neither of the last two is held while taking a load_lock.
- * Missing trees are built by a bounded per-mount pool of threads, not by the
- * FUSE worker that needs them (treebuild.c); its lock comes after a node's
- * load_lock and is held while taking no other.
+ * tree, and is reopened with its first checks; fdcache.c), and a file whose
+ * tree build found data that does not match the signature is remembered by
+ * its identity (struct mfs_file_id) so that it is not hashed again until it
+ * changes (the negative cache, ftree.c). Lock order: a node's load_lock, then the fd cache lock,
+ * then a node's lock; neither of the last two is held while taking a load_lock. Missing trees are
+ * built by a bounded per-mount pool of threads, not by the FUSE worker that needs them
+ * (treebuild.c); its lock comes after a node's load_lock and is held while taking no other.
  */
 #ifndef MODELFS_MOUNT_INT_H
 #define MODELFS_MOUNT_INT_H
@@ -151,7 +163,7 @@ struct mfs_attr {
 enum mfs_stored {
 	MFS_STORED_UNKNOWN = 0,
 	MFS_STORED_PLAIN,  /* MODEL/<name> */
-	MFS_STORED_PACKED, /* MODEL/.modelfs/packed/<digest>.zst (vread.c) */
+	MFS_STORED_PACKED, /* MODEL/.modelfs/packed/<digest>.zst (zfile.c) */
 };
 
 /* The packed copy of a file node: opened once, kept for the mount. */
@@ -265,7 +277,7 @@ struct mfs_node {
 	struct mfs_zfile *zf;         /* packed copy, set once under load_lock (atomic pointer) */
 	struct mfs_ratelimit fail_rl; /* files: rate limit of failure log lines (log.c) */
 	/*
-	 * Negative cache (vread.c), guarded by @load_lock: the data identity
+	 * Negative cache (ftree.c), guarded by @load_lock: the data identity
 	 * whose tree build failed because the bytes do not match the signed
 	 * root. Until the backing file's identity changes, loading the tree
 	 * fails at once instead of hashing the whole file again.
@@ -289,7 +301,7 @@ struct mfs_node {
  * A loaded tree file of one file node. Its descriptor lives in the mount's
  * fd cache (struct mfs_fdcache): while no reader holds a reference, the
  * cache may close it (@fd = -1); the next reader reopens the same file with
- * the same checks as the first open (vread.c, ftree_reopen()).
+ * the same checks as the first open (ftree.c, ftree_reopen()).
  *
  * Locks: @refs under the node's lock. @fd and @src.fd change only with both
  * the fd cache lock and the node's lock held, and only while @refs is 0
@@ -309,7 +321,7 @@ struct mfs_ftree {
 };
 
 /*
- * The mount's bounded cache of tree descriptors (vread.c; docs/mount.md,
+ * The mount's bounded cache of tree descriptors (fdcache.c; docs/mount.md,
  * "File descriptors"). Every loaded tree whose fd is open has a slot; when
  * a new one would exceed @max, the clock hand closes the first one no reader
  * holds and no reader used since the hand last passed (second chance: an
@@ -327,7 +339,7 @@ struct mfs_fdcache {
 	struct mfs_ftree **slots; /* trees with an open fd */
 	size_t n, cap;            /* @n is also read without the lock (atomic) */
 	size_t hand;              /* the clock hand: next slot to consider */
-	size_t max;               /* the bound: see mfs_fdcache_size() in vread.c */
+	size_t max;               /* the bound: see fdcache_size() in fdcache.c */
 	uint64_t nofile;          /* RLIMIT_NOFILE soft limit when sized */
 	uint64_t base;            /* descriptors already open when sized */
 };
@@ -412,7 +424,7 @@ struct mfs_mount {
 	/*
 	 * The cache folder CACHE (--cache-dir) and CACHE/transcoded: owned by
 	 * the daemon's user and writable by no one else, checked with the
-	 * folders above CACHE before mounting (daemon.c, docs/mount.md).
+	 * folders above CACHE before mounting (cachedir.c, docs/mount.md).
 	 */
 	char *cache_base; /* CACHE, absolute, no symlinks */
 	int cache_base_fd;
@@ -468,7 +480,7 @@ struct mfs_mount {
 	struct mfs_reload_info reload_info; /* for the status file; under ns_lock */
 	void *reloader;                     /* reload.c's state while armed */
 	struct mfs_counters ctr;            /* updated with __atomic builtins */
-	struct mfs_fdcache fdc;             /* open tree fds, bounded (vread.c) */
+	struct mfs_fdcache fdc;             /* open tree fds, bounded (fdcache.c) */
 	/* The last EMFILE/ENFILE (mfs_fd_exhausted()); 0: never. Atomic. */
 	uint64_t fd_exhausted_mono_ns;   /* CLOCK_MONOTONIC: "recently" for the health */
 	uint64_t fd_exhausted_real_ns;   /* CLOCK_REALTIME: when, for status.json */
@@ -489,60 +501,6 @@ struct mfs_mount {
 	mode_t umask;     /* cleared from every mode shown, the control folder's too */
 	bool control_all; /* --control-access=all: .modelfs readable by everyone */
 };
-
-/*
- * One struct mfs_counters field as status.json and the metrics name it:
- * one table (metrics.c) so the two can never list different counters.
- */
-struct mfs_counter_def {
-	const char *key;    /* in status.json's "counters" */
-	const char *metric; /* Prometheus counter family */
-	const char *help;
-	size_t off; /* offsetof(struct mfs_counters, ...) */
-};
-extern const struct mfs_counter_def mfs_counter_defs[];
-extern const size_t mfs_n_counter_defs;
-
-/* The current value of counter @d of @m. */
-static inline uint64_t mfs_counter_get(const struct mfs_mount *m, const struct mfs_counter_def *d)
-{
-	return __atomic_load_n((const uint64_t *)((const char *)&m->ctr + d->off),
-	                       __ATOMIC_RELAXED);
-}
-
-/* Both caches' statistics, one snapshot for struct mfs_cache_stat_def. */
-struct mfs_cache_stats {
-	struct mc_hblock_stats h;
-	struct mc_frame_stats f;
-};
-
-/*
- * One cache statistic as status.json and the metrics name it: one table
- * (metrics.c) so the two can never list different statistics.
- */
-struct mfs_cache_stat_def {
-	const char *key;    /* in status.json's "counters" */
-	const char *metric; /* Prometheus family */
-	const char *type;   /* "counter" or "gauge" */
-	const char *help;
-	size_t off; /* offsetof(struct mfs_cache_stats, ...) */
-};
-extern const struct mfs_cache_stat_def mfs_cache_stat_defs[];
-extern const size_t mfs_n_cache_stat_defs;
-
-/**
- * mfs_cache_stats() - snapshot the statistics of the mount's caches
- * @m: in: the mount
- * @out: out: the hash-block and frame cache statistics
- */
-void mfs_cache_stats(struct mfs_mount *m, struct mfs_cache_stats *out);
-
-/* Statistic @d of the snapshot @cs. */
-static inline uint64_t mfs_cache_stat_get(const struct mfs_cache_stats *cs,
-                                          const struct mfs_cache_stat_def *d)
-{
-	return *(const uint64_t *)((const char *)cs + d->off);
-}
 
 /* Adds @v to a counter atomically. */
 static inline void mfs_count(uint64_t *ctr, uint64_t v)
@@ -733,12 +691,6 @@ void mfs_store_retired_release(struct mfs_mount *m, struct mfs_model **models, s
  */
 int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
                   const uint8_t **out, size_t *out_len);
-/*
- * The trusted tree of a non-empty file node, made from its signed root on
- * first use and kept with the node. NULL for an empty file, or on ENOMEM.
- * Lock-free.
- */
-const struct mv_tree *mfs_file_tree(struct mfs_node *n);
 /* Is the file node empty (nothing to verify)? */
 static inline bool mfs_file_empty(const struct mfs_node *n)
 {
@@ -754,8 +706,6 @@ static inline bool mfs_file_one_block(const struct mfs_node *n)
 
 	return p->data_size && p->data_size <= p->block_size;
 }
-/* Loads (or builds) the file's tree before the first read. 0 or -EIO. */
-int mfs_file_prepare(struct mfs_mount *m, struct mfs_node *n, int fd);
 /* The file's format, detected once through verified reads. */
 int mfs_file_format(struct mfs_mount *m, struct mfs_node *n, enum mfs_format *out);
 /* Context of mfs_vpread: one open file. */
@@ -766,10 +716,23 @@ struct mfs_vctx {
 };
 /* A verified mfs_pread_fn; ctx is a struct mfs_vctx *. */
 ssize_t mfs_vpread(void *ctx, void *buf, size_t len, uint64_t off);
+
+/* ---- ftree.c: loaded trees, the negative cache ---- */
+
+/*
+ * The trusted tree of a non-empty file node, made from its signed root on
+ * first use and kept with the node. NULL for an empty file, or on ENOMEM.
+ * Lock-free.
+ */
+const struct mv_tree *mfs_file_tree(struct mfs_node *n);
+/* Loads (or builds) the file's tree before the first read. 0 or -EIO. */
+int mfs_file_prepare(struct mfs_mount *m, struct mfs_node *n, int fd);
 /* Closes every loaded tree and packed copy, frees the fd cache (after unmount). */
 void mfs_file_trees_free(struct mfs_mount *m);
 /* Closes the loaded tree and packed copy of a node no reader can reach (freed version). */
 void mfs_file_node_free(struct mfs_mount *m, struct mfs_node *n);
+
+/* ---- fdcache.c: the tree fd cache, fd exhaustion ---- */
 
 /* What the fd cache holds now (status.json, metrics). */
 struct mfs_fd_stats {
@@ -799,6 +762,9 @@ size_t mfs_fdcache_shed(struct mfs_mount *m);
  * MFS_LOG_INTERVAL_S. Lock-free; callable from any thread.
  */
 void mfs_fd_exhausted(struct mfs_mount *m, const char *what, int err);
+
+/* ---- zfile.c: packed copies ---- */
+
 /**
  * mfs_zfile_open() - attach the packed copy @fd to @n (once per mount)
  * @fd: in: the packed file, a regular file (not taken over: it is duplicated)
@@ -812,7 +778,7 @@ const char *mfs_file_stored_as(struct mfs_mount *m, struct mfs_node *n);
 
 /* ---- treebuild.c: missing trees, built by a bounded pool ---- */
 
-/* What a finished tree build found, for the negative cache (vread.c). */
+/* What a finished tree build found, for the negative cache (ftree.c). */
 struct mfs_tb_result {
 	int ret;               /* 0: the tree is in CACHE/trees; -EBADMSG: data not as signed */
 	bool have_id;          /* @id is known */
@@ -897,7 +863,36 @@ int mfs_reload_start(struct mfs_mount *m, struct fuse_session *se, bool watch);
 /* Stops what mfs_reload_start() started (before unmount). */
 void mfs_reload_stop(struct mfs_mount *m);
 
-/* ---- txview.c: --pickle=transcode ---- */
+/* ---- txview.c: --pickle=transcode views ---- */
+
+/**
+ * mfs_tx_nodes_add() - add the safetensors views of a model's files
+ * @m: in/out: the mount; new MFS_N_TX nodes are appended
+ * @model: in: a model whose files are built but whose folders are unsorted
+ * Every file whose safetensors name (mfs_tx_rename) differs from its own and
+ * is free in its folder gets a view node; whether it shows is decided later.
+ * Return: 0 or -ENOMEM.
+ */
+int mfs_tx_nodes_add(struct mfs_mount *m, struct mfs_model *model);
+/**
+ * mfs_tx_decide() - decide once whether a view node shows
+ * @t: in: a MFS_N_TX node
+ * Return: 0 shown, -ENOENT hidden, -EIO undecidable now (a verified read failed).
+ */
+int mfs_tx_decide(struct mfs_mount *m, struct mfs_node *t);
+/* Reads from a view opened with mfs_tx_open(). Bytes read, or -errno. */
+ssize_t mfs_tx_read(struct mfs_mount *m, struct mfs_node *t, void *buf, size_t len, uint64_t off);
+/* Frees what a view node holds: its mfs_txview or its hidden reason. */
+void mfs_tx_free(struct mfs_node *t);
+/* Is view @t the rewritten *.index.json of its source (else a checkpoint's)? */
+bool mfs_tx_is_index(const struct mfs_node *t);
+/* The view of MFS_N_TX node @t if it was decided shown, else NULL. Lock-free. */
+static inline struct mfs_txview *mfs_tx_view(const struct mfs_node *t)
+{
+	return __atomic_load_n(&t->tx_state, __ATOMIC_ACQUIRE) == MFS_TX_SHOWN ? t->txv : NULL;
+}
+
+/* ---- txcache.c: the transcode cache (outputs, MAC'd records, the key) ---- */
 
 #define MFS_CACHE_TREES "trees"      /* CACHE/trees: Merkle trees the mount built */
 #define MFS_CACHE_TX    "transcoded" /* CACHE/transcoded: outputs and their records */
@@ -916,35 +911,8 @@ void mfs_reload_stop(struct mfs_mount *m);
  * Return: 0 or -errno (with @err set).
  */
 int mfs_tx_key_load(struct mfs_mount *m, struct mv_err *err);
-
-/**
- * mfs_tx_nodes_add() - add the safetensors views of a model's files
- * @m: in/out: the mount; new MFS_N_TX nodes are appended
- * @model: in: a model whose files are built but whose folders are unsorted
- * Every file whose safetensors name (mfs_tx_rename) differs from its own and
- * is free in its folder gets a view node; whether it shows is decided later.
- * Return: 0 or -ENOMEM.
- */
-int mfs_tx_nodes_add(struct mfs_mount *m, struct mfs_model *model);
-/**
- * mfs_tx_decide() - decide once whether a view node shows
- * @t: in: a MFS_N_TX node
- * Return: 0 shown, -ENOENT hidden, -EIO undecidable now (a verified read failed).
- */
-int mfs_tx_decide(struct mfs_mount *m, struct mfs_node *t);
 /* Opens a shown view: the cached output is checked or (re)made. 0 or -errno. */
 int mfs_tx_open(struct mfs_mount *m, struct mfs_node *t);
-/* Reads from a view opened with mfs_tx_open(). Bytes read, or -errno. */
-ssize_t mfs_tx_read(struct mfs_mount *m, struct mfs_node *t, void *buf, size_t len, uint64_t off);
-/* Frees what a view node holds: its mfs_txview or its hidden reason. */
-void mfs_tx_free(struct mfs_node *t);
-/* Is view @t the rewritten *.index.json of its source (else a checkpoint's)? */
-bool mfs_tx_is_index(const struct mfs_node *t);
-/* The view of MFS_N_TX node @t if it was decided shown, else NULL. Lock-free. */
-static inline struct mfs_txview *mfs_tx_view(const struct mfs_node *t)
-{
-	return __atomic_load_n(&t->tx_state, __ATOMIC_ACQUIRE) == MFS_TX_SHOWN ? t->txv : NULL;
-}
 
 /* ---- prov.c: BOM, attestations, policy ---- */
 

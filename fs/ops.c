@@ -207,7 +207,7 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
 	struct mfs_mount *m = userdata;
 
-	/* Readahead is raised further through the bdi after mounting (daemon.c). */
+	/* Readahead is raised further through the bdi after mounting (session.c). */
 	conn->max_readahead = 4u << 20;
 	/* Must equal the max_read mount option (daemon.c): 1 MiB requests. */
 	conn->max_read = MFS_MAX_READ;
@@ -542,7 +542,7 @@ static int open_signed(struct mfs_mount *m, struct mfs_node *n, int *fd)
 
 /*
  * Opens a file node: policy check, then a signed file (open_signed) or a
- * transcoded view (its cached output checked or made, txview.c).
+ * transcoded view (its cached output checked or made, txcache.c).
  */
 static int open_file(struct mfs_mount *m, struct mfs_node *n, struct mfs_fh **out)
 {

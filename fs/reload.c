@@ -339,7 +339,7 @@ static int reloader_open(struct reloader *r, bool *watch)
 
 /*
  * Starts the reload thread with the stop signals and SIGHUP blocked, so that
- * SIGTERM and SIGINT land in the FUSE loop's threads (daemon.c). 0 or -errno.
+ * SIGTERM and SIGINT land in the FUSE loop's threads (session.c). 0 or -errno.
  */
 static int start_thread(struct reloader *r)
 {

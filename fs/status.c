@@ -17,6 +17,7 @@
 #include <cjson/cJSON.h>
 
 #include "mount_int.h"
+#include "stats_int.h"
 
 static void add_time(cJSON *o, const char *key, const struct timespec *ts)
 {

@@ -19,7 +19,7 @@
  * version, a duplicate of the plain data fd (the waiter's may be closed once
  * it gives up) and, while it runs, one tree file being written.
  *
- * The negative cache (vread.c) lives under each node's load_lock, which a
+ * The negative cache (ftree.c) lives under each node's load_lock, which a
  * builder never takes: a job records its result and identity, and the
  * waiter applies them; the result of a build nobody waited for any more (a
  * fresh tree, or a data mismatch) is kept, at most MFS_TB_KEPT_MAX, for the

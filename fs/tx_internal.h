@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * tx_internal.h - internals of libfs's "transcode" section, shared by
- * transcode.c (checkpoint parsing, data movement) and safetensors.c (dtype
- * table, header writer, strict reader).
+ * tx_internal.h - internals of the transcoder in libfsformat, shared by
+ * transcode.c (the plan, from the pickle's value graph), tx_torch.c (the zip
+ * and legacy checkpoint containers), tx_write.c (writing the output),
+ * tx_names.c (file names, index.json) and safetensors.c (dtype table, header
+ * writer, strict reader).
  */
 #ifndef MODELFS_TX_INTERNAL_H
 #define MODELFS_TX_INTERNAL_H
@@ -10,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "fs.h"
 
@@ -92,6 +95,40 @@ struct mfs_tx_plan {
 	size_t header_len;
 	uint64_t data_len;
 };
+
+struct mfs_pickle;
+struct mfs_pnode;
+
+/* State of one plan being made (transcode.c, tx_torch.c). */
+struct mfs_tx_walk {
+	struct mfs_pickle *pk;
+	struct mfs_tx_plan *p;
+	struct mv_err *err;
+	bool legacy;
+	/* storage key -> index (open addressing, 0 = empty, else index + 1) */
+	uint32_t *slots;
+	size_t nslots;
+};
+
+/*
+ * The walk of the value graph (transcode.c), for the containers
+ * (tx_torch.c). Those returning int give 0 or a negative errno, with the
+ * message in w->err.
+ */
+/* Node @id of the pickle being walked, or NULL. */
+const struct mfs_pnode *mfs_tx_node(const struct mfs_tx_walk *w, uint32_t id);
+/* The text of node @id: a kept str, UTF-8 without NUL bytes; else NULL. */
+const char *mfs_tx_str(const struct mfs_tx_walk *w, uint32_t id);
+/* True, with the value in *@v, when node @id is a non-negative integer. */
+bool mfs_tx_uint(const struct mfs_tx_walk *w, uint32_t id, uint64_t *v);
+/* Index of the storage with persistent-id key @key, or -1. */
+ssize_t mfs_tx_storage_find(const struct mfs_tx_walk *w, const char *key);
+/* Registers (or finds) the storage of persistent-id node @id; its index in *@idx. */
+int mfs_tx_storage_ref(struct mfs_tx_walk *w, uint32_t id, uint32_t *idx);
+/* Collects the tensors of the state_dict at node @root. */
+int mfs_tx_walk_root(struct mfs_tx_walk *w, uint32_t root);
+/* Handles tensors sharing memory as the reference converter does. */
+int mfs_tx_dedupe_shared(struct mfs_tx_walk *w);
 
 /**
  * mfs_st_build_header() - lay out the output of a plan

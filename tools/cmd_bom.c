@@ -63,7 +63,11 @@ static int parse_args(int argc, char **argv, struct bom_args *a)
 static int open_sig(const struct bom_args *a, const char *sig, struct mv_manifest **m,
                     struct mv_err *err)
 {
-	const struct mv_trust_inputs in = {a->keys, a->n_keys, a->cas, a->n_cas, "bom"};
+	const struct mv_trust_inputs in = {.key_files = a->keys,
+	                                   .n_key_files = a->n_keys,
+	                                   .ca_files = a->cas,
+	                                   .n_ca_files = a->n_cas,
+	                                   .who = "bom"};
 	struct mv_trust *t;
 	int ret;
 

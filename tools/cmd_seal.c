@@ -164,8 +164,11 @@ static int load_key(const char *path, struct mv_key **key)
 
 static int load_trust(const struct seal_args *a, struct mv_trust **out)
 {
-	const struct mv_trust_inputs in = {a->trust_keys, a->n_trust_keys, a->trust_cas,
-	                                   a->n_trust_cas, "seal"};
+	const struct mv_trust_inputs in = {.key_files = a->trust_keys,
+	                                   .n_key_files = a->n_trust_keys,
+	                                   .ca_files = a->trust_cas,
+	                                   .n_ca_files = a->n_trust_cas,
+	                                   .who = "seal"};
 	struct mv_err err = {0};
 
 	return mv_trust_load(&in, out, &err) ? cli_report(&err) : EXIT_OK;

@@ -74,6 +74,7 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 		}
 	}
 	a->o.ignore_paths = a->ignores;
+	a->o.measure_packed = mv_zpack_measure; /* packed copies (libvpack) */
 	if (optind + 1 != argc)
 		return -1;
 	if (!a->n_trust_keys && !a->n_trust_cas) {
@@ -86,8 +87,11 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 
 static int load_trust(const struct verify_args *a, struct mv_trust **out)
 {
-	const struct mv_trust_inputs in = {a->trust_keys, a->n_trust_keys, a->trust_cas,
-	                                   a->n_trust_cas, "verify"};
+	const struct mv_trust_inputs in = {.key_files = a->trust_keys,
+	                                   .n_key_files = a->n_trust_keys,
+	                                   .ca_files = a->trust_cas,
+	                                   .n_ca_files = a->n_trust_cas,
+	                                   .who = "verify"};
 	struct mv_err err = {0};
 
 	if (!mv_trust_load(&in, out, &err))

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * model_internal.h - helpers shared by walk.c, seal.c and model_verify.c:
- * listing a model's files, opening them without following symlinks, and
- * hashing files (SHA-256 and fs-verity tree in one read pass) on all CPUs.
- * Not part of the public API.
+ * model_internal.h - helpers shared by walk.c, seal.c and model_verify.c
+ * (libverity) and zpack.c (libvpack): listing a model's files, opening them
+ * without following symlinks, and hashing files (SHA-256 and fs-verity tree
+ * in one read pass) on all CPUs. Not part of the public API.
  */
 #ifndef MODELFS_MODEL_INTERNAL_H
 #define MODELFS_MODEL_INTERNAL_H

@@ -15,7 +15,10 @@
  * A file may also be stored packed (MV_PACKED_DIR, zpack.c). If only the
  * packed copy is there, it is decompressed and both digests are computed
  * over the plain bytes; if both are there, the packed copy must measure to
- * the signed fs-verity digest too, or it is reported as damaged.
+ * the signed fs-verity digest too, or it is reported as damaged. The
+ * decompression is libvpack's: the caller passes mv_zpack_measure as
+ * mv_verify_opts.measure_packed, so the core links no zstd; without it
+ * packed copies are not looked at.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -51,6 +54,7 @@ struct verify_item {
 struct verify_ctx {
 	const struct mv_walk *w;
 	struct verify_item *items;
+	mv_packed_measure_fn measure_packed; /* NULL: packed copies not looked at */
 };
 
 static void vadd_line(char **slot, const char *fmt, va_list ap)
@@ -206,6 +210,8 @@ static bool verify_packed_only(struct verify_ctx *c, struct verify_item *it)
 	uint8_t sha[32];
 	int fd, ret;
 
+	if (!c->measure_packed)
+		return false;
 	fd = open_packed(c->w, r, shown, sizeof(shown), &err);
 	if (fd == -ENOENT)
 		return false;
@@ -214,8 +220,8 @@ static bool verify_packed_only(struct verify_ctx *c, struct verify_item *it)
 		return true;
 	}
 	tree_check_open(c->w, it, &t);
-	ret = mv_zpack_measure(fd, shown, &r->merkle.params, sha,
-	                       t.fd >= 0 && !t.bad ? tree_check_sink : NULL, &t, &m, &err);
+	ret = c->measure_packed(fd, shown, &r->merkle.params, sha,
+	                        t.fd >= 0 && !t.bad ? tree_check_sink : NULL, &t, &m, &err);
 	if (ret) {
 		packed_problem(it, ret, shown, &err);
 		t.bad = NULL;
@@ -243,6 +249,8 @@ static void check_packed_copy(struct verify_ctx *c, struct verify_item *it)
 	struct mv_err err = {0};
 	int fd, ret;
 
+	if (!c->measure_packed)
+		return;
 	fd = open_packed(c->w, r, shown, sizeof(shown), &err);
 	if (fd == -ENOENT)
 		return;
@@ -251,7 +259,7 @@ static void check_packed_copy(struct verify_ctx *c, struct verify_item *it)
 		return;
 	}
 	/* The fs-verity digest alone pins the bytes: no second SHA-256 pass. */
-	ret = mv_zpack_measure(fd, shown, &r->merkle.params, NULL, NULL, NULL, &m, &err);
+	ret = c->measure_packed(fd, shown, &r->merkle.params, NULL, NULL, NULL, &m, &err);
 	if (!ret && memcmp(m.digest, r->merkle.digest, mv_hash_digest_size(r->merkle.params.alg)))
 		ret =
 		    mv_err_set(&err, -EBADMSG, "%s: holds other bytes than the signed file", shown);
@@ -378,10 +386,11 @@ static int check_unsigned(struct mv_walk *w, const struct mv_manifest *m,
 }
 
 /* Step 4 on all CPUs; reports in name order. Returns -EBADMSG, -EIO-ish or 0. */
-static int check_files(const struct mv_walk *w, const struct mv_manifest *m, mv_problem_fn problem,
-                       void *pctx, mv_warn_fn warn, void *wctx)
+static int check_files(const struct mv_walk *w, const struct mv_manifest *m,
+                       const struct mv_verify_opts *opts, mv_problem_fn problem, void *pctx,
+                       mv_warn_fn warn, void *wctx)
 {
-	struct verify_ctx c = {.w = w};
+	struct verify_ctx c = {.w = w, .measure_packed = opts->measure_packed};
 	size_t missing_trees = 0;
 	int ret = 0;
 
@@ -473,7 +482,7 @@ int mv_model_verify(const char *model_path, const struct mv_trust *trust,
 	if (!m->has_extension && warn)
 		warn(wctx, "no Merkle roots present (plain OMS signature): checked SHA-256 only");
 	/* Step 4, then step 5: both always run, so that every problem is shown. */
-	ret = check_files(&w, m, problem, pctx, warn, wctx);
+	ret = check_files(&w, m, opts, problem, pctx, warn, wctx);
 	if (!w.single_file && !opts->ignore_unsigned_files) {
 		ret5 = check_unsigned(&w, m, opts, problem, pctx);
 		if (ret5 && ret != -EBADMSG)

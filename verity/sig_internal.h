@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * sig_internal.h - private declarations shared by keys.c, trust.c, dsse.c,
- * bundle.c and statement.c. Not part of libverity's public interface.
+ * sig_internal.h - private declarations of libverity's signature code: the
+ * loaded key (keys.c), trust look-ups and certificate chains (trust.c), the
+ * strict JSON front end (dsse.c, statement.c) and labeled statement parsing.
+ * Included by keys.c, trust.c, dsse.c, bundle.c and statement.c (libverity),
+ * by bom.c, attest.c and policy.c (libvprov, which links these symbols from
+ * libverity) and by tests/fuzz/fuzz_trust.c. Not part of any public
+ * interface.
  */
 #ifndef MODELFS_SIG_INTERNAL_H
 #define MODELFS_SIG_INTERNAL_H

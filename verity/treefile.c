@@ -16,6 +16,9 @@
  *   256 u64 total tree blocks
  *   264 u8 SHA-256 of bytes 0..263, to tell a damaged header from a stale one
  *   296 zeros up to 4096
+ *
+ * Also the names of a model's derived files: its tree files (mv_tree_path)
+ * and its packed copies (mv_zpack_path; the format is libvpack's, zpack.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -124,6 +127,30 @@ int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, 
 	if (n < 0 || (size_t)n >= out_len)
 		return -ENAMETOOLONG;
 	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Names of packed copies (MV_PACKED_DIR); the packed format is libvpack's
+ * ------------------------------------------------------------------------ */
+
+void mv_zpack_file_name(const struct mv_measurement *m, char out[MV_ZPACK_NAME_MAX])
+{
+	size_t ds = mv_hash_digest_size(m->params.alg);
+
+	mv_hex_encode(m->digest, ds, out);
+	memcpy(out + 2 * ds, MV_ZPACK_EXT, sizeof(MV_ZPACK_EXT));
+}
+
+int mv_zpack_path(const char *model_dir, const struct mv_resource *r, char *out, size_t out_len)
+{
+	char name[MV_ZPACK_NAME_MAX];
+	int n;
+
+	if (!r->has_merkle)
+		return -EINVAL;
+	mv_zpack_file_name(&r->merkle, name);
+	n = snprintf(out, out_len, "%s/%s/%s", model_dir, MV_PACKED_DIR, name);
+	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
 }
 
 int mv_tree_writer_open(struct mv_tree_writer *w, int dirfd, const struct mv_tree_params *p)

@@ -1,10 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * verity.h - the public interface of libverity: fs-verity Merkle trees,
- * OMS (OpenSSF Model Signing) signatures, model manifests and trust.
+ * verity.h - the public interface of libverity, the core: fs-verity Merkle
+ * trees (merkle.c), tree files (treefile.c), block verification (verify.c,
+ * memtree.c), hashing (hash_algs.c), keys and trust (keys.c, trust.c), DSSE
+ * and OMS (OpenSSF Model Signing) bundles and in-toto statements (dsse.c,
+ * bundle.c, statement.c), sealing and verifying a model folder (walk.c,
+ * seal.c, model_verify.c) and I/O helpers (util.c).
  *
- * libverity knows nothing of FUSE or caches. Everything here is plain C over
- * OpenSSL's libcrypto and cJSON.
+ * libverity knows nothing of FUSE, caches or zstd. Everything here is plain
+ * C over OpenSSL's libcrypto and cJSON. Two libraries sit on top of it, each
+ * with its own header: libvpack (vpack.h: zstd-packed files, zpack.c) and
+ * libvprov (vprov.h: CycloneDX BOM, attestations, trust policies: bom.c,
+ * attest.c, policy.c). This header includes both at its end, as an umbrella,
+ * except when MODELFS_VERITY_CORE is defined (libverity's own sources), so
+ * the core cannot call them. Neither header needs zstd.h.
  *
  * Conventions:
  *   - Functions return 0 on success or a negative errno value on failure.
@@ -214,7 +223,7 @@ struct mv_hasher *mv_hasher_thread(enum mv_hash_alg alg);
 void mv_sha256(const void *data, size_t len, uint8_t out[32]);
 
 /* ------------------------------------------------------------------------
- * fs-verity Merkle trees (merkle.c, measure.c)
+ * fs-verity Merkle trees (merkle.c)
  * ------------------------------------------------------------------------ */
 
 /* Parameters that, with the data, determine a file's fs-verity digest. */
@@ -703,12 +712,38 @@ struct mv_seal_opts {
 int mv_seal(const char *model_path, const struct mv_key *key, const struct mv_seal_opts *opts,
             struct mv_err *err);
 
+/*
+ * Packed copies of signed files (the format and its reader and writer are
+ * libvpack's, vpack.h): MODEL/.modelfs/packed/<fs-verity digest hex>.zst.
+ * Only their names are in the core, for `modelfs verify` and the mount.
+ */
+#define MV_PACKED_DIR     ".modelfs/packed" /* packed files, <fsverity hex>.zst */
+#define MV_ZPACK_EXT      ".zst"
+#define MV_ZPACK_NAME_MAX (2 * MV_MAX_DIGEST_SIZE + sizeof(MV_ZPACK_EXT))
+
+/* "<fs-verity digest hex>.zst": a packed file's name in MV_PACKED_DIR. */
+void mv_zpack_file_name(const struct mv_measurement *m, char out[MV_ZPACK_NAME_MAX]);
+
+/* MODEL/.modelfs/packed/<digest>.zst of a resource (-ENAMETOOLONG, -EINVAL). */
+int mv_zpack_path(const char *model_dir, const struct mv_resource *r, char *out, size_t out_len);
+
+/* The signature of vpack.h's mv_zpack_measure(), for mv_verify_opts. */
+typedef int (*mv_packed_measure_fn)(int fd, const char *name, const struct mv_tree_params *p,
+                                    uint8_t *sha256, mv_tree_sink_fn sink, void *sink_ctx,
+                                    struct mv_measurement *m, struct mv_err *err);
+
 struct mv_verify_opts {
 	const char *signature;     /* default: MODEL/model.sig */
 	const char **ignore_paths; /* extra paths to ignore */
 	size_t n_ignore_paths;
 	bool ignore_unsigned_files;
 	bool skip_file_hashes; /* mount: check signature only */
+	/*
+	 * How to measure a packed copy (MV_PACKED_DIR): vpack.h's
+	 * mv_zpack_measure. NULL: packed copies are not looked at, so a file
+	 * stored only packed is reported missing. The core links no zstd.
+	 */
+	mv_packed_measure_fn measure_packed;
 };
 
 /* Receives one line per problem found; verification goes on after it. */
@@ -734,374 +769,14 @@ int mv_model_verify(const char *model_path, const struct mv_trust *trust,
 /* Path of the tree file of a resource: MODEL/.modelfs/trees/<digest>.tree */
 int mv_tree_path(const char *model_dir, const struct mv_resource *r, char *out, size_t out_len);
 
-/* ---- zstd-packed files (zpack.c) ----
- *
- * A signed file may also be stored packed, as
- * MODEL/.modelfs/packed/<fs-verity digest hex>.zst, in the zstd seekable
- * format (docs/packing.md): independent zstd frames of frame_size plain bytes
- * each (a multiple of the Merkle block size; the last frame may be shorter),
- * then the seek table in a skippable frame. Plain `zstd -d` decompresses it,
- * unless `pack --tensor-transform` stored frames as byte planes (recorded in
- * a transform table before the seek table; mv_zpack_read_frame joins them
- * back before anything is verified).
- *
- * The signature is untouched: it covers the plain bytes. A packed file is
- * never trusted; each frame is decompressed into a buffer of exactly its
- * declared size and its whole blocks are checked against the same Merkle
- * tree as the plain file. Bad input gives -EBADMSG with a line naming the
- * file; memory stays bounded by the frame size.
- */
-
-#define MV_PACKED_DIR          ".modelfs/packed" /* packed files, <fsverity hex>.zst */
-#define MV_ZPACK_EXT           ".zst"
-#define MV_ZPACK_NAME_MAX      (2 * MV_MAX_DIGEST_SIZE + sizeof(MV_ZPACK_EXT))
-#define MV_ZPACK_DEFAULT_FRAME (1u << 20)
-#define MV_ZPACK_MAX_FRAME     (16u << 20) /* bound on one frame's plain bytes */
-#define MV_ZPACK_DEFAULT_LEVEL 3
-#define MV_ZPACK_MIN_SAVING    5 /* percent: pack only files that shrink this much */
-
-/* A parsed, checked seek table. Immutable after mv_zpack_open; shareable. */
-struct mv_zpack {
-	uint64_t data_size;  /* plain bytes (the signed size) */
-	uint64_t file_size;  /* packed bytes, seek table included */
-	uint32_t frame_size; /* plain bytes of every frame but the last */
-	uint32_t n_frames;
-	uint64_t *offset; /* n_frames + 1 compressed offsets; offset[n] = table */
-	/* Element width of each frame's byte-plane transform (1: none; 2, 4:
-	 * the frame holds byte planes, see mv_zpack_planes_split); NULL when
-	 * the file has no transform table (no frame transformed). */
-	uint8_t *width;
-};
-
-/* "<fs-verity digest hex>.zst": a packed file's name in MV_PACKED_DIR. */
-void mv_zpack_file_name(const struct mv_measurement *m, char out[MV_ZPACK_NAME_MAX]);
-
-/* MODEL/.modelfs/packed/<digest>.zst of a resource (-ENAMETOOLONG, -EINVAL). */
-int mv_zpack_path(const char *model_dir, const struct mv_resource *r, char *out, size_t out_len);
-
-/**
- * mv_zpack_open() - read and check the seek table of a packed file
- * @fd: in: the packed file (pread only; not kept)
- * @name: in: file name for messages
- * @data_size: in: the signed plain size the frames must add up to
- * @block_size: in: the Merkle block size frames must be multiples of
- * @out: out: the table; free with mv_zpack_free()
- * @err: out: error line naming @name
- *
- * The table is untrusted: frame sizes must be equal (but the last), a
- * multiple of @block_size, at most MV_ZPACK_MAX_FRAME, sum to @data_size, and
- * the compressed sizes must tile the file exactly. Memory is bounded by
- * @data_size / @block_size. Return: 0, -EBADMSG (bad table), -ENOMEM, -errno.
- */
-int mv_zpack_open(int fd, const char *name, uint64_t data_size, uint32_t block_size,
-                  struct mv_zpack **out, struct mv_err *err);
-
-/* The same on the last bytes of a file held in memory (tests, fuzzing). */
-int mv_zpack_parse(const uint8_t *tail, size_t tail_len, uint64_t file_size, const char *name,
-                   uint64_t data_size, uint32_t block_size, struct mv_zpack **out,
-                   struct mv_err *err);
-
-void mv_zpack_free(struct mv_zpack *z);
-
-/* Plain bytes in frame @idx (0 if out of range). */
-static inline uint32_t mv_zpack_frame_len(const struct mv_zpack *z, uint32_t idx)
-{
-	uint64_t start = (uint64_t)idx * z->frame_size;
-
-	if (idx >= z->n_frames)
-		return 0;
-	return z->data_size - start < z->frame_size ? (uint32_t)(z->data_size - start)
-	                                            : z->frame_size;
-}
-
-/**
- * mv_zpack_read_frame() - decompress one frame, with a hard output bound
- * @z: in: the seek table
- * @fd: in: the packed file
- * @idx: in: frame index
- * @out: out: mv_zpack_frame_len(z, idx) bytes; never written past that
- * @name: in: file name for messages
- * @err: out: error line
- *
- * The frame must be one zstd frame that declares exactly the table's size
- * and decompresses to it; a byte-planes frame (z->width) is joined back into
- * @out. Thread-safe (per-thread scratch).
- * Return: 0, -EBADMSG (corrupt or lying frame), -EINVAL, -ENOMEM, -errno.
- */
-int mv_zpack_read_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t *out,
-                        const char *name, struct mv_err *err);
-
-/* The same on a compressed frame already in memory (tests, fuzzing). */
-int mv_zpack_decode_frame(const void *src, size_t src_len, uint8_t *out, size_t out_len,
-                          const char *name, uint32_t idx, struct mv_err *err);
-
-/**
- * mv_zpack_load_frame() - mv_zpack_read_frame() and mv_verify_blocks() on it
- * @z, @fd, @idx, @out, @name: as for mv_zpack_read_frame()
- * @t: in: the trusted tree of the plain bytes
- * @ops, @ctx: in: hash-block source of @t
- * @err: out: error line ("<name>: frame N (bytes A-B): ...")
- *
- * Only verified bytes are left in @out on success; on failure @out holds
- * garbage. Thread-safe. Return: 0, -EBADMSG, or another negative errno.
- */
-int mv_zpack_load_frame(const struct mv_zpack *z, int fd, uint32_t idx, uint8_t *out,
-                        const struct mv_tree *t, const struct mv_hblock_ops *ops, void *ctx,
-                        const char *name, struct mv_err *err);
-
-/* Options of the writer. */
-struct mv_zpack_opts {
-	int level;           /* zstd level; 0: MV_ZPACK_DEFAULT_LEVEL */
-	uint32_t frame_size; /* 0: MV_ZPACK_DEFAULT_FRAME; multiple of the block size */
-	/* Byte-plane transform, chosen per frame by trial compression of a
-	 * sample (docs/packing.md). Gives up plain `zstd -d` compatibility for
-	 * files where a frame is transformed. */
-	bool tensor_transform;
-};
-
-/**
- * mv_zpack_planes_split() - byte-plane transform of one frame
- * @width: in: element width: 1 (copy), 2 or 4
- * @src: in: @len plain bytes
- * @dst: out: @len bytes: every byte i of @src with i % @width == 0, then
- *        those with i % @width == 1, ... (a short last element included)
- * @len: in: bytes
- *
- * @src and @dst must not overlap. Return: 0, or -EINVAL for another width.
- */
-int mv_zpack_planes_split(unsigned width, const uint8_t *src, uint8_t *dst, size_t len);
-
-/* The inverse of mv_zpack_planes_split(); same arguments and return. */
-int mv_zpack_planes_join(unsigned width, const uint8_t *src, uint8_t *dst, size_t len);
-
-/**
- * mv_zpack_write() - compress a plain file into the packed format
- * @in_fd: in: plain data, p->data_size bytes read with pread from 0
- * @p: in: tree parameters of the signature (data_size set)
- * @o: in: options (may be NULL)
- * @out_fd: in: empty file to write from offset 0
- * @name: in: name of the plain file for messages
- * @m: out: measurement of the bytes read (compare with the signed one!)
- * @packed_size: out: bytes written
- * @err: out: error line
- *
- * Reads each byte once: the tree is built in the same pass.
- */
-int mv_zpack_write(int in_fd, const struct mv_tree_params *p, const struct mv_zpack_opts *o,
-                   int out_fd, const char *name, struct mv_measurement *m, uint64_t *packed_size,
-                   struct mv_err *err);
-
-/**
- * mv_zpack_measure() - decompress a whole packed file and measure it
- * @fd: in: the packed file
- * @name: in: for messages
- * @p: in: signed tree parameters (data_size = the signed size)
- * @sha256: out (may be NULL): SHA-256 of the plain bytes
- * @sink, @sink_ctx: optional tree sink (see mv_tree_builder_new)
- * @m: out: fs-verity measurement of the plain bytes
- * @err: out: error line
- *
- * Used by verify (and by pack before removing an original). The caller
- * compares @m and @sha256 with the signature.
- */
-int mv_zpack_measure(int fd, const char *name, const struct mv_tree_params *p, uint8_t *sha256,
-                     mv_tree_sink_fn sink, void *sink_ctx, struct mv_measurement *m,
-                     struct mv_err *err);
-
-/* Options of `modelfs pack`. */
-struct mv_pack_opts {
-	struct mv_zpack_opts z;
-	bool remove_original;  /* delete plain files once their packed copy checks out */
-	unsigned threads;      /* 0 = number of CPUs */
-	const char *signature; /* default MODEL/model.sig */
-};
-
-struct mv_pack_stats {
-	size_t packed;  /* files packed now */
-	size_t kept;    /* packed copy already there and good */
-	size_t plain;   /* left plain: shrink less than MV_ZPACK_MIN_SAVING % */
-	size_t removed; /* originals removed */
-	size_t failed;
-	uint64_t plain_bytes, packed_bytes; /* over packed files */
-};
-
-/**
- * mv_model_pack() - pack the signed files of a model folder
- * @model_dir: in: the model folder
- * @o: in: options (may be NULL)
- * @info, @ictx: in: one line per file (what was done)
- * @problem, @pctx: in: one line per failure
- * @stats: out (may be NULL)
- *
- * The signature is read but not checked against any trust: each file is
- * checked against the fs-verity digest the signature lists, so a packed file
- * only ever holds signed bytes. Return: 0, -EBADMSG if some file did not
- * match its signature or a packed copy was damaged, other negative errno on
- * I/O errors (each failure reported through @problem).
- */
-int mv_model_pack(const char *model_dir, const struct mv_pack_opts *o, mv_problem_fn info,
-                  void *ictx, mv_problem_fn problem, void *pctx, struct mv_pack_stats *stats);
-
-/* ---- provenance: BOM, attestations, policy ---- */
-
-/* CycloneDX ML-BOM (bom.c); see docs/provenance.md. */
-struct mv_bom_opts {
-	const char *spec;          /* "1.6" (default) or "1.7" */
-	const char *serial_number; /* "urn:uuid:..."; NULL: a random v4 UUID */
-	const char *timestamp;     /* RFC 3339; NULL: now */
-	const char
-	    *model_dir; /* for config.json (used only if its SHA-256 is signed); may be NULL */
-};
-
-/**
- * mv_bom_build() - the CycloneDX JSON ML-BOM of a signed model
- * @m: in: the manifest (verified, or inspected: the BOM says which in no way)
- * @o: in: options (may be NULL)
- * @out, @out_len: out: malloc'd JSON text ending in a newline
- * @err: out: error line
- *
- * Deterministic apart from serialNumber and timestamp.
- */
-int mv_bom_build(const struct mv_manifest *m, const struct mv_bom_opts *o, char **out,
-                 size_t *out_len, struct mv_err *err);
-
-/* Attestations (attest.c): DSSE-signed in-toto statements about a model.sig. */
-#define MV_ATTEST_DIR       ".modelfs/attestations" /* <sha256 of bundle>.json */
-#define MV_ATTEST_MAX_FILES 1024u
-#define MV_ATTEST_MAX_SIZE  (16u << 20)
-
-struct mv_attestation {
-	char *file;           /* file name in MV_ATTEST_DIR */
-	char *predicate_type; /* NULL if the statement could not be read */
-	char *predicate;      /* compact predicate JSON, or NULL */
-	char *subject_name;
-	char subject_sha256[65]; /* hex, "" if unknown */
-	char key_id[65];         /* signer key id ("" if the key is unknown) */
-	char hint[65];           /* OMS hint the bundle names */
-	bool verified;           /* signature good, key trusted, subject = this model.sig */
-	char *reason;            /* why not verified (one line), NULL if verified */
-};
-
-struct mv_attestation_list {
-	struct mv_attestation *a;
-	size_t n;
-};
-
-void mv_attestations_free(struct mv_attestation_list *l);
-
-/**
- * mv_attest_build() - sign an attestation about the model.sig of @m
- * @m: in: the manifest; the subject is {name, sha256 of its statement}
- * @predicate_type: in: URI
- * @predicate_json, @len: in: the predicate (a JSON object)
- * @key: in: private key (need not be the publisher's)
- * @out, @out_len: out: malloc'd bundle JSON
- */
-int mv_attest_build(const struct mv_manifest *m, const char *predicate_type,
-                    const char *predicate_json, size_t len, const struct mv_key *key, char **out,
-                    size_t *out_len, struct mv_err *err);
-
-/* Writes @bundle to MODEL/.modelfs/attestations/<sha256>.json atomically; @name out (may be NULL).
- */
-int mv_attest_write(const char *model_dir, const char *bundle, size_t len, char name[70],
-                    struct mv_err *err);
-
-/**
- * mv_attestations_load() - read and check every attestation of a model
- * @model_dir: in: the model folder
- * @m: in: its manifest (the subject every attestation must name)
- * @trust: in: trusted keys; NULL: nothing is verified (inspect)
- * @out: out: one entry per file, sorted by file name; unverifiable ones
- *       have verified=false and a reason
- * @err: out: error line (I/O errors only; bad attestations are entries)
- */
-int mv_attestations_load(const char *model_dir, const struct mv_manifest *m,
-                         const struct mv_trust *trust, struct mv_attestation_list *out,
-                         struct mv_err *err);
-/* The same on the attestation folder itself (the mount: a /proc/self/fd path). */
-int mv_attestations_load_dir(const char *dir, const struct mv_manifest *m,
-                             const struct mv_trust *trust, struct mv_attestation_list *out,
-                             struct mv_err *err);
-
-/* Trust policy (policy.c); format in docs/policy.md. Immutable once loaded. */
-struct mv_policy;
-
-/* Loads a policy file; key files it names are relative to its folder. */
-int mv_policy_load(const char *path, struct mv_policy **out, struct mv_err *err);
-void mv_policy_free(struct mv_policy *p);
-
-/*
- * The signed name of a model: its provenance name (seal --name), else the
- * statement's subject name; "" if neither. The one definition every layer
- * uses (policy, name check, xattrs, status, BOM).
- */
-const char *mv_model_name(const struct mv_manifest *m);
-
-/*
- * How a model's signed name must match its store path (docs/policy.md,
- * "Names and store paths"). A policy's "names" map overrides it per path.
- */
-enum mv_name_check {
-	MV_NAME_CHECK_SUFFIX = 0, /* default: the path, or its last components after a '/' */
-	MV_NAME_CHECK_EXACT,      /* the name is the path */
-	MV_NAME_CHECK_OFF,        /* no check: the store's names carry no meaning */
-};
-
-/* Parses "suffix" / "exact" / "off"; -EINVAL otherwise. */
-int mv_name_check_parse(const char *s, enum mv_name_check *out);
-/* "suffix", "exact" or "off". */
-const char *mv_name_check_str(enum mv_name_check mode);
-
-/**
- * mv_name_bind_check() - is a model's signed name bound to its store path?
- * @p: in: the policy, or NULL; its "names" map decides for a path it lists
- * @model_path: in: the model's path relative to the store root ("org/m1")
- * @m: in: the VERIFIED manifest
- * @mode: in: the rule for a path the policy does not map
- * @err: out: on refusal, one line: signed name "…" does not match store
- *       path "…" (--name-check=MODE, or the policy's mapping)
- *
- * Without this, a validly signed model placed at another model's path (an
- * older build, a swapped folder) is served under that path. Return: 0,
- * -EKEYREJECTED refused.
- */
-int mv_name_bind_check(const struct mv_policy *p, const char *model_path,
-                       const struct mv_manifest *m, enum mv_name_check mode, struct mv_err *err);
-
-/**
- * mv_policy_check() - apply a policy to a verified model
- * @p: in: the policy
- * @model_path: in: the model's path in the store
- * @m: in: the VERIFIED manifest
- * @atts: in: its attestations (only verified ones count; may be NULL)
- * @err: out: on refusal, one line naming the rule that failed
- *
- * A rule (its "path" glob) or a min_signed_at pin applies when it matches
- * @model_path OR the signed name (mv_model_name), so moving a model does
- * not escape it; "default" looks at @model_path only.
- * Return: 0 allowed, -EKEYREJECTED refused, -ENOMEM.
- */
-int mv_policy_check(const struct mv_policy *p, const char *model_path, const struct mv_manifest *m,
-                    const struct mv_attestation_list *atts, struct mv_err *err);
-
-/*
- * The pickle policy ("transcode", "hide", "show", "deny") for a model: the
- * first rule matching @model_path that sets one, and the first matching
- * @name (may be NULL) that sets one; if both, the stricter. NULL if none.
- */
-const char *mv_policy_pickle(const struct mv_policy *p, const char *model_path, const char *name);
-
-/*
- * Whether some rule matching @model_path or @name (may be NULL: a model
- * whose signature did not verify has no name) says "required": true: the
- * model must be served, and `modelfs status` reports the mount unhealthy
- * (exit 1) if it is refused. False for a NULL policy.
- */
-bool mv_policy_required(const struct mv_policy *p, const char *model_path, const char *name);
-
-/* ---- end of provenance ---- */
-
 #ifdef __cplusplus
 }
 #endif
+
+/* The umbrella: packing and provenance, unless building the core itself. */
+#ifndef MODELFS_VERITY_CORE
+#include "vpack.h"
+#include "vprov.h"
+#endif
+
 #endif /* MODELFS_VERITY_H */

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * verity_internal.h - helpers shared by the Merkle-tree files of libverity
- * (merkle.c, treefile.c, verify.c, memtree.c). Not part of the public API.
+ * (hash_algs.c, merkle.c, treefile.c, verify.c, memtree.c, model_verify.c)
+ * and by zpack.c (libvpack). Not part of the public API.
  */
 #ifndef MODELFS_VERITY_INTERNAL_H
 #define MODELFS_VERITY_INTERNAL_H
