@@ -1,0 +1,196 @@
+"""The code's layout rules (docs/architecture.md), checked on the sources and
+on the built libraries (suite 'layout').
+
+- Calls go one way: tools -> fs -> cache -> verity, and the formats library
+  (libfsformat) uses only verity; within verity, packing (libvpack) and
+  provenance (libvprov) sit on the core, which uses neither (nor zstd). Checked twice: no source includes a
+  header of a library above its own, and no static library has an
+  undefined symbol that a library above it defines (`nm` on the .a files
+  of MODELFS_BUILD).
+- Internal headers stay inside: each group header (store_int.h, vread_int.h,
+  ...) only in the files of its group, mount_int.h only in the mount
+  library, fmt_internal.h and tx_internal.h only in fs/ (and tests,
+  fuzzers).
+- Subcommands do not call each other: tools/cmd_X.c calls no cmd_Y().
+- No source file over 1,000 lines unless its top comment says why ("Over
+  1,000 lines:").
+"""
+import os
+import pathlib
+import re
+import subprocess
+
+import pytest
+
+TOP = pathlib.Path(__file__).resolve().parents[2]
+MAX_LINES = 1000
+REASON = "Over 1,000 lines:"
+
+
+def sources(folder, exts=(".c", ".h")):
+    return sorted(p for p in (TOP / folder).iterdir() if p.suffix in exts)
+
+
+def includes(path) -> set:
+    return set(re.findall(r'^#include\s+[<"]([^>"]+)[>"]', path.read_text(), re.M))
+
+
+def meson_list(path, var) -> list:
+    """The quoted file names of `var = files(...)` in a meson.build."""
+    text = path.read_text()
+    m = re.search(var + r"\s*=\s*files\((.*?)\)", text, re.S)
+    assert m, f"{path}: no {var}"
+    return re.findall(r"'([^']+)'", m.group(1))
+
+
+FORMAT_FILES = meson_list(TOP / "fs" / "meson.build", "fs_format_sources")
+MOUNT_FILES = meson_list(TOP / "fs" / "meson.build", "fs_mount_sources")
+
+# Headers a library's sources may not include: those of the libraries above.
+FORBIDDEN = {
+    "verity": {"cache.h", "fs.h", "mount_int.h", "store_int.h", "fmt_internal.h",
+               "tx_internal.h", "cli.h", "fuse_lowlevel.h", "fuse.h"},
+    "cache": {"fs.h", "mount_int.h", "store_int.h", "fmt_internal.h", "tx_internal.h",
+              "cli.h", "fuse_lowlevel.h", "fuse.h"},
+    "formats": {"cache.h", "mount_int.h", "store_int.h", "cli.h", "fuse_lowlevel.h",
+                "fuse.h"},
+    "mount": {"cli.h"},
+}
+
+
+def library_of(path) -> str:
+    folder = path.parent.name
+    if folder != "fs":
+        return folder
+    if path.suffix == ".c":
+        return "formats" if path.name in FORMAT_FILES else "mount"
+    return "formats" if path.name in ("fmt_internal.h", "tx_internal.h") else "mount"
+
+
+@pytest.mark.parametrize("folder", ["verity", "cache", "fs"])
+def test_no_upward_includes(folder):
+    bad = []
+    for p in sources(folder):
+        lib = library_of(p)
+        for h in includes(p) & FORBIDDEN.get(lib, set()):
+            bad.append(f"{p.relative_to(TOP)} ({lib}) includes {h}")
+    assert not bad, "\n".join(bad)
+
+
+# Group headers: shared by a few files of one concern, included by no other.
+GROUP_HEADERS = {
+    "store_int.h": {"store.c", "node.c", "rescan.c", "backing.c"},
+    "vread_int.h": {"vread.c", "ftree.c", "fdcache.c", "zfile.c"},
+    "daemon_int.h": {"daemon.c", "session.c", "cachedir.c"},
+    "txview_int.h": {"txview.c", "txcache.c"},
+    "stats_int.h": {"status.c", "metrics.c"},
+    "zpack_internal.h": {"zpack.c", "zpack_write.c", "zpack_model.c"},
+}
+
+
+def test_internal_headers_stay_inside():
+    bad = []
+    for folder in ("verity", "cache", "fs", "tools"):
+        for p in sources(folder):
+            inc = includes(p)
+            for h, users in GROUP_HEADERS.items():
+                if h in inc and p.name not in users | {h}:
+                    bad.append(f"{p.relative_to(TOP)} includes {h}")
+            if "mount_int.h" in inc and not (p.parent.name == "fs" and
+                                             library_of(p) == "mount"):
+                bad.append(f"{p.relative_to(TOP)} includes mount_int.h")
+            if inc & {"fmt_internal.h", "tx_internal.h"} and p.parent.name != "fs":
+                bad.append(f"{p.relative_to(TOP)} includes a formats-internal header")
+    assert not bad, "\n".join(bad)
+
+
+def test_every_fs_source_is_in_one_library():
+    on_disk = {p.name for p in sources("fs", (".c",))}
+    assert on_disk == set(FORMAT_FILES) | set(MOUNT_FILES)
+    assert not set(FORMAT_FILES) & set(MOUNT_FILES)
+
+
+def test_subcommands_do_not_call_each_other():
+    bad = []
+    for p in sorted((TOP / "tools").glob("cmd_*.c")):
+        own = "cmd_" + p.stem[len("cmd_"):]
+        text = re.sub(r"/\*.*?\*/", "", p.read_text(), flags=re.S)
+        for called in set(re.findall(r"\b(cmd_[a-z_]+)\s*\(", text)) - {own}:
+            bad.append(f"{p.name} calls {called}()")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_source_file_over_1000_lines_without_a_reason():
+    bad = []
+    for folder in ("verity", "cache", "fs", "tools"):
+        for p in sources(folder):
+            lines = p.read_text().split("\n")
+            if len(lines) > MAX_LINES and REASON not in "\n".join(lines[:60]):
+                bad.append(f"{p.relative_to(TOP)}: {len(lines)} lines")
+    assert not bad, "\n".join(bad)
+
+
+# --------------------------------------------------------------------------
+# the built libraries
+# --------------------------------------------------------------------------
+
+def build_dir() -> pathlib.Path:
+    d = os.environ.get("MODELFS_BUILD")
+    if not d:
+        pytest.skip("MODELFS_BUILD not set")
+    return pathlib.Path(d)
+
+
+def symbols(lib: pathlib.Path):
+    """(defined, undefined) global symbols of a static library."""
+    out = subprocess.run(["nm", "-g", "--defined-only", str(lib)], capture_output=True,
+                         text=True, check=True).stdout
+    defined = {ln.split()[-1] for ln in out.splitlines() if len(ln.split()) == 3}
+    out = subprocess.run(["nm", "-g", "--undefined-only", str(lib)], capture_output=True,
+                         text=True, check=True).stdout
+    undefined = {ln.split()[-1] for ln in out.splitlines() if ln.strip()}
+    return defined, undefined - defined
+
+
+# Each library, and the libraries above it whose symbols it may not use.
+LIBS = {
+    "verity": ["vpack", "vprov", "cache", "fsformat", "fs"],
+    "vpack": ["vprov", "cache", "fsformat", "fs"],
+    "vprov": ["vpack", "cache", "fsformat", "fs"],
+    "cache": ["vprov", "fsformat", "fs"],
+    "fsformat": ["vpack", "vprov", "cache", "fs"],
+}
+
+
+def static_lib(name) -> pathlib.Path:
+    folder = {"verity": "verity", "vpack": "verity", "vprov": "verity", "cache": "cache",
+              "fsformat": "fs", "fs": "fs"}[name]
+    path = build_dir() / folder / f"lib{name}.a"
+    if not path.exists():
+        pytest.skip(f"{path} not built")
+    return path
+
+
+@pytest.mark.parametrize("lib", sorted(LIBS))
+def test_no_library_uses_one_above_it(lib):
+    _, undefined = symbols(static_lib(lib))
+    bad = []
+    for above in LIBS[lib]:
+        defined, _ = symbols(static_lib(above))
+        bad += [f"lib{lib}.a uses {s} from lib{above}.a" for s in sorted(undefined & defined)]
+    assert not bad, "\n".join(bad)
+
+
+def test_formats_and_core_need_no_fuse():
+    for lib in ("verity", "vpack", "vprov", "cache", "fsformat"):
+        _, undefined = symbols(static_lib(lib))
+        fuse = sorted(s for s in undefined if s.startswith("fuse_"))
+        assert not fuse, f"lib{lib}.a uses {fuse}"
+
+
+def test_verity_core_needs_no_zstd():
+    """Only libvpack (packing) uses libzstd."""
+    for lib in ("verity", "vprov", "fsformat"):
+        _, undefined = symbols(static_lib(lib))
+        zstd = sorted(s for s in undefined if s.startswith("ZSTD_"))
+        assert not zstd, f"lib{lib}.a uses {zstd}"
