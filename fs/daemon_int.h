@@ -60,8 +60,6 @@ int mfs_daemon_init(struct mfs_daemon *d, struct mfs_mount *m, const struct mfs_
 void mfs_catch_stop_signals(struct mfs_daemon *d);
 /* Makes the stop signal handler do nothing from now on (the daemon is done). */
 void mfs_release_stop_signals(void);
-/* Starts @fn in a thread that never takes the stop signals. Whether it started. */
-bool mfs_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *what);
 /* Thread: once the mount answers, records its device and writes the ready file. */
 void *mfs_ready_thread(void *arg);
 /* Thread: after a stop signal, bounds the time to exit by d->timeout. */

@@ -850,6 +850,11 @@ char *mfs_metrics_text(struct mfs_mount *m, size_t *len);
 /* Records one served read that took @ns nanoseconds (thread-safe, lock-free). */
 void mfs_metrics_observe_read(struct mfs_mount *m, uint64_t ns);
 
+/* ---- session.c: threads beside the FUSE loop ---- */
+
+/* Starts @fn in a thread that never takes the stop signals. Whether it started. */
+bool mfs_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *what);
+
 /* ---- reload.c: live reload (SIGHUP, --watch) ---- */
 
 struct fuse_session;

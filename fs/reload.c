@@ -337,25 +337,6 @@ static int reloader_open(struct reloader *r, bool *watch)
 	return 0;
 }
 
-/*
- * Starts the reload thread with the stop signals and SIGHUP blocked, so that
- * SIGTERM and SIGINT land in the FUSE loop's threads (session.c). 0 or -errno.
- */
-static int start_thread(struct reloader *r)
-{
-	sigset_t block, old;
-	int ret;
-
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
-	ret = pthread_create(&r->thread, NULL, reload_thread, r);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return -ret;
-}
-
 int mfs_reload_start(struct mfs_mount *m, struct fuse_session *se, bool watch)
 {
 	struct sigaction sa;
@@ -373,9 +354,11 @@ int mfs_reload_start(struct mfs_mount *m, struct fuse_session *se, bool watch)
 	pthread_rwlock_wrlock(&m->ns_lock);
 	m->reload_info.watch = watch;
 	pthread_rwlock_unlock(&m->ns_lock);
-	ret = start_thread(r);
-	if (ret)
+	/* Stop signals and SIGHUP blocked: they land in the FUSE loop's threads. */
+	if (!mfs_start_thread(&r->thread, reload_thread, r, "reload")) {
+		ret = -EAGAIN;
 		goto fail;
+	}
 	/* Replaces libfuse's handler, which would end the session on SIGHUP. */
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_sighup;
