@@ -1,0 +1,3 @@
+// SPDX-License-Identifier: Apache-2.0
+/* ss_verify.c - see sigstore_int.h (skeleton: being written). */
+#include "sigstore_int.h"
