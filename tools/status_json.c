@@ -68,7 +68,7 @@ cJSON *cli_status_parse(const char *text, size_t len, size_t *n_required)
  * cli_status_problems() - the daemon's own health verdict
  * @st: in: from cli_status_parse()
  *
- * status.json's "health" object (fs/status.c) says unhealthy for a required
+ * status.json's "health" object (fs/mount/status.c) says unhealthy for a required
  * model refused and for file descriptors exhausted within the last 60 s.
  * Return: its non-empty "problems" array when it says unhealthy, else NULL
  * (healthy, or a daemon too old to give a verdict).

@@ -3,7 +3,7 @@
  * fuzz_tar.c - libFuzzer target for the tar reader: the numeric field parser
  * mfs_tar_num (octal and GNU base-256, checked by a round trip through an
  * encoder), the header checksum mfs_tar_header_ok, and the scanner's tar
- * walk (fs/scan.c scan_tar, tar_longname for GNU 'L' and pax 'x' headers,
+ * walk (fs/format/scan.c scan_tar, tar_longname for GNU 'L' and pax 'x' headers,
  * members scanned as files, tars nested in tars).
  *
  * A fuzzer cannot guess a 512-byte checksum, so the input is patched before

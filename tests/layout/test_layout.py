@@ -1,16 +1,18 @@
 """The code's layout rules (docs/architecture.md), checked on the sources and
 on the built libraries (suite 'layout').
 
-- Calls go one way: tools -> fs -> cache -> verity, and the formats library
-  (libfsformat) uses only verity; within verity, packing (libvpack) and
+- Calls go one way: tools -> fs -> cache -> verity. fs/ is three folders,
+  one library each: fs/mount (libfs) -> fs/transcode (libfstranscode) ->
+  fs/format (libfsformat), and the formats and transcoder use only verity;
+  within verity, packing (libvpack) and
   provenance (libvprov) sit on the core, which uses neither (nor zstd). Checked twice: no source includes a
   header of a library above its own, and no static library has an
   undefined symbol that a library above it defines (`nm` on the .a files
   of MODELFS_BUILD).
 - Internal headers stay inside: each group header (store_int.h, vread_int.h,
   ...) only in the files of its group, mount_int.h only in the mount
-  library, fmt_internal.h and tx_internal.h only in fs/ (and tests,
-  fuzzers).
+  library, fmt_internal.h only in fs/format and fs/transcode (its one
+  client above), tx_internal.h only in fs/transcode (and tests, fuzzers).
 - Subcommands do not call each other: tools/cmd_X.c calls no cmd_Y().
 - No source file over 1,000 lines unless its top comment says why ("Over
   1,000 lines:").
@@ -43,8 +45,10 @@ def meson_list(path, var) -> list:
     return re.findall(r"'([^']+)'", m.group(1))
 
 
-FORMAT_FILES = meson_list(TOP / "fs" / "meson.build", "fs_format_sources")
-MOUNT_FILES = meson_list(TOP / "fs" / "meson.build", "fs_mount_sources")
+FS_LIBS = {"format": "fs_format_sources", "transcode": "fs_transcode_sources",
+           "mount": "fs_mount_sources"}
+FS_FILES = {sub: meson_list(TOP / "fs" / sub / "meson.build", var)
+            for sub, var in FS_LIBS.items()}
 
 # Headers a library's sources may not include: those of the libraries above.
 FORBIDDEN = {
@@ -52,22 +56,21 @@ FORBIDDEN = {
                "tx_internal.h", "cli.h", "fuse_lowlevel.h", "fuse.h"},
     "cache": {"fs.h", "mount_int.h", "store_int.h", "fmt_internal.h", "tx_internal.h",
               "cli.h", "fuse_lowlevel.h", "fuse.h"},
-    "formats": {"cache.h", "mount_int.h", "store_int.h", "cli.h", "fuse_lowlevel.h",
-                "fuse.h"},
+    "format": {"cache.h", "fs.h", "fstranscode.h", "fsmount.h", "tx_internal.h",
+               "mount_int.h", "store_int.h", "cli.h", "fuse_lowlevel.h", "fuse.h"},
+    "transcode": {"cache.h", "fs.h", "fsmount.h", "mount_int.h", "store_int.h", "cli.h",
+                  "fuse_lowlevel.h", "fuse.h"},
     "mount": {"cli.h"},
 }
+FS_FOLDERS = ["fs/" + sub for sub in FS_LIBS]
 
 
 def library_of(path) -> str:
-    folder = path.parent.name
-    if folder != "fs":
-        return folder
-    if path.suffix == ".c":
-        return "formats" if path.name in FORMAT_FILES else "mount"
-    return "formats" if path.name in ("fmt_internal.h", "tx_internal.h") else "mount"
+    """verity, cache, tools, or format / transcode / mount for fs/ files."""
+    return path.parent.name
 
 
-@pytest.mark.parametrize("folder", ["verity", "cache", "fs"])
+@pytest.mark.parametrize("folder", ["verity", "cache"] + FS_FOLDERS)
 def test_no_upward_includes(folder):
     bad = []
     for p in sources(folder):
@@ -90,24 +93,32 @@ GROUP_HEADERS = {
 
 def test_internal_headers_stay_inside():
     bad = []
-    for folder in ("verity", "cache", "fs", "tools"):
+    for folder in ["verity", "cache", "tools"] + FS_FOLDERS:
         for p in sources(folder):
             inc = includes(p)
             for h, users in GROUP_HEADERS.items():
                 if h in inc and p.name not in users | {h}:
                     bad.append(f"{p.relative_to(TOP)} includes {h}")
-            if "mount_int.h" in inc and not (p.parent.name == "fs" and
-                                             library_of(p) == "mount"):
+            if "mount_int.h" in inc and library_of(p) != "mount":
                 bad.append(f"{p.relative_to(TOP)} includes mount_int.h")
-            if inc & {"fmt_internal.h", "tx_internal.h"} and p.parent.name != "fs":
-                bad.append(f"{p.relative_to(TOP)} includes a formats-internal header")
+            if "fmt_internal.h" in inc and library_of(p) not in ("format", "transcode"):
+                bad.append(f"{p.relative_to(TOP)} includes fmt_internal.h")
+            if "tx_internal.h" in inc and library_of(p) != "transcode":
+                bad.append(f"{p.relative_to(TOP)} includes tx_internal.h")
     assert not bad, "\n".join(bad)
 
 
-def test_every_fs_source_is_in_one_library():
-    on_disk = {p.name for p in sources("fs", (".c",))}
-    assert on_disk == set(FORMAT_FILES) | set(MOUNT_FILES)
-    assert not set(FORMAT_FILES) & set(MOUNT_FILES)
+@pytest.mark.parametrize("sub", sorted(FS_LIBS))
+def test_every_fs_source_is_in_its_library(sub):
+    on_disk = {p.name for p in sources("fs/" + sub, (".c",))}
+    assert on_disk == set(FS_FILES[sub])
+
+
+def test_fs_has_no_loose_sources():
+    """fs/ holds only its folders, the umbrella fs.h and meson.build."""
+    loose = sorted(p.name for p in (TOP / "fs").iterdir()
+                   if p.is_file() and p.name not in ("fs.h", "meson.build"))
+    assert not loose, loose
 
 
 def test_subcommands_do_not_call_each_other():
@@ -122,7 +133,7 @@ def test_subcommands_do_not_call_each_other():
 
 def test_no_source_file_over_1000_lines_without_a_reason():
     bad = []
-    for folder in ("verity", "cache", "fs", "tools"):
+    for folder in ["verity", "cache", "tools"] + FS_FOLDERS:
         for p in sources(folder):
             lines = p.read_text().split("\n")
             if len(lines) > MAX_LINES and REASON not in "\n".join(lines[:60]):
@@ -154,17 +165,18 @@ def symbols(lib: pathlib.Path):
 
 # Each library, and the libraries above it whose symbols it may not use.
 LIBS = {
-    "verity": ["vpack", "vprov", "cache", "fsformat", "fs"],
-    "vpack": ["vprov", "cache", "fsformat", "fs"],
-    "vprov": ["vpack", "cache", "fsformat", "fs"],
-    "cache": ["vprov", "fsformat", "fs"],
-    "fsformat": ["vpack", "vprov", "cache", "fs"],
+    "verity": ["vpack", "vprov", "cache", "fsformat", "fstranscode", "fs"],
+    "vpack": ["vprov", "cache", "fsformat", "fstranscode", "fs"],
+    "vprov": ["vpack", "cache", "fsformat", "fstranscode", "fs"],
+    "cache": ["vprov", "fsformat", "fstranscode", "fs"],
+    "fsformat": ["vpack", "vprov", "cache", "fstranscode", "fs"],
+    "fstranscode": ["vpack", "vprov", "cache", "fs"],
 }
 
 
 def static_lib(name) -> pathlib.Path:
     folder = {"verity": "verity", "vpack": "verity", "vprov": "verity", "cache": "cache",
-              "fsformat": "fs", "fs": "fs"}[name]
+              "fsformat": "fs/format", "fstranscode": "fs/transcode", "fs": "fs/mount"}[name]
     path = build_dir() / folder / f"lib{name}.a"
     if not path.exists():
         pytest.skip(f"{path} not built")
@@ -182,7 +194,7 @@ def test_no_library_uses_one_above_it(lib):
 
 
 def test_formats_and_core_need_no_fuse():
-    for lib in ("verity", "vpack", "vprov", "cache", "fsformat"):
+    for lib in ("verity", "vpack", "vprov", "cache", "fsformat", "fstranscode"):
         _, undefined = symbols(static_lib(lib))
         fuse = sorted(s for s in undefined if s.startswith("fuse_"))
         assert not fuse, f"lib{lib}.a uses {fuse}"
@@ -190,7 +202,7 @@ def test_formats_and_core_need_no_fuse():
 
 def test_verity_core_needs_no_zstd():
     """Only libvpack (packing) uses libzstd."""
-    for lib in ("verity", "vprov", "fsformat"):
+    for lib in ("verity", "vprov", "fsformat", "fstranscode"):
         _, undefined = symbols(static_lib(lib))
         zstd = sorted(s for s in undefined if s.startswith("ZSTD_"))
         assert not zstd, f"lib{lib}.a uses {zstd}"

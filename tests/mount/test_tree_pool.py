@@ -55,7 +55,7 @@ from test_mount import (Mount, drop_caches, force_unmount, is_mounted, keys, rnd
 
 MIB = 1 << 20
 WAIT = 0.5  # --tree-build-wait in these tests
-BUILDER_COMM = "mfs-treebuild"  # the builders' thread name (fs/treebuild.c)
+BUILDER_COMM = "mfs-treebuild"  # the builders' thread name (fs/mount/treebuild.c)
 QUEUE_MAX = 64  # MFS_TB_QUEUE_MAX
 HEADER = 4096  # MV_TREE_HEADER_SIZE: a tree file's levels start here
 N_QUEUE_FILES = QUEUE_MAX + 2
@@ -151,7 +151,7 @@ def test_slow_build_times_out_others_read_then_served(tmp_path, keys, store):  #
 
         took = open_eio(slow)
         # About the wait: the lookup waited 0.5 s; the open that follows it at
-        # once does not wait again (fs/treebuild.c, TB_GRACE_NS).
+        # once does not wait again (fs/mount/treebuild.c, TB_GRACE_NS).
         assert WAIT * 0.9 <= took < WAIT + 1.0, took
         lines = log_lines(m, "tree-build-wait")
         assert len(lines) == 1, lines

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * test_log.c - the mount's log helpers (fs/log.c) and the metrics text
- * (fs/metrics.c) without a mount: value quoting, the per-file rate limit,
+ * test_log.c - the mount's log helpers (fs/mount/log.c) and the metrics text
+ * (fs/mount/metrics.c) without a mount: value quoting, the per-file rate limit,
  * histogram buckets and label escaping.
  */
 #include <stdlib.h>

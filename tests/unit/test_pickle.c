@@ -9,7 +9,7 @@
 #include <zlib.h>
 
 #include "fmt_internal.h"
-#include "fs.h"
+#include "fsformat.h"
 #include "tap.h"
 
 /* ------------------------------------------------------------- helpers */

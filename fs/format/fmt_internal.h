@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * fmt_internal.h - internals of libfsformat (the "formats" section of
- * fs/meson.build), shared by its files: format detection, the pickle reader,
- * the zip reader, the scanner and the transcoder.
+ * fmt_internal.h - internals of libfsformat (fs/format), shared by its
+ * files (format detection, the pickle reader, the zip reader, the scanner,
+ * the safetensors checker) and by its one client above, the transcoder
+ * (fs/transcode), which walks the pickle's value graph and reads zip
+ * members. Nothing else includes it (tests/layout checks).
  *
  * Three layers:
  *   - struct mfs_stream: a sequential byte source (a range of a file read
@@ -23,7 +25,7 @@
 #include <stdint.h>
 #include <zlib.h>
 
-#include "fs.h"
+#include "fsformat.h"
 
 /* ------------------------------------------------------------------ streams */
 
@@ -238,6 +240,39 @@ void mfs_pickle_add_reason(struct mfs_pickle *p, enum mfs_verdict level, const c
 /* The allowlist (pickle_allow.c): safe, suspicious or unsafe for a global module.name. */
 enum mfs_verdict mfs_global_class(const char *module, const char *name);
 
+/*
+ * safetensors dtypes, in the reference implementation's order: ascending
+ * alignment. The writer sorts tensors by this rank, descending, then by
+ * name, as the reference does, so every tensor's data stays aligned.
+ */
+enum mfs_st_dtype {
+	MFS_ST_BOOL = 0,
+	MFS_ST_U8,
+	MFS_ST_I8,
+	MFS_ST_F8_E5M2,
+	MFS_ST_F8_E4M3,
+	MFS_ST_I16,
+	MFS_ST_U16,
+	MFS_ST_F16,
+	MFS_ST_BF16,
+	MFS_ST_I32,
+	MFS_ST_U32,
+	MFS_ST_F32,
+	MFS_ST_F64,
+	MFS_ST_I64,
+	MFS_ST_U64,
+	MFS_ST_NDTYPES,
+};
+
+/* "F32", ...; NULL when out of range. */
+const char *mfs_st_dtype_name(int dt);
+/* Element size in bytes; 0 when out of range. */
+unsigned mfs_st_dtype_size(int dt);
+/* Parses a dtype name of @len bytes; -1 when unknown. */
+int mfs_st_dtype_parse(const char *s, size_t len);
+
+/* The reference refuses headers larger than this. */
+#define MFS_ST_MAX_HEADER 100000000u
 /* mfs_torch_type.st of UntypedStorage: bytes, typed by each tensor. */
 #define MFS_TORCH_UNTYPED (-1)
 /* mfs_torch_type.st of a dtype safetensors cannot hold. */

@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * tx_internal.h - internals of the transcoder in libfsformat, shared by
- * transcode.c (the plan, from the pickle's value graph), tx_torch.c (the zip
- * and legacy checkpoint containers), tx_write.c (writing the output),
- * tx_names.c (file names, index.json) and safetensors.c (dtype table, header
- * writer, strict reader).
+ * tx_internal.h - internals of the transcoder (libfstranscode,
+ * fs/transcode), shared by transcode.c (the plan, from the pickle's value
+ * graph), tx_torch.c (the zip and legacy checkpoint containers), tx_write.c
+ * (writing the output), tx_names.c (file names, index.json) and st_write.c
+ * (the safetensors header writer). The safetensors dtypes are the formats'
+ * (fmt_internal.h).
  */
 #ifndef MODELFS_TX_INTERNAL_H
 #define MODELFS_TX_INTERNAL_H
@@ -14,41 +15,9 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "fs.h"
+#include "fstranscode.h"
+#include "fmt_internal.h"
 
-/*
- * safetensors dtypes, in the reference implementation's order: ascending
- * alignment. The writer sorts tensors by this rank, descending, then by
- * name, as the reference does, so every tensor's data stays aligned.
- */
-enum mfs_st_dtype {
-	MFS_ST_BOOL = 0,
-	MFS_ST_U8,
-	MFS_ST_I8,
-	MFS_ST_F8_E5M2,
-	MFS_ST_F8_E4M3,
-	MFS_ST_I16,
-	MFS_ST_U16,
-	MFS_ST_F16,
-	MFS_ST_BF16,
-	MFS_ST_I32,
-	MFS_ST_U32,
-	MFS_ST_F32,
-	MFS_ST_F64,
-	MFS_ST_I64,
-	MFS_ST_U64,
-	MFS_ST_NDTYPES,
-};
-
-/* "F32", ...; NULL when out of range. */
-const char *mfs_st_dtype_name(int dt);
-/* Element size in bytes; 0 when out of range. */
-unsigned mfs_st_dtype_size(int dt);
-/* Parses a dtype name of @len bytes; -1 when unknown. */
-int mfs_st_dtype_parse(const char *s, size_t len);
-
-/* The reference refuses headers larger than this. */
-#define MFS_ST_MAX_HEADER 100000000u
 /* Most dimensions a tensor may have (torch's own limit is 64 too). */
 #define MFS_TX_MAX_DIMS 64
 

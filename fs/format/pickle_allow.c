@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "fmt_internal.h"
-#include "tx_internal.h"
 
 /* -------------------------------------------------------------- allowlist */
 

@@ -67,7 +67,7 @@
 #include <time.h>
 
 #include "cache.h"
-#include "fs.h"
+#include "fsmount.h"
 #include "verity.h"
 
 #define MFS_ROOT_INO     1
