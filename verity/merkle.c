@@ -280,8 +280,25 @@ digest:
 
 #define MEASURE_BUF (1u << 20)
 
+/* mv_pread_fn of a descriptor: @ctx points to the int fd. */
+static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	ssize_t n;
+
+	do
+		n = pread(*(int *)ctx, buf, len, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
 int mv_measure_fd(int fd, const struct mv_tree_params *p, mv_tree_sink_fn sink, void *sink_ctx,
                   struct mv_measurement *m)
+{
+	return mv_measure_pread(fd_pread, &fd, p, sink, sink_ctx, m);
+}
+
+int mv_measure_pread(mv_pread_fn rd, void *rd_ctx, const struct mv_tree_params *p,
+                     mv_tree_sink_fn sink, void *sink_ctx, struct mv_measurement *m)
 {
 	struct mv_tree_builder *b = NULL;
 	uint8_t *buf = NULL;
@@ -298,12 +315,10 @@ int mv_measure_fd(int fd, const struct mv_tree_params *p, mv_tree_sink_fn sink, 
 	}
 	while (off < p->data_size) {
 		size_t want = p->data_size - off < MEASURE_BUF ? p->data_size - off : MEASURE_BUF;
-		ssize_t n = pread(fd, buf, want, (off_t)off);
+		ssize_t n = rd(rd_ctx, buf, want, off);
 
-		if (n < 0 && errno == EINTR)
-			continue;
 		if (n <= 0) {
-			ret = n < 0 ? -errno : -EIO; /* a short file: it changed under us */
+			ret = n < 0 ? (int)n : -EIO; /* a short file: it changed under us */
 			goto out;
 		}
 		ret = mv_tree_builder_update(b, buf, (size_t)n);

@@ -297,6 +297,14 @@ void mv_tree_builder_free(struct mv_tree_builder *b);
  */
 int mv_measure_fd(int fd, const struct mv_tree_params *p, mv_tree_sink_fn sink, void *sink_ctx,
                   struct mv_measurement *m);
+/* Reads up to @len bytes at @off into @buf: the count (0 at the end), or -errno. */
+typedef ssize_t (*mv_pread_fn)(void *ctx, void *buf, size_t len, uint64_t off);
+/*
+ * mv_measure_pread() - mv_measure_fd() reading through @rd(@rd_ctx, ...), for
+ * data that is not behind a descriptor (a backing store's handle).
+ */
+int mv_measure_pread(mv_pread_fn rd, void *rd_ctx, const struct mv_tree_params *p,
+                     mv_tree_sink_fn sink, void *sink_ctx, struct mv_measurement *m);
 
 /* ------------------------------------------------------------------------
  * Tree files (treefile.c) - the on-disk form of a Merkle tree; see

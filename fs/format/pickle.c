@@ -367,23 +367,33 @@ static uint32_t pk_base(const struct mfs_pickle *p)
 	return p->nmarks ? p->marks[p->nmarks - 1] : 0;
 }
 
-int mfs_pk_push(struct mfs_pickle *p, uint32_t id)
+/*
+ * Appends @v to the array *@arr of *@n items in *@cap slots, doubling it
+ * (from @first slots) while it holds fewer than @max items; @what names the
+ * array in the limit's message. 0, or the reader's failure.
+ */
+static int pk_append(struct mfs_pickle *p, uint32_t **arr, uint32_t *n, uint32_t *cap,
+                     uint32_t first, uint32_t max, const char *what, uint32_t v)
 {
-	if (p->sp == p->capstack) {
-		uint32_t cap = p->capstack ? 2 * p->capstack : 64;
+	if (*n == *cap) {
+		uint32_t c = *cap ? 2 * *cap : first;
 		void *np;
 
-		if (p->sp >= p->lim->max_stack)
-			return mfs_pk_set_fail(p, MFS_PK_LIMIT, "stack deeper than %u",
-			                       p->lim->max_stack);
-		np = realloc(p->stack, (size_t)cap * sizeof(uint32_t));
+		if (*n >= max)
+			return mfs_pk_set_fail(p, MFS_PK_LIMIT, "%s deeper than %u", what, max);
+		np = realloc(*arr, (size_t)c * sizeof(uint32_t));
 		if (!np)
 			return mfs_pk_set_fail(p, MFS_PK_TOOBIG, "out of memory");
-		p->stack = np;
-		p->capstack = cap;
+		*arr = np;
+		*cap = c;
 	}
-	p->stack[p->sp++] = id;
+	(*arr)[(*n)++] = v;
 	return 0;
+}
+
+int mfs_pk_push(struct mfs_pickle *p, uint32_t id)
+{
+	return pk_append(p, &p->stack, &p->sp, &p->capstack, 64, p->lim->max_stack, "stack", id);
 }
 
 int mfs_pk_pop(struct mfs_pickle *p, uint32_t *id)
@@ -413,21 +423,8 @@ int mfs_pk_popmark(struct mfs_pickle *p, uint32_t *base)
 
 static int pk_mark(struct mfs_pickle *p)
 {
-	if (p->nmarks == p->capmarks) {
-		uint32_t cap = p->capmarks ? 2 * p->capmarks : 16;
-		void *np;
-
-		if (p->nmarks >= p->lim->max_marks)
-			return mfs_pk_set_fail(p, MFS_PK_LIMIT, "MARKs nested deeper than %u",
-			                       p->lim->max_marks);
-		np = realloc(p->marks, (size_t)cap * sizeof(uint32_t));
-		if (!np)
-			return mfs_pk_set_fail(p, MFS_PK_TOOBIG, "out of memory");
-		p->marks = np;
-		p->capmarks = cap;
-	}
-	p->marks[p->nmarks++] = p->sp;
-	return 0;
+	return pk_append(p, &p->marks, &p->nmarks, &p->capmarks, 16, p->lim->max_marks,
+	                 "MARKs nested", p->sp);
 }
 
 /* Makes a container node of @kind from the items above the topmost mark. */

@@ -130,25 +130,26 @@ static struct mfs_attr file_attr(const struct mfs_node *f, int dirfd, struct mfs
 {
 	char name[MV_ZPACK_NAME_MAX], rel[sizeof(MV_PACKED_DIR) + MV_ZPACK_NAME_MAX + 1];
 	struct mfs_attr a = {.uid = dir.uid, .gid = dir.gid, .mode = dir.mode & 0400};
+	const struct mfs_bstore *bs = &f->model->m->bstore;
 	struct stat st;
-	int fd, e = ENOENT;
+	int fd, e = -ENOENT;
 
 	if (dirfd >= 0) {
-		if (fstatat(dirfd, f->name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		e = bs->ops->stat(bs, dirfd, f->name, &st);
+		if (e == 0)
 			return S_ISREG(st.st_mode) ? attr_of(&st) : a;
-		e = errno;
 	}
 	/* As mfs_open_backing(): the packed copy only when the plain file is absent. */
-	if (e != ENOENT || !f->res->has_merkle || mfs_file_empty(f))
+	if (e != -ENOENT || !f->res->has_merkle || mfs_file_empty(f))
 		return a;
 	mv_zpack_file_name(&f->res->merkle, name);
 	snprintf(rel, sizeof(rel), "%s/%s", MV_PACKED_DIR, name);
-	fd = mfs_openat_nofollow(f->model->dirfd, rel, O_PATH);
+	fd = bs->ops->open(bs, f->model->dirfd, rel, O_PATH);
 	if (fd < 0)
 		return a;
-	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
+	if (bs->ops->stat(bs, fd, NULL, &st) == 0 && S_ISREG(st.st_mode))
 		a = attr_of(&st);
-	close(fd);
+	bs->ops->close(bs, fd);
 	return a;
 }
 
@@ -157,18 +158,35 @@ static struct mfs_attr file_attr(const struct mfs_node *f, int dirfd, struct mfs
  * calls only (O_PATH: needs no read permission), never through a link.
  * Return: the descriptor, or -1 (also when @fd is -1).
  */
-static int open_sub(int fd, const char *name)
+static int open_sub(const struct mfs_mount *m, int fd, const char *name)
 {
+	int h;
+
 	if (fd < 0)
 		return -1;
-	return openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	h = m->bstore.ops->open(&m->bstore, fd, name, O_PATH | O_DIRECTORY);
+	return h < 0 ? -1 : h;
+}
+
+/* fstat() of store handle @h (-1: -EBADF), through the backing store. */
+static int bs_fstat(const struct mfs_mount *m, int h, struct stat *st)
+{
+	return h < 0 ? -EBADF : m->bstore.ops->stat(&m->bstore, h, NULL, st);
+}
+
+/* Closes store handle @h (-1: nothing). */
+static void bs_close(const struct mfs_mount *m, int h)
+{
+	if (h >= 0)
+		m->bstore.ops->close(&m->bstore, h);
 }
 
 /*
  * Takes the attributes of the children of @dir, a folder inside a model,
  * from its store folder @fd (-1 if missing). Views follow their source.
  */
-static void attr_kids(struct mfs_node *dir, int fd, struct mfs_inval *inv)
+static void attr_kids(const struct mfs_mount *m, struct mfs_node *dir, int fd,
+                      struct mfs_inval *inv)
 {
 	struct mfs_attr da = attr_get(dir);
 	struct stat st;
@@ -182,11 +200,10 @@ static void attr_kids(struct mfs_node *dir, int fd, struct mfs_inval *inv)
 		if (k->kind != MFS_N_DIR)
 			continue;
 		/* A folder missing from the store (its files are packed): its parent's. */
-		sub = open_sub(fd, k->name);
-		attr_update(k, sub >= 0 && fstat(sub, &st) == 0 ? attr_of(&st) : da, inv);
-		attr_kids(k, sub, inv);
-		if (sub >= 0)
-			close(sub);
+		sub = open_sub(m, fd, k->name);
+		attr_update(k, bs_fstat(m, sub, &st) == 0 ? attr_of(&st) : da, inv);
+		attr_kids(m, k, sub, inv);
+		bs_close(m, sub);
 	}
 }
 
@@ -197,11 +214,11 @@ void mfs_attr_model(struct mfs_mount *m, struct mfs_model *model, struct mfs_inv
 
 	if (!model->node)
 		return;
-	if (fstat(model->dirfd, &st) == 0)
+	if (bs_fstat(m, model->dirfd, &st) == 0)
 		a = attr_of(&st);
 	attr_update(model->node, a, inv);
 	/* A model's folders never change once built: its children need no lock. */
-	attr_kids(model->node, model->dirfd, inv);
+	attr_kids(m, model->node, model->dirfd, inv);
 }
 
 void mfs_attr_ns_dir(struct mfs_mount *m, struct mfs_node *dir, const char *path, size_t len)
@@ -219,11 +236,10 @@ void mfs_attr_ns_dir(struct mfs_mount *m, struct mfs_node *dir, const char *path
 	a = attr_get(dir->parent);
 	rel = strndup(path, len);
 	if (rel)
-		fd = mfs_openat_nofollow(m->store_fd, rel, O_PATH | O_DIRECTORY);
-	if (fd >= 0 && fstat(fd, &st) == 0)
+		fd = m->bstore.ops->open(&m->bstore, m->store_fd, rel, O_PATH | O_DIRECTORY);
+	if (bs_fstat(m, fd, &st) == 0)
 		a = attr_of(&st);
-	if (fd >= 0)
-		close(fd);
+	bs_close(m, fd);
 	free(rel);
 	attr_update(dir, a, NULL);
 }
@@ -232,7 +248,7 @@ void mfs_attr_root(struct mfs_mount *m, struct mfs_node *root)
 {
 	struct stat st;
 
-	if (fstat(m->store_fd, &st) == 0)
+	if (bs_fstat(m, m->store_fd, &st) == 0)
 		attr_update(root, attr_of(&st), NULL);
 }
 
@@ -252,13 +268,12 @@ static void ns_kids(struct mfs_mount *m, struct mfs_node *dir, int fd, struct mf
 		}
 		if (k->kind != MFS_N_DIR)
 			continue;
-		sub = open_sub(fd, k->name);
+		sub = open_sub(m, fd, k->name);
 		/* A folder that cannot be opened any more keeps what it showed. */
-		if (sub >= 0 && fstat(sub, &st) == 0)
+		if (bs_fstat(m, sub, &st) == 0)
 			attr_update(k, attr_of(&st), inv);
 		ns_kids(m, k, sub, inv);
-		if (sub >= 0)
-			close(sub);
+		bs_close(m, sub);
 	}
 }
 
@@ -267,7 +282,7 @@ void mfs_attr_refresh(struct mfs_mount *m, struct mfs_inval *inv)
 	struct mfs_node *root = mfs_node_get(m, MFS_ROOT_INO);
 	struct stat st;
 
-	if (fstat(m->store_fd, &st) == 0)
+	if (bs_fstat(m, m->store_fd, &st) == 0)
 		attr_update(root, attr_of(&st), inv);
 	/* The reload thread is the only writer of folders' children: no lock needed. */
 	ns_kids(m, root, m->store_fd, inv);

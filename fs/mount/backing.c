@@ -2,9 +2,10 @@
 /*
  * backing.c - opening what the store holds, and who may see a node.
  *
- * Every path inside the store is opened one component at a time with
- * O_NOFOLLOW, relative to a folder descriptor, so a symlink anywhere never
- * leads out of the store. A backing file must be a regular file of exactly
+ * Everything is opened through the backing store's operations
+ * (bstore_local.c for a local folder: one component at a time with
+ * O_NOFOLLOW, so a symlink anywhere never leads out of the store). A backing
+ * file must be a regular file of exactly
  * the signed size, else its packed copy is tried; failures are counted and
  * logged with the file named. Opens that meet EMFILE first shed the fd
  * cache. The visibility checks of an open (deny rules of the trust policy)
@@ -22,53 +23,28 @@
 #include "mount_int.h"
 #include "store_int.h"
 
-int mfs_openat_nofollow(int dirfd, const char *relpath, int flags)
+/* One open of mfs_openat_bounded(). */
+static int open_at(struct mfs_mount *m, enum mfs_at at, int dirfd, const char *relpath, int flags)
 {
-	char comp[NAME_MAX + 1];
-	const char *p = relpath;
-	int cur = dirfd, fd;
+	const struct mfs_bstore *st = &m->bstore;
 
-	for (;;) {
-		size_t l = strcspn(p, "/");
-
-		if (l == 0 || l > NAME_MAX) {
-			fd = -1;
-			errno = EINVAL;
-			break;
-		}
-		memcpy(comp, p, l);
-		comp[l] = '\0';
-		p += l;
-		if (*p != '/') {
-			/* O_NONBLOCK: a FIFO swapped in must not hang the worker. */
-			fd = openat(cur, comp, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-			break;
-		}
-		p++;
-		fd = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (cur != dirfd)
-			close(cur);
-		if (fd < 0)
-			return -errno;
-		cur = fd;
+	switch (at) {
+	case MFS_AT_STORE: return st->ops->open(st, dirfd, relpath, flags);
+	case MFS_AT_STORE_LOCAL: return st->ops->open_local(st, dirfd, relpath, flags);
+	default: return mfs_openat_nofollow(dirfd, relpath, flags);
 	}
-	if (fd < 0)
-		fd = -errno;
-	if (cur != dirfd)
-		close(cur);
-	return fd;
 }
 
-int mfs_openat_bounded(struct mfs_mount *m, int dirfd, const char *relpath, int flags,
-                       const char *what)
+int mfs_openat_bounded(struct mfs_mount *m, enum mfs_at at, int dirfd, const char *relpath,
+                       int flags, const char *what)
 {
-	int fd = mfs_openat_nofollow(dirfd, relpath, flags);
+	int fd = open_at(m, at, dirfd, relpath, flags);
 
 	if (!mfs_fd_errno(fd))
 		return fd;
 	/* Cached tree fds only save reopens: an open that serves a reader comes first. */
 	mfs_fdcache_shed(m);
-	fd = mfs_openat_nofollow(dirfd, relpath, flags);
+	fd = open_at(m, at, dirfd, relpath, flags);
 	if (mfs_fd_errno(fd))
 		mfs_fd_exhausted(m, what, fd);
 	return fd;
@@ -86,11 +62,11 @@ static int open_failed(struct mfs_mount *m, struct mfs_node *n, const char *why)
 	return -EIO;
 }
 
-/* Is @f a regular file? Fills @st. */
-static bool regular_file(int f, struct stat *st)
+/* Is handle @f of the store a regular file? Fills @st. */
+static bool regular_file(struct mfs_mount *m, int f, struct stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	return fstat(f, st) == 0 && S_ISREG(st->st_mode);
+	return m->bstore.ops->stat(&m->bstore, f, NULL, st) == 0 && S_ISREG(st->st_mode);
 }
 
 /*
@@ -107,14 +83,14 @@ static int open_packed(struct mfs_mount *m, struct mfs_node *n, int plain_err, i
 		return open_failed(m, n, strerror(-plain_err));
 	mv_zpack_file_name(&n->res->merkle, name);
 	snprintf(rel, sizeof(rel), "%s/%s", MV_PACKED_DIR, name);
-	f = mfs_openat_bounded(m, n->model->dirfd, rel, O_RDONLY, "backing");
+	f = mfs_openat_bounded(m, MFS_AT_STORE_LOCAL, n->model->dirfd, rel, O_RDONLY, "backing");
 	if (mfs_fd_errno(f))
 		return -EIO; /* counted as fd_exhausted, not as a fault of the store */
 	if (f == -ENOENT)
 		return open_failed(m, n, "missing (no plain file and no packed copy)");
 	if (f < 0)
 		return open_failed(m, n, f == -ELOOP ? "packed copy: symlink" : strerror(-f));
-	if (!regular_file(f, &st)) {
+	if (fstat(f, &st) || !S_ISREG(st.st_mode)) {
 		close(f);
 		return open_failed(m, n, "packed copy: not a regular file");
 	}
@@ -144,14 +120,14 @@ int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 	 */
 	if (__atomic_load_n(&n->stored, __ATOMIC_ACQUIRE) == MFS_STORED_PACKED)
 		return open_packed(m, n, -ENOENT, fd);
-	f = mfs_openat_bounded(m, n->model->dirfd, n->res->name, O_RDONLY, "backing");
+	f = mfs_openat_bounded(m, MFS_AT_STORE, n->model->dirfd, n->res->name, O_RDONLY, "backing");
 	if (mfs_fd_errno(f))
 		return -EIO; /* counted as fd_exhausted, not as a fault of the store */
 	if (f == -ENOENT && want)
 		return open_packed(m, n, f, fd);
 	if (f < 0)
 		return open_failed(m, n, f == -ELOOP ? "symlink" : strerror(-f));
-	if (!regular_file(f, &st) || (uint64_t)st.st_size != want) {
+	if (!regular_file(m, f, &st) || (uint64_t)st.st_size != want) {
 		mfs_count(&m->ctr.open_failures, 1);
 		mfs_log(LOG_ERR,
 		        "open-failure model=%s file=%s reason=\"not a regular file of the signed "
@@ -159,7 +135,7 @@ int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 		        mfs_log_value(n->model->path, q, sizeof(q)),
 		        mfs_log_value(n->res->name, fq, sizeof(fq)), (long long)st.st_size,
 		        (unsigned long long)want);
-		close(f);
+		m->bstore.ops->close(&m->bstore, f);
 		return -EIO;
 	}
 	/* Only a first decision: a concurrent open may have found the copy packed. */
@@ -167,6 +143,12 @@ int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd)
 	                            __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 	*fd = f;
 	return 0;
+}
+
+void mfs_close_backing(struct mfs_mount *m, int fd)
+{
+	if (fd >= 0)
+		m->bstore.ops->close(&m->bstore, fd);
 }
 
 /*

@@ -126,6 +126,7 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 		if (!m->policy_path)
 			return mv_err_set(err, -ENOMEM, "mount: out of memory");
 	}
+	m->bstore.ops = &mfs_bstore_local;
 	m->store_fd = open(o->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (m->store_fd < 0)
 		return mv_err_set(err, -errno, "%s: store: %s", o->store,

@@ -29,12 +29,14 @@
 #include "vread_int.h"
 
 /*
- * Opens a tree file and checks its header against the signed parameters.
+ * Opens a tree file (@rel under @dirfd, of the cache folder or, as a local
+ * descriptor, of the store: @at) and checks its header against the signed
+ * parameters.
  * The tree's contents are checked later, block by block, at read.
  * Return: the fd, or a negative errno (-EBADMSG: unusable header).
  */
-static int tree_open(struct mfs_mount *m, struct mfs_node *n, int dirfd, const char *rel,
-                     uint64_t *tree_off)
+static int tree_open(struct mfs_mount *m, struct mfs_node *n, enum mfs_at at, int dirfd,
+                     const char *rel, uint64_t *tree_off)
 {
 	uint8_t *hdr = NULL;
 	struct mv_tree_header h;
@@ -43,7 +45,7 @@ static int tree_open(struct mfs_mount *m, struct mfs_node *n, int dirfd, const c
 	ssize_t got;
 	int fd, ret;
 
-	fd = mfs_openat_bounded(m, dirfd, rel, O_RDONLY, "tree");
+	fd = mfs_openat_bounded(m, at, dirfd, rel, O_RDONLY, "tree");
 	if (fd < 0)
 		return fd;
 	ret = -EBADMSG;
@@ -172,12 +174,12 @@ static void tree_names(const struct mfs_node *n, char name[MV_TREE_NAME_MAX],
 
 /* ---- the negative cache ---- */
 
-/* The identity of the file open as @fd. 0 or -errno. */
-static int file_id_of(int fd, struct mfs_file_id *id)
+/* The identity of the file open as store handle @fd. 0 or -errno. */
+static int file_id_of(struct mfs_mount *m, int fd, struct mfs_file_id *id)
 {
 	struct stat st;
 
-	if (fd < 0 || fstat(fd, &st))
+	if (fd < 0 || m->bstore.ops->stat(&m->bstore, fd, NULL, &st))
 		return -EBADF;
 	memset(id, 0, sizeof(*id));
 	id->dev = st.st_dev;
@@ -252,7 +254,7 @@ static int tree_build_once(struct mfs_mount *m, struct mfs_node *n, int data_fd,
 	int ret;
 
 	/* A packed node's data is its attached copy, whatever @data_fd is. */
-	have_id = file_id_of(zf ? zf->fd : data_fd, &id) == 0;
+	have_id = file_id_of(m, zf ? zf->fd : data_fd, &id) == 0;
 	if (have_id && n->bad_known && file_id_equal(&id, &n->bad_id))
 		return negative_hit(m, n);
 	ret = mfs_tree_build_wait(m, n, data_fd, zf, why, have_id ? &id : NULL, &res);
@@ -270,11 +272,11 @@ static int tree_build_once(struct mfs_mount *m, struct mfs_node *n, int data_fd,
 static int tree_find(struct mfs_mount *m, struct mfs_node *n, const char *name, const char *rel,
                      uint64_t *off, bool *in_model, const char **why)
 {
-	int fd = tree_open(m, n, m->cache_fd, name, off);
+	int fd = tree_open(m, n, MFS_AT_HOST, m->cache_fd, name, off);
 
 	*in_model = false;
 	if (fd < 0 && !mfs_fd_errno(fd)) {
-		fd = tree_open(m, n, n->model->dirfd, rel, off);
+		fd = tree_open(m, n, MFS_AT_STORE_LOCAL, n->model->dirfd, rel, off);
 		*in_model = fd >= 0;
 		if (fd == -EBADMSG)
 			*why = "damaged";
@@ -351,7 +353,7 @@ static int ftree_load_as(struct mfs_mount *m, struct mfs_node *n, int data_fd,
 			rebuild_spent(m, n);
 		if (ret || n->ft != old)
 			goto out; /* load_lock was let go: another waiter installed it */
-		fd = tree_open(m, n, m->cache_fd, name, &off);
+		fd = tree_open(m, n, MFS_AT_HOST, m->cache_fd, name, &off);
 		if (fd < 0) {
 			ret = fd;
 			goto out;
@@ -397,9 +399,9 @@ static int ftree_reopen(struct mfs_mount *m, struct mfs_node *n, struct mfs_ftre
 		goto out; /* another reader reopened it first */
 	tree_names(n, name, rel);
 	if (ft->in_model)
-		fd = tree_open(m, n, n->model->dirfd, rel, &off);
+		fd = tree_open(m, n, MFS_AT_STORE_LOCAL, n->model->dirfd, rel, &off);
 	else
-		fd = tree_open(m, n, m->cache_fd, name, &off);
+		fd = tree_open(m, n, MFS_AT_HOST, m->cache_fd, name, &off);
 	if (fd < 0) {
 		ret = fd;
 		goto out;

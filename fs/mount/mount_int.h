@@ -66,6 +66,7 @@
 #include <syslog.h>
 #include <time.h>
 
+#include "bstore.h"
 #include "cache.h"
 #include "fsmount.h"
 #include "verity.h"
@@ -428,11 +429,12 @@ struct mfs_mount {
 	 */
 	char *cache_base; /* CACHE, absolute, no symlinks */
 	int cache_base_fd;
-	char *tx_dir;       /* CACHE/transcoded, absolute, for messages */
-	int tx_fd;          /* CACHE/transcoded: cached outputs and their records */
-	bool have_tx_key;   /* tx_key is loaded (a read-only cache may have none) */
-	uint8_t tx_key[32]; /* HMAC-SHA-256 key of the records (CACHE/cache.key) */
-	int store_fd;
+	char *tx_dir;             /* CACHE/transcoded, absolute, for messages */
+	int tx_fd;                /* CACHE/transcoded: cached outputs and their records */
+	bool have_tx_key;         /* tx_key is loaded (a read-only cache may have none) */
+	uint8_t tx_key[32];       /* HMAC-SHA-256 key of the records (CACHE/cache.key) */
+	struct mfs_bstore bstore; /* where models come from (mfs_bstore_local) */
+	int store_fd;             /* the store's root folder: a handle of @bstore */
 	enum mfs_pickle_policy pickle;
 	struct mv_trust *trust;
 	struct mv_policy *policy; /* --policy, or NULL */
@@ -612,39 +614,7 @@ const char *mfs_node_model_path(const struct mfs_node *n);
  * Return: 0 visible, -ENOENT hidden or refused, -EIO undecidable right now.
  */
 int mfs_node_check(struct mfs_mount *m, struct mfs_node *n);
-/**
- * mfs_open_backing() - open a file node's backing file safely
- * @fd: out: O_RDONLY descriptor, after checking it is a regular file of
- *      the signed size. Every path component is opened with O_NOFOLLOW
- *      relative to the model folder. When the plain file is absent, the
- *      packed copy (MODEL/.modelfs/packed/<digest>.zst) is opened instead,
- *      its seek table checked, and the node marked MFS_STORED_PACKED: reads
- *      then come from the node's packed copy whatever fd they are given.
- *      The caller owns @fd: an open FUSE handle keeps it for its life, so
- *      these are bounded by what readers hold open, not by the store.
- * Out of descriptors (EMFILE, ENFILE), cached tree fds are shed and the open
- * retried once; a second failure is counted in fd_exhausted, not in
- * open_failures (mfs_openat_bounded()).
- * Return: 0, -EIO (wrong type or size, symlink, bad seek table, no fd), or -errno.
- */
-int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd);
-/* openat() walking @relpath's components from @dirfd, never following links. */
-int mfs_openat_nofollow(int dirfd, const char *relpath, int flags);
-/* Is @err (a negative errno) "out of file descriptors": EMFILE or ENFILE? */
-static inline bool mfs_fd_errno(int err)
-{
-	return err == -EMFILE || err == -ENFILE;
-}
-/**
- * mfs_openat_bounded() - mfs_openat_nofollow() that survives a full fd table
- * @what: in: what is opened, for the fd-exhausted log line ("backing", "tree")
- * When the open fails with EMFILE or ENFILE, the fd cache closes every tree
- * fd no reader holds and the open is tried once more; if it fails again,
- * mfs_fd_exhausted() records it.
- * Return: the fd, or -errno.
- */
-int mfs_openat_bounded(struct mfs_mount *m, int dirfd, const char *relpath, int flags,
-                       const char *what);
+/* Opening backing files: bstore.h. */
 
 /* ---- store.c: the lifetime of a model version ---- */
 

@@ -68,8 +68,7 @@ static void fh_free(struct mfs_mount *m, struct mfs_fh *fh, bool unref)
 	if (fh->next)
 		fh->next->prev = fh->prev;
 	pthread_mutex_unlock(&m->fh_lock);
-	if (fh->fd >= 0)
-		close(fh->fd);
+	mfs_close_backing(m, fh->fd);
 	free(fh->status);
 	if (unref)
 		mfs_model_unref(m, fh->model, 1);
@@ -534,7 +533,7 @@ static int open_signed(struct mfs_mount *m, struct mfs_node *n, int *fd)
 		return ret;
 	ret = mfs_file_prepare(m, n, *fd);
 	if (ret) {
-		close(*fd);
+		mfs_close_backing(m, *fd);
 		*fd = -1;
 	}
 	return ret;
@@ -557,8 +556,7 @@ static int open_file(struct mfs_mount *m, struct mfs_node *n, struct mfs_fh **ou
 		return ret;
 	fh = calloc(1, sizeof(*fh));
 	if (!fh) {
-		if (fd >= 0)
-			close(fd);
+		mfs_close_backing(m, fd);
 		return -ENOMEM;
 	}
 	fh->fd = fd;

@@ -35,7 +35,8 @@ static int load_atts(struct mfs_mount *m, struct mfs_model *model)
 	char path[64];
 	int fd, ret;
 
-	fd = mfs_openat_nofollow(model->dirfd, MV_ATTEST_DIR, O_RDONLY | O_DIRECTORY);
+	fd = m->bstore.ops->open_local(&m->bstore, model->dirfd, MV_ATTEST_DIR,
+	                               O_RDONLY | O_DIRECTORY);
 	if (fd < 0) {
 		if (fd != -ENOENT)
 			mfs_log(LOG_WARNING, "attestations-skipped model=%s reason=\"%s: %s\"",

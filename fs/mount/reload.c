@@ -95,17 +95,19 @@ static uint64_t now_ms(void)
 static void watch_dir(void *arg, int dirfd, const char *rel)
 {
 	struct reloader *r = arg;
-	char path[64], q[PATH_MAX + 8];
+	const struct mfs_bstore *bs = &r->m->bstore;
+	char q[PATH_MAX + 8];
+	int ret;
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", dirfd);
-	if (inotify_add_watch(r->in_fd, path, WATCH_MASK) >= 0 || r->watch_error)
+	ret = bs->ops->watch(bs, dirfd, r->in_fd, WATCH_MASK);
+	if (!ret || r->watch_error)
 		return;
 	r->watch_error = true;
 	/* e.g. ENOSPC: fs.inotify.max_user_watches is reached */
 	mfs_log(LOG_WARNING,
 	        "watch-failed path=%s reason=\"%s\" (changes there need SIGHUP or a change "
 	        "elsewhere)",
-	        mfs_log_value(rel[0] ? rel : ".", q, sizeof(q)), strerror(errno));
+	        mfs_log_value(rel[0] ? rel : ".", q, sizeof(q)), strerror(-ret));
 }
 
 static int u64_cmp(const void *a, const void *b)

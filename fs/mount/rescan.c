@@ -128,7 +128,7 @@ static int rescan_found(struct scan_ctx *c, int dirfd, const char *rel, const st
 	if (i != SIZE_MAX) {
 		old = m->models[i];
 		rs->seen[i] = true;
-		ret = mfs_sig_read(dirfd, &buf, &len, why, sizeof(why));
+		ret = mfs_sig_read(m, dirfd, &buf, &len, why, sizeof(why));
 		if (ret == -ENOMEM)
 			return ret;
 		if (mfs_fd_errno(ret))
@@ -138,8 +138,8 @@ static int rescan_found(struct scan_ctx *c, int dirfd, const char *rel, const st
 			mv_sha256(buf, len, h);
 			free(buf);
 		}
-		same_dir = fstat(dirfd, &dst) == 0 && dst.st_dev == old->dir_dev &&
-		           dst.st_ino == old->dir_ino;
+		same_dir = m->bstore.ops->stat(&m->bstore, dirfd, NULL, &dst) == 0 &&
+		           dst.st_dev == old->dir_dev && dst.st_ino == old->dir_ino;
 		if (same_dir && same_sig(old->sig_read, old->sig_sha256, read_ok, h))
 			return old->reload_error ? change_add(rs, CH_RESTORED, old, NULL) : 0;
 		if (same_dir && old->reload_error &&

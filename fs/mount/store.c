@@ -65,53 +65,10 @@ static void warn_cb(void *ctx, const char *line)
 	        mfs_log_value(model->path, q, sizeof(q)), mfs_log_value(line, w, sizeof(w)));
 }
 
-/* Reads model.sig relative to the model folder, refusing links and non-files. */
-int mfs_sig_read(int dirfd, char **buf, size_t *len, char *why, size_t why_len)
+/* Reads model.sig of model folder @dirfd through the backing store. */
+int mfs_sig_read(struct mfs_mount *m, int dirfd, char **buf, size_t *len, char *why, size_t why_len)
 {
-	struct stat st;
-	size_t done = 0;
-	int fd, ret = 0;
-
-	*buf = NULL;
-	fd = openat(dirfd, MV_SIG_NAME, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(why, why_len, "%s: %s", MV_SIG_NAME, strerror(errno));
-		return -errno;
-	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
-	    (uint64_t)st.st_size > MV_MAX_SIG_SIZE) {
-		snprintf(why, why_len, "%s: not a regular file of 1 byte to 64 MiB", MV_SIG_NAME);
-		ret = -EINVAL;
-		goto out;
-	}
-	*buf = malloc((size_t)st.st_size + 1);
-	if (!*buf) {
-		ret = -ENOMEM;
-		snprintf(why, why_len, "out of memory");
-		goto out;
-	}
-	while (done < (size_t)st.st_size) {
-		ssize_t n = read(fd, *buf + done, (size_t)st.st_size - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			ret = n < 0 ? -errno : -EIO;
-			snprintf(why, why_len, "%s: %s", MV_SIG_NAME,
-			         n < 0 ? strerror(-ret) : "short read");
-			goto out;
-		}
-		done += (size_t)n;
-	}
-	(*buf)[done] = '\0';
-	*len = done;
-out:
-	if (ret) {
-		free(*buf);
-		*buf = NULL;
-	}
-	close(fd);
-	return ret;
+	return m->bstore.ops->read_sig(&m->bstore, dirfd, buf, len, why, why_len);
 }
 
 /*
@@ -342,7 +299,7 @@ static void model_free(struct mfs_model *model)
 	if (!model)
 		return;
 	if (model->dirfd > 0)
-		close(model->dirfd);
+		model->m->bstore.ops->close(&model->m->bstore, model->dirfd);
 	mfs_prov_free(model);
 	mv_manifest_free(model->man);
 	pthread_mutex_destroy(&model->lock);
@@ -383,20 +340,20 @@ int mfs_model_build(struct mfs_mount *m, int dirfd, const char *rel, const struc
 	model->refs = 1; /* the builder's, then the namespace's once published */
 	model->mtime = sig_st->st_mtim;
 	model->path = strdup(rel[0] ? rel : ".");
-	model->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 3);
+	model->dirfd = m->bstore.ops->open(&m->bstore, dirfd, ".", O_RDONLY | O_DIRECTORY);
 	if (model->dirfd < 0) {
-		ret = -errno;
+		ret = model->dirfd;
 		if (mfs_fd_errno(ret))
 			mfs_fd_exhausted(m, "model-folder", ret);
 		return ret;
 	}
 	if (!model->path)
 		return -ENOMEM;
-	if (fstat(model->dirfd, &dst) == 0) {
+	if (m->bstore.ops->stat(&m->bstore, model->dirfd, NULL, &dst) == 0) {
 		model->dir_dev = dst.st_dev;
 		model->dir_ino = dst.st_ino;
 	}
-	ret = mfs_sig_read(model->dirfd, &buf, &len, why, sizeof(why));
+	ret = mfs_sig_read(m, model->dirfd, &buf, &len, why, sizeof(why));
 	if (ret == -ENOMEM)
 		return ret;
 	if (mfs_fd_errno(ret))
@@ -546,21 +503,46 @@ static int scan_open_failed(struct scan_ctx *c, const char *rel, int e)
 static int scan_sub(struct scan_ctx *c, int dirfd, const char *rel, const char *name,
                     unsigned depth)
 {
+	const struct mfs_bstore *bs = &c->m->bstore;
 	char *sub_rel = NULL;
-	int fd, ret, e;
+	int fd, ret;
 
 	if (asprintf(&sub_rel, "%s%s%s", rel, rel[0] ? "/" : "", name) < 0)
 		return -ENOMEM;
-	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	fd = bs->ops->open(bs, dirfd, name, O_RDONLY | O_DIRECTORY);
 	if (fd < 0) {
-		e = errno;
-		ret = scan_open_failed(c, sub_rel, e);
+		ret = scan_open_failed(c, sub_rel, -fd);
 		free(sub_rel);
 		return ret;
 	}
 	ret = mfs_store_scan_dir(c, fd, sub_rel, depth + 1);
 	free(sub_rel);
-	close(fd);
+	bs->ops->close(bs, fd);
+	return ret;
+}
+
+/* One folder's walk: what mfs_bstore_ops.list calls back with. */
+struct scan_dir {
+	struct scan_ctx *c;
+	int dirfd;
+	const char *rel;
+	unsigned depth;
+	bool stopped; /* a subfolder's walk failed (already counted and logged) */
+};
+
+/* mfs_bstore_entry_fn: scans entry @name of a store folder if it is a folder. */
+static int scan_entry(void *ctx, const char *name, unsigned char d_type)
+{
+	struct scan_dir *d = ctx;
+	int ret;
+
+	/* The control folder owns this name at the root. */
+	if (d->depth == 0 && !strcmp(name, MFS_CTL_NAME))
+		return 0;
+	if (d_type != DT_DIR && d_type != DT_UNKNOWN)
+		return 0;
+	ret = scan_sub(d->c, d->dirfd, d->rel, name, d->depth);
+	d->stopped = ret != 0;
 	return ret;
 }
 
@@ -572,46 +554,24 @@ static int scan_sub(struct scan_ctx *c, int dirfd, const char *rel, const char *
  */
 int mfs_store_scan_dir(struct scan_ctx *c, int dirfd, const char *rel, unsigned depth)
 {
-	struct dirent *de;
+	const struct mfs_bstore *bs = &c->m->bstore;
+	struct scan_dir d = {.c = c, .dirfd = dirfd, .rel = rel, .depth = depth};
 	struct stat st;
 	char q[LQ_PATH];
-	DIR *d;
-	int fd, ret = 0;
+	int ret;
 
 	if (c->dir_fn)
 		c->dir_fn(c->dir_arg, dirfd, rel);
-	if (fstatat(dirfd, MV_SIG_NAME, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	if (bs->ops->stat(bs, dirfd, MV_SIG_NAME, &st) == 0)
 		return c->found(c, dirfd, rel, &st);
 	if (depth >= MAX_SCAN_DEPTH) {
 		mfs_log(LOG_WARNING, "scan-skip path=%s reason=\"deeper than %d folders\"",
 		        mfs_log_value(rel, q, sizeof(q)), MAX_SCAN_DEPTH);
 		return 0;
 	}
-	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		if (mfs_fd_errno(ret))
-			mfs_fd_exhausted(c->m, "store-scan", ret);
-		return ret;
-	}
-	d = fdopendir(fd);
-	if (!d) {
-		close(fd);
-		return -errno;
-	}
-	while ((de = readdir(d)) != NULL) {
-		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-			continue;
-		/* The control folder owns this name at the root. */
-		if (depth == 0 && !strcmp(de->d_name, MFS_CTL_NAME))
-			continue;
-		if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
-			continue;
-		ret = scan_sub(c, dirfd, rel, de->d_name, depth);
-		if (ret)
-			break;
-	}
-	closedir(d);
+	ret = bs->ops->list(bs, dirfd, scan_entry, &d);
+	if (!d.stopped && mfs_fd_errno(ret))
+		mfs_fd_exhausted(c->m, "store-scan", ret);
 	return ret;
 }
 

@@ -58,7 +58,8 @@ void mfs_ns_swap(struct mfs_node *old, struct mfs_node *new, struct mfs_inval *i
 /* ---- store.c ---- */
 
 /* Reads model.sig relative to the model folder, refusing links and non-files. */
-int mfs_sig_read(int dirfd, char **buf, size_t *len, char *why, size_t why_len);
+int mfs_sig_read(struct mfs_mount *m, int dirfd, char **buf, size_t *len, char *why,
+                 size_t why_len);
 /* Builds a version of the model in folder @rel (see store.c). 0 or -errno; *out owned by the
  * caller. */
 int mfs_model_build(struct mfs_mount *m, int dirfd, const char *rel, const struct stat *sig_st,

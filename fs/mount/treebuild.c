@@ -58,19 +58,20 @@ enum tb_state {
  * set before it is queued, read-only after).
  */
 struct mfs_tbjob {
-	struct mfs_tbjob *next;   /* in the pool's list while @listed */
-	bool listed;              /* queued, running, or kept for a later waiter */
-	uint64_t ino, gen;        /* its node's inode number and generation: unique */
-	struct mfs_node *n;       /* valid until TB_DONE (@model is referenced) */
-	struct mfs_model *model;  /* the reference taken when it was queued */
-	int data_fd;              /* our duplicate of the plain data, or -1 (packed) */
-	struct mfs_zfile *zf;     /* the packed copy, or NULL */
-	const char *why;          /* static: why the tree is built, for the log */
-	struct mfs_tb_result res; /* @res.id at queueing; @res.ret once TB_DONE */
-	int state;                /* enum tb_state */
-	int cancel;               /* atomic: unmounting, stop between blocks */
-	unsigned waiters;         /* threads in mfs_tree_build_wait() holding it */
-	uint64_t gave_up_ns;      /* CLOCK_MONOTONIC of its last timed-out wait; 0: none */
+	struct mfs_tbjob *next;      /* in the pool's list while @listed */
+	bool listed;                 /* queued, running, or kept for a later waiter */
+	uint64_t ino, gen;           /* its node's inode number and generation: unique */
+	struct mfs_node *n;          /* valid until TB_DONE (@model is referenced) */
+	struct mfs_model *model;     /* the reference taken when it was queued */
+	int data_fd;                 /* our duplicate of the plain data, or -1 (packed) */
+	const struct mfs_bstore *bs; /* where data_fd is a handle */
+	struct mfs_zfile *zf;        /* the packed copy, or NULL */
+	const char *why;             /* static: why the tree is built, for the log */
+	struct mfs_tb_result res;    /* @res.id at queueing; @res.ret once TB_DONE */
+	int state;                   /* enum tb_state */
+	int cancel;                  /* atomic: unmounting, stop between blocks */
+	unsigned waiters;            /* threads in mfs_tree_build_wait() holding it */
+	uint64_t gave_up_ns;         /* CLOCK_MONOTONIC of its last timed-out wait; 0: none */
 };
 
 static uint64_t mono_ns(void)
@@ -156,6 +157,20 @@ static int tb_writer_open(struct mfs_mount *m, struct mfs_node *n, struct mv_tre
  * Return: 0, -EBADMSG (the data does not match the signature), -ECANCELED
  * (unmounting), or -errno.
  */
+/* The plain data of a job: a handle of the backing store. */
+struct tb_data {
+	struct mfs_mount *m;
+	int h;
+};
+
+/* mv_pread_fn over struct tb_data: the backing store's pread. */
+static ssize_t tb_data_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	const struct tb_data *d = ctx;
+
+	return d->m->bstore.ops->pread(&d->m->bstore, d->h, buf, len, off);
+}
+
 static int tb_build(struct mfs_mount *m, struct mfs_tbjob *j)
 {
 	struct mfs_node *n = j->n;
@@ -180,7 +195,8 @@ static int tb_build(struct mfs_mount *m, struct mfs_tbjob *j)
 		ret = mv_zpack_measure(j->zf->fd, n->res->name, &n->res->merkle.params, NULL,
 		                       tb_sink_fn, &sink, &meas, &err);
 	else
-		ret = mv_measure_fd(j->data_fd, &n->res->merkle.params, tb_sink_fn, &sink, &meas);
+		ret = mv_measure_pread(tb_data_pread, &(struct tb_data){m, j->data_fd},
+		                       &n->res->merkle.params, tb_sink_fn, &sink, &meas);
 	if (__atomic_load_n(&j->cancel, __ATOMIC_RELAXED))
 		ret = -ECANCELED; /* whatever the sink's error became on the way up */
 	if (ret)
@@ -213,7 +229,7 @@ out:
 static void tb_job_free(struct mfs_tbjob *j)
 {
 	if (j->data_fd >= 0)
-		close(j->data_fd);
+		j->bs->ops->close(j->bs, j->data_fd);
 	free(j);
 }
 
@@ -330,7 +346,7 @@ static void *tb_main(void *arg)
 		pthread_mutex_unlock(&p->lock);
 		ret = tb_build(m, j);
 		if (j->data_fd >= 0)
-			close(j->data_fd); /* a kept job holds no descriptor */
+			j->bs->ops->close(j->bs, j->data_fd); /* a kept job holds no descriptor */
 		j->data_fd = -1;
 		model = j->model;
 		pthread_mutex_lock(&p->lock);
@@ -391,6 +407,7 @@ static struct mfs_tbjob *tb_job_new(struct mfs_mount *m, struct mfs_node *n, int
 	j->zf = zf;
 	j->why = why;
 	j->data_fd = -1;
+	j->bs = &m->bstore;
 	j->res.have_id = id != NULL;
 	if (id)
 		j->res.id = *id;
@@ -398,13 +415,13 @@ static struct mfs_tbjob *tb_job_new(struct mfs_mount *m, struct mfs_node *n, int
 	if (zf)
 		return j; /* the packed copy lives with the node: the model reference keeps it */
 	/* Our own: the waiter closes its fd when it gives up or its handle goes. */
-	j->data_fd = fcntl(data_fd, F_DUPFD_CLOEXEC, 0);
-	*ret = j->data_fd < 0 ? -errno : 0;
+	j->data_fd = m->bstore.ops->dup(&m->bstore, data_fd);
+	*ret = j->data_fd < 0 ? j->data_fd : 0;
 	if (mfs_fd_errno(*ret)) {
 		/* As mfs_openat_bounded(): cached tree fds give way, then one retry. */
 		mfs_fdcache_shed(m);
-		j->data_fd = fcntl(data_fd, F_DUPFD_CLOEXEC, 0);
-		*ret = j->data_fd < 0 ? -errno : 0;
+		j->data_fd = m->bstore.ops->dup(&m->bstore, data_fd);
+		*ret = j->data_fd < 0 ? j->data_fd : 0;
 		if (mfs_fd_errno(*ret))
 			mfs_fd_exhausted(m, "tree-build", *ret);
 	}

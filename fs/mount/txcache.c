@@ -608,8 +608,7 @@ out:
 		}
 	}
 	mv_atomic_abort(&a);
-	if (vc.fd >= 0)
-		close(vc.fd);
+	mfs_close_backing(m, vc.fd);
 	return ret;
 }
 

@@ -197,7 +197,7 @@ int mfs_tx_src_open(struct mfs_mount *m, struct mfs_node *src, struct mfs_vctx *
 		return ret;
 	ret = mfs_file_prepare(m, src, vc->fd);
 	if (ret) {
-		close(vc->fd);
+		mfs_close_backing(m, vc->fd);
 		vc->fd = -1;
 	}
 	return ret;
@@ -269,7 +269,7 @@ static int decide_ckpt(struct mfs_mount *m, struct mfs_node *t, struct mfs_txvie
 	        src->res->name, t->name, v->size);
 	tx_show(t, v);
 out:
-	close(vc.fd);
+	mfs_close_backing(m, vc.fd);
 	return ret;
 }
 
@@ -370,7 +370,7 @@ static int decide_index(struct mfs_mount *m, struct mfs_node *t, struct mfs_txvi
 	tx_show(t, v);
 out:
 	free(buf);
-	close(vc.fd);
+	mfs_close_backing(m, vc.fd);
 	return ret;
 }
 

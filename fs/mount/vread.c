@@ -294,7 +294,7 @@ static int backing_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint8_t
                         uint64_t off)
 {
 	char mq[256], fq[256], why[64], sup[48];
-	ssize_t got = mv_pread_full(fd, buf, len, off);
+	ssize_t got = m->bstore.ops->pread(&m->bstore, fd, buf, len, off);
 
 	if (got >= 0 && (size_t)got == len)
 		return 0;
@@ -468,7 +468,6 @@ int mfs_file_format(struct mfs_mount *m, struct mfs_node *n, enum mfs_format *ou
 	__atomic_store_n(&n->fmt_known, 1, __ATOMIC_RELEASE);
 	*out = f;
 out:
-	if (v.fd >= 0)
-		close(v.fd);
+	mfs_close_backing(m, v.fd);
 	return ret;
 }

@@ -95,7 +95,7 @@ const char *mfs_file_stored_as(struct mfs_mount *m, struct mfs_node *n)
 			return "plain"; /* empty files are never packed nor opened */
 		if (mfs_open_backing(m, n, &fd))
 			return NULL;
-		close(fd);
+		mfs_close_backing(m, fd);
 		st = __atomic_load_n(&n->stored, __ATOMIC_ACQUIRE);
 	}
 	return st == MFS_STORED_PACKED ? "packed" : "plain";

@@ -206,3 +206,30 @@ def test_verity_core_needs_no_zstd():
         _, undefined = symbols(static_lib(lib))
         zstd = sorted(s for s in undefined if s.startswith("ZSTD_"))
         assert not zstd, f"lib{lib}.a uses {zstd}"
+
+
+# The mount reaches the store only through the backing-store interface
+# (struct mfs_bstore_ops, docs/architecture.md "The backing store"): the
+# system calls that open, list, stat or watch store paths appear only in
+# the local store's file, and elsewhere only on this machine's own folders.
+STORE_CALLS = re.compile(r"(?<![\w.>])(openat|fstatat|fdopendir|readdir|inotify_add_watch|"
+                         r"mfs_openat_nofollow)\s*\(")
+STORE_CALLS_ALLOWED = {
+    "bstore_local.c": "the local folder as a backing store",
+    "backing.c": "MFS_AT_HOST opens of the cache folder",
+    "cachedir.c": "the cache folder",
+    "txcache.c": "the transcode cache in the cache folder",
+    "daemon.c": "the mountpoint (empty?) and the store root, the local store's set-up",
+    "fdcache.c": "/proc/self/fd, counting open descriptors",
+}
+
+
+def test_store_reached_only_through_the_backing_store_interface():
+    bad = []
+    for p in sources("fs/mount", (".c",)):
+        if p.name in STORE_CALLS_ALLOWED:
+            continue
+        text = re.sub(r"/\*.*?\*/", "", p.read_text(), flags=re.S)
+        for call in sorted(set(STORE_CALLS.findall(text))):
+            bad.append(f"{p.relative_to(TOP)} calls {call}() (use m->bstore.ops)")
+    assert not bad, "\n".join(bad)

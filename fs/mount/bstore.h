@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * bstore.h - the backing store interface of the mount (libfs): where the
+ * models' bytes come from, and opening backing files (backing.c). Included
+ * through mount_int.h by every file of the mount; implemented by
+ * bstore_local.c (the local folder). See docs/architecture.md, "The backing
+ * store".
+ */
+#ifndef MODELFS_BSTORE_H
+#define MODELFS_BSTORE_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * The backing store: where the models' bytes come from. The mount reaches
+ * the store only through these operations, so that another kind of store
+ * (an OCI registry) plugs in without touching the namespace or the read
+ * path. Nothing a store returns is trusted: a model is built only from a
+ * signature that verifies, a file is served only at its signed size, and
+ * every byte read is checked against the signed Merkle tree before the
+ * reader sees it (vread.c). A store that lies gives EIO, never bad bytes.
+ *
+ * A handle is an int naming a folder or file of the store, closed with
+ * close(); for the local folder it is a file descriptor opened without
+ * following links. open() walks a relative path one component at a time and
+ * never leaves the store. open_local() returns a descriptor of this machine,
+ * for what the libraries below read through descriptors (tree files, packed
+ * copies, attestations): a remote store materialises those in the cache
+ * folder first (a tree is 1/128 of its file and read at random). Every
+ * operation returns 0, a handle or a byte count, or a negative errno, and
+ * may be called from any thread.
+ */
+struct stat;
+typedef int (*mfs_bstore_entry_fn)(void *ctx, const char *name, unsigned char d_type);
+struct mfs_bstore;
+struct mfs_bstore_ops {
+	const char *name; /* "local" */
+	/* @rel under folder @dir; @flags: O_RDONLY, O_DIRECTORY, O_PATH. */
+	int (*open)(const struct mfs_bstore *s, int dir, const char *rel, int flags);
+	int (*open_local)(const struct mfs_bstore *s, int dir, const char *rel, int flags);
+	/* @h itself (@name NULL), or entry @name of folder @h, not followed. */
+	int (*stat)(const struct mfs_bstore *s, int h, const char *name, struct stat *st);
+	/* Calls @fn for each entry of folder @dir; stops at its first non-zero. */
+	int (*list)(const struct mfs_bstore *s, int dir, mfs_bstore_entry_fn fn, void *ctx);
+	/* All of @len bytes at @off unless the file ends first. */
+	ssize_t (*pread)(const struct mfs_bstore *s, int h, void *buf, size_t len, uint64_t off);
+	void (*close)(const struct mfs_bstore *s, int h);
+	/* A second handle to what @h names, closed separately. */
+	int (*dup)(const struct mfs_bstore *s, int h);
+	/* MODEL/model.sig of model folder @dir: *@buf (NUL-terminated, caller
+	 * frees), *@len; on failure a reason in @why. */
+	int (*read_sig)(const struct mfs_bstore *s, int dir, char **buf, size_t *len, char *why,
+	                size_t why_len);
+	/* Reports changes in folder @dir as inotify events on @notify_fd. */
+	int (*watch)(const struct mfs_bstore *s, int dir, int notify_fd, uint32_t mask);
+};
+struct mfs_bstore {
+	const struct mfs_bstore_ops *ops;
+	void *priv; /* the store's own state */
+};
+extern const struct mfs_bstore_ops mfs_bstore_local;
+
+/* ---- backing.c: opening what the store holds ---- */
+
+struct mfs_mount;
+struct mfs_node;
+
+/**
+ * mfs_open_backing() - open a file node's backing file safely
+ * @fd: out: O_RDONLY descriptor, after checking it is a regular file of
+ *      the signed size. Every path component is opened with O_NOFOLLOW
+ *      relative to the model folder. When the plain file is absent, the
+ *      packed copy (MODEL/.modelfs/packed/<digest>.zst) is opened instead,
+ *      its seek table checked, and the node marked MFS_STORED_PACKED: reads
+ *      then come from the node's packed copy whatever fd they are given.
+ *      The caller owns @fd: an open FUSE handle keeps it for its life, so
+ *      these are bounded by what readers hold open, not by the store.
+ * Out of descriptors (EMFILE, ENFILE), cached tree fds are shed and the open
+ * retried once; a second failure is counted in fd_exhausted, not in
+ * open_failures (mfs_openat_bounded()).
+ * Return: 0, -EIO (wrong type or size, symlink, bad seek table, no fd), or -errno.
+ */
+int mfs_open_backing(struct mfs_mount *m, struct mfs_node *n, int *fd);
+/* Closes handle @fd of mfs_open_backing() (-1: nothing). */
+void mfs_close_backing(struct mfs_mount *m, int fd);
+/* openat() walking @relpath's components from @dirfd, never following
+ * links (bstore_local.c; also for the cache folder). fd or -errno. */
+int mfs_openat_nofollow(int dirfd, const char *relpath, int flags);
+/* Is @err (a negative errno) "out of file descriptors": EMFILE or ENFILE? */
+static inline bool mfs_fd_errno(int err)
+{
+	return err == -EMFILE || err == -ENFILE;
+}
+/* Where mfs_openat_bounded() opens: in which namespace @dirfd is a handle. */
+enum mfs_at {
+	MFS_AT_STORE,       /* the backing store: a store handle (ops->open) */
+	MFS_AT_STORE_LOCAL, /* the backing store, as a descriptor of this machine
+	                     * (ops->open_local: trees, packed copies) */
+	MFS_AT_HOST,        /* a folder of this machine (the cache folder) */
+};
+/**
+ * mfs_openat_bounded() - open without following links, surviving a full fd table
+ * @at: in: which namespace @dirfd and the result belong to
+ * @what: in: what is opened, for the fd-exhausted log line ("backing", "tree")
+ * When the open fails with EMFILE or ENFILE, the fd cache closes every tree
+ * fd no reader holds and the open is tried once more; if it fails again,
+ * mfs_fd_exhausted() records it.
+ * Return: the handle or fd, or -errno.
+ */
+int mfs_openat_bounded(struct mfs_mount *m, enum mfs_at at, int dirfd, const char *relpath,
+                       int flags, const char *what);
+
+#endif /* MODELFS_BSTORE_H */

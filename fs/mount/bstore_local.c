@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * bstore_local.c - the local folder as a backing store (struct
+ * mfs_bstore_ops, mount_int.h): the store is a folder of this machine.
+ *
+ * A handle is a file descriptor. Every path is opened one component at a
+ * time with O_NOFOLLOW relative to a folder descriptor, so a symlink
+ * anywhere never leads out of the store, and O_NONBLOCK, so a FIFO swapped
+ * in never hangs a worker. Nothing here decides what is trusted: callers
+ * check sizes against the signature and every byte against the signed tree.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mount_int.h"
+
+/* Opens the last component @comp of a walk from folder @cur. */
+static int open_last(int cur, const char *comp, int flags)
+{
+	return openat(cur, comp, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+}
+
+int mfs_openat_nofollow(int dirfd, const char *relpath, int flags)
+{
+	char comp[NAME_MAX + 1];
+	const char *p = relpath;
+	int cur = dirfd, fd;
+
+	for (;;) {
+		size_t l = strcspn(p, "/");
+
+		if (l == 0 || l > NAME_MAX) {
+			fd = -1;
+			errno = EINVAL;
+			break;
+		}
+		memcpy(comp, p, l);
+		comp[l] = '\0';
+		p += l;
+		if (*p != '/') {
+			fd = open_last(cur, comp, flags);
+			break;
+		}
+		p++;
+		fd = openat(cur, comp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (cur != dirfd)
+			close(cur);
+		if (fd < 0)
+			return -errno;
+		cur = fd;
+	}
+	if (fd < 0)
+		fd = -errno;
+	if (cur != dirfd)
+		close(cur);
+	return fd;
+}
+
+/* mfs_bstore_ops.open: the walk above. */
+static int local_open(const struct mfs_bstore *s, int dir, const char *rel, int flags)
+{
+	(void)s;
+	return mfs_openat_nofollow(dir, rel, flags);
+}
+
+/* mfs_bstore_ops.stat: @h itself (@name NULL), or its entry @name, not followed. */
+static int local_stat(const struct mfs_bstore *s, int h, const char *name, struct stat *st)
+{
+	(void)s;
+	int r = name ? fstatat(h, name, st, AT_SYMLINK_NOFOLLOW) : fstat(h, st);
+
+	return r ? -errno : 0;
+}
+
+/*
+ * mfs_bstore_ops.list: the entries of folder @dir, "." and ".." left out.
+ * The folder is reopened (readdir needs its own descriptor and position).
+ */
+static int local_list(const struct mfs_bstore *s, int dir, mfs_bstore_entry_fn fn, void *ctx)
+{
+	(void)s;
+	struct dirent *de;
+	DIR *d;
+	int fd, ret = 0;
+
+	fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		ret = -errno;
+		close(fd);
+		return ret;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		ret = fn(ctx, de->d_name, de->d_type);
+		if (ret)
+			break;
+	}
+	closedir(d);
+	return ret;
+}
+
+/* mfs_bstore_ops.pread: all of @len unless the file ends first. */
+static ssize_t local_pread(const struct mfs_bstore *s, int h, void *buf, size_t len, uint64_t off)
+{
+	(void)s;
+	return mv_pread_full(h, buf, len, off);
+}
+
+/* mfs_bstore_ops.close */
+static void local_close(const struct mfs_bstore *s, int h)
+{
+	(void)s;
+	if (h >= 0)
+		close(h);
+}
+
+/* mfs_bstore_ops.dup */
+static int local_dup(const struct mfs_bstore *s, int h)
+{
+	int fd;
+
+	(void)s;
+	fd = fcntl(h, F_DUPFD_CLOEXEC, 0);
+	return fd < 0 ? -errno : fd;
+}
+
+/* mfs_bstore_ops.read_sig: MODEL/model.sig, a regular file of 1 byte to 64 MiB. */
+static int local_read_sig(const struct mfs_bstore *s, int model_dir, char **buf, size_t *len,
+                          char *why, size_t why_len)
+{
+	(void)s;
+	struct stat st;
+	ssize_t got;
+	int fd, ret = 0;
+
+	*buf = NULL;
+	fd = open_last(model_dir, MV_SIG_NAME, O_RDONLY);
+	if (fd < 0) {
+		ret = -errno;
+		snprintf(why, why_len, "%s: %s", MV_SIG_NAME, strerror(-ret));
+		return ret;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size <= 0 ||
+	    (uint64_t)st.st_size > MV_MAX_SIG_SIZE) {
+		snprintf(why, why_len, "%s: not a regular file of 1 byte to 64 MiB", MV_SIG_NAME);
+		ret = -EINVAL;
+		goto out;
+	}
+	*buf = malloc((size_t)st.st_size + 1);
+	if (!*buf) {
+		ret = -ENOMEM;
+		snprintf(why, why_len, "out of memory");
+		goto out;
+	}
+	got = mv_pread_full(fd, *buf, (size_t)st.st_size, 0);
+	if (got < 0 || (size_t)got != (size_t)st.st_size) {
+		ret = got < 0 ? (int)got : -EIO;
+		snprintf(why, why_len, "%s: %s", MV_SIG_NAME,
+		         got < 0 ? strerror(-ret) : "short read");
+		goto out;
+	}
+	(*buf)[got] = '\0';
+	*len = (size_t)got;
+out:
+	if (ret) {
+		free(*buf);
+		*buf = NULL;
+	}
+	close(fd);
+	return ret;
+}
+
+/*
+ * mfs_bstore_ops.watch: an inotify watch on folder @dir, named through
+ * /proc/self/fd so that no path is looked up again (no race with a rename).
+ */
+static int local_watch(const struct mfs_bstore *s, int dir, int notify_fd, uint32_t mask)
+{
+	(void)s;
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", dir);
+	return inotify_add_watch(notify_fd, path, mask) >= 0 ? 0 : -errno;
+}
+
+const struct mfs_bstore_ops mfs_bstore_local = {
+    .name = "local",
+    .open = local_open,
+    .open_local = local_open,
+    .stat = local_stat,
+    .list = local_list,
+    .pread = local_pread,
+    .close = local_close,
+    .dup = local_dup,
+    .read_sig = local_read_sig,
+    .watch = local_watch,
+};
