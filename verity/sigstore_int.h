@@ -178,6 +178,11 @@ struct ss_tlog_result {
 	bool has_time; /* an inclusion promise verified: its integrated time */
 	int64_t time;
 	const struct ss_log *log;
+	/* SHA-256 of the DER SubjectPublicKeyInfo of the key the entry's body
+	 * names (a certificate's key). With a certificate in the bundle the
+	 * body's certificate was already compared with it; a managed-key bundle
+	 * names no key, so the caller compares this with the policy's key. */
+	uint8_t key_sha256[32];
 };
 
 /*
@@ -256,6 +261,23 @@ struct ss_identity {
 /* Reads the identity; refuses a certificate whose two issuer extensions
  * disagree, or one without a SAN or issuer. */
 int ss_identity_get(X509 *leaf, struct ss_identity *out, struct mv_err *err);
+
+/* Helpers of ss_x509.c that ss_tsa.c (and messages elsewhere) share. */
+#define SS_TIME_STR 32 /* room for ss_time_format() */
+/* Writes @t as RFC 3339 UTC ("2024-03-19T17:26:26Z"; "open end" for
+ * SS_TIME_OPEN_END) to @out. Thread-safe. */
+void ss_time_format(int64_t t, char out[SS_TIME_STR]);
+/* Converts an ASN.1 UTCTime or GeneralizedTime (a fraction is dropped) to
+ * seconds since the epoch. 0 or -EBADMSG. */
+int ss_asn1_time_get(const ASN1_TIME *a, int64_t *out);
+/*
+ * A store that verifies at time @t with @ca's last certificate as the only
+ * anchor (the others are untrusted intermediates): every certificate valid
+ * at @t (notAfter inclusive), unknown critical extensions refused except
+ * Fulcio's (1.3.6.1.4.1.57264.1.*). NULL on ENOMEM or an empty chain; freed
+ * with X509_STORE_free().
+ */
+X509_STORE *ss_ca_store(const struct ss_ca *ca, int64_t t);
 
 /* ss_verify.c */
 
