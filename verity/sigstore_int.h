@@ -9,9 +9,11 @@
  *   ss_root.c    the trusted root (trustedroot+json v0.1): CAs, TSAs,
  *                transparency logs, CT logs, their validity windows
  *   ss_bundle.c  the bundle (v0.1, v0.2, v0.3, both media type spellings)
- *   ss_rekor.c   transparency log entries: signed entry timestamps,
- *                inclusion proofs, signed checkpoints (Rekor v1 and v2),
- *                the canonicalized body against the bundle
+ *   ss_rekor.c   transparency log entries: the order of an entry's
+ *                checks, signed entry timestamps, the log's signatures
+ *   ss_checkpoint.c  RFC 9162 inclusion proofs, signed checkpoints
+ *                (C2SP signed notes; Rekor v1 and v2)
+ *   ss_rekor_body.c  an entry's canonicalized body against the bundle
  *   ss_tsa.c     RFC 3161 timestamps
  *   ss_x509.c    the Fulcio chain at a time, key usage, SCTs, identity
  *   ss_verify.c  the order of the checks; the entry point
@@ -47,6 +49,10 @@
 #define SS_MAX_CHAIN      10u         /* certificates in a chain */
 #define SS_MAX_ROOT_ITEMS 64u         /* CAs, TSAs, logs per trusted root */
 #define SS_TIME_OPEN_END  INT64_MAX   /* a validity window without an end */
+/* Seconds a time vouched for by a log, TSA or CT log (integrated time,
+ * RFC 3161 genTime, SCT timestamp) may lie after the current time: the
+ * clocks of the service and of this machine may differ by that much. */
+#define SS_CLOCK_SKEW 60
 
 /* A validity window [start, end], both ends inclusive (the trusted root's
  * "validFor"; end is SS_TIME_OPEN_END when absent). */
@@ -226,16 +232,59 @@ int ss_tlog_verify(const struct ss_bundle *b, size_t i, const struct ss_root *ro
                    const uint8_t artifact_sha256[32], int64_t now, struct ss_tlog_result *out,
                    struct mv_err *err);
 
+/*
+ * ss_rekor internals: shared by ss_rekor.c, ss_checkpoint.c and
+ * ss_rekor_body.c (ss_verify.c uses ss_spki_sha256()). Each returns 0 or a
+ * negative errno as its doc comment in the defining file says.
+ */
+
+/* ss_rekor.c */
+/* SHA-256 of @data (@len bytes) into @out. 0 or -ENOMEM. */
+int ss_sha256(const void *data, size_t len, uint8_t out[32]);
+/* SHA-256(@prefix || @a || @b) into @out (@b may be NULL). 0 or -ENOMEM. */
+int ss_sha256_prefixed(uint8_t prefix, const void *a, size_t a_len, const void *b, size_t b_len,
+                       uint8_t out[32]);
+/* SHA-256 of the DER SubjectPublicKeyInfo of @pkey. 0, -EBADMSG or -ENOMEM. */
+int ss_spki_sha256(EVP_PKEY *pkey, uint8_t out[32]);
+/* Verifies @sig over @msg with @log's key (ECDSA or Ed25519). 0,
+ * -EKEYREJECTED or -ENOMEM. */
+int ss_log_sig_verify(const struct ss_log *log, const void *msg, size_t len, const uint8_t *sig,
+                      size_t sig_len);
+/* The host of @log's base URL (its checkpoint origin) into @buf; returns @buf. */
+const char *ss_log_host(const struct ss_log *log, char *buf, size_t size);
+
+/* ss_rekor_body.c */
+struct ss_body_ctx; /* one body check, private to ss_rekor_body.c */
+struct cJSON;
+/* A supported entry type ("kind" and "apiVersion") and what it binds. */
+struct ss_body_type {
+	const char *kind;
+	const char *version;
+	bool v2;   /* a Rekor v2 type: inclusion proof, no promise */
+	bool dsse; /* for DSSE bundles (else message signatures) */
+	bool any;  /* for both (hashedrekord 0.0.2 logs DSSE by its PAE) */
+	int (*check)(struct ss_body_ctx *c, const struct cJSON *spec, struct mv_err *err);
+};
+/* The type of entry @i (@e), or -EBADMSG for one not supported. */
+int ss_body_type_find(const struct ss_tlog_entry *e, size_t i, const struct ss_body_type **out,
+                      struct mv_err *err);
+/* Entry @i's canonicalized body against bundle @b; sets @key_sha256 to the
+ * SHA-256 of the SPKI of the key the body names. */
+int ss_body_verify(const struct ss_bundle *b, const struct ss_tlog_entry *e,
+                   const struct ss_body_type *t, const uint8_t *artifact, size_t i,
+                   uint8_t key_sha256[32], struct mv_err *err);
+
 /* ss_tsa.c */
 
 /*
  * Verifies RFC 3161 timestamp @der (@len bytes): a TSA of @root whose
  * chain (with or without the certificate embedded in the token) signs it,
  * the TSA's window and its certificates' validity containing the time, the
- * message imprint equal to the hash of @sig (@sig_len bytes). Sets *@time.
+ * time not over SS_CLOCK_SKEW after @now, the message imprint equal to the
+ * hash of @sig (@sig_len bytes). Sets *@time.
  */
 int ss_tsa_verify(const uint8_t *der, size_t len, const uint8_t *sig, size_t sig_len,
-                  const struct ss_root *root, int64_t *time, struct mv_err *err);
+                  const struct ss_root *root, int64_t now, int64_t *time, struct mv_err *err);
 
 /* ss_x509.c */
 
@@ -248,8 +297,10 @@ int ss_tsa_verify(const uint8_t *der, size_t len, const uint8_t *sig, size_t sig
  */
 int ss_cert_verify(X509 *leaf, STACK_OF(X509) * extra, const struct ss_root *root, int64_t t,
                    X509 **issuer, struct mv_err *err);
-/* Verifies the leaf's embedded SCTs: at least one by a CT log of @root. */
-int ss_sct_verify(X509 *leaf, X509 *issuer, const struct ss_root *root, struct mv_err *err);
+/* Verifies the leaf's embedded SCTs: at least one by a CT log of @root, its
+ * time in the log's window and not over SS_CLOCK_SKEW after @now. */
+int ss_sct_verify(X509 *leaf, X509 *issuer, const struct ss_root *root, int64_t now,
+                  struct mv_err *err);
 
 /* The identity of a Fulcio certificate. */
 struct ss_identity {

@@ -7,8 +7,9 @@
  *
  * Structure only: nothing here verifies a signature. The JSON is the
  * canonical proto3 form the client specification requires (lowerCamelCase
- * members, int64 as decimal strings, bytes as padded standard base64);
- * other spellings are refused, unknown members are ignored. Every list is
+ * members, int64 as decimal strings, bytes as padded standard base64,
+ * which may be wrapped into lines as protobuf JSON decoders accept); other
+ * spellings are refused, unknown members are ignored. Every list is
  * bounded (SS_MAX_ENTRIES, SS_MAX_PROOF, SS_MAX_CHAIN) and every DER
  * certificate must be consumed whole.
  */

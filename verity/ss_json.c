@@ -2,7 +2,8 @@
 /*
  * ss_json.c - the proto3 JSON reading shared by the trusted root and bundle
  * parsers (ss_root.c, ss_bundle.c): typed member look-ups where null means
- * absent, padded standard base64 with size bounds, int64 as decimal
+ * absent, padded standard base64 (line breaks allowed, as protobuf JSON
+ * decoders allow them) with size bounds, int64 as decimal
  * strings, bounded arrays, DER certificates consumed whole, and member
  * paths for one-line messages. See ss_json.h.
  */
@@ -63,9 +64,44 @@ const char *ss_json_join(char *buf, const char *base, const char *key)
 }
 
 /*
+ * b64_unwrap() - base64 text without its line breaks
+ * @s: in: the text, NUL-terminated
+ * @flat: out: a malloc'd copy of @s without "\n" and "\r", or NULL when
+ *         @s has none (then @s is the text to decode)
+ * @n: out: the length of the text to decode
+ *
+ * Protobuf JSON decoders (Go's protojson, Python's json_format) accept
+ * base64 wrapped into lines in bytes fields, and bundles made with
+ * `base64` carry it so. Only line breaks go; any other character is left
+ * for the decoder to refuse.
+ *
+ * Return: 0 or -ENOMEM.
+ */
+static int b64_unwrap(const char *s, char **flat, size_t *n)
+{
+	char *d;
+
+	*flat = NULL;
+	*n = strlen(s);
+	if (!strpbrk(s, "\r\n"))
+		return 0;
+	*flat = malloc(*n + 1);
+	if (!*flat)
+		return -ENOMEM;
+	d = *flat;
+	for (; *s; s++)
+		if (*s != '\n' && *s != '\r')
+			*d++ = *s;
+	*d = '\0';
+	*n = (size_t)(d - *flat);
+	return 0;
+}
+
+/*
  * ss_json_b64() - decodes base64 string @s into exactly or at most some bytes
  * @label, @path: in: for messages (@path names the member)
- * @s: in: the base64 text
+ * @s: in: the base64 text: padded standard base64, which may be wrapped
+ *     into lines ("\n" or "\r\n" anywhere); no other whitespace
  * @max: in: the most bytes allowed; 0 for no bound beyond the input's
  * @out, @len: out: malloc'd bytes
  * @err: out: the message on failure
@@ -75,9 +111,16 @@ const char *ss_json_join(char *buf, const char *base, const char *key)
 int ss_json_b64(const char *label, const char *path, const char *s, size_t max, uint8_t **out,
                 size_t *len, struct mv_err *err)
 {
+	char *flat = NULL;
+	size_t n = 0;
 	int ret;
 
-	ret = mv_base64_decode(s, strlen(s), out, len);
+	*out = NULL;
+	*len = 0;
+	ret = b64_unwrap(s, &flat, &n);
+	if (!ret)
+		ret = mv_base64_decode(flat ? flat : s, n, out, len);
+	free(flat);
 	if (ret == -ENOMEM)
 		return mv_err_set(err, -ENOMEM, "%s: out of memory", label);
 	if (!ret && *len && (!max || *len <= max))

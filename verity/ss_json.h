@@ -31,7 +31,8 @@ const char *ss_json_join(char *buf, const char *base, const char *key);
 int ss_json_member(const char *label, const cJSON *obj, const char *path, const char *key,
                    int types, bool required, const cJSON **out, struct mv_err *err);
 /* Base64 text @s (member @path) into malloc'd bytes: non-empty, at most
- * @max bytes unless @max is 0. */
+ * @max bytes unless @max is 0. Line breaks ("\n", "\r") are skipped, as
+ * protobuf JSON decoders skip them; any other whitespace is refused. */
 int ss_json_b64(const char *label, const char *path, const char *s, size_t max, uint8_t **out,
                 size_t *len, struct mv_err *err);
 /* Required base64 member @key, as ss_json_b64(). */

@@ -252,6 +252,26 @@ out:
 	return ret;
 }
 
+/*
+ * future_check() - a verified token's time not after the current time
+ * @t: in: the token's genTime
+ * @now: in: the current time; @t may exceed it by SS_CLOCK_SKEW
+ * @err: out: the message on failure
+ *
+ * Return: 0 or -EKEYREJECTED.
+ */
+static int future_check(int64_t t, int64_t now, struct mv_err *err)
+{
+	char a[SS_TIME_STR], b[SS_TIME_STR];
+
+	if (t - SS_CLOCK_SKEW <= now)
+		return 0;
+	ss_time_format(t, a);
+	ss_time_format(now, b);
+	return mv_err_set(err, -EKEYREJECTED, "timestamp: time %s is after the current time %s", a,
+	                  b);
+}
+
 /**
  * ss_tsa_verify() - an RFC 3161 timestamp over a bundle's signature
  * @der: in: the timestamp (TimeStampResp or bare TimeStampToken), untrusted
@@ -259,15 +279,16 @@ out:
  * @sig: in: the bundle's signature bytes, which the imprint must hash
  * @sig_len: in: their length
  * @root: in: the trusted root; each of its TSAs is tried
+ * @now: in: the current time; genTime may be at most SS_CLOCK_SKEW after it
  * @time: out: the token's genTime (a fraction dropped), on success
  * @err: out: the failing check (for several TSAs, the one that got furthest)
  *
  * Return: 0; -EKEYREJECTED for a token no TSA of @root verifies, a time
- * outside its TSA's window or its certificates' validity, an imprint
- * mismatch; -EBADMSG for malformed input; -ENOMEM.
+ * outside its TSA's window or its certificates' validity or in the future,
+ * an imprint mismatch; -EBADMSG for malformed input; -ENOMEM.
  */
 int ss_tsa_verify(const uint8_t *der, size_t len, const uint8_t *sig, size_t sig_len,
-                  const struct ss_root *root, int64_t *time, struct mv_err *err)
+                  const struct ss_root *root, int64_t now, int64_t *time, struct mv_err *err)
 {
 	struct tsa_token tk = {0};
 	struct mv_err best = {0}, e;
@@ -281,7 +302,9 @@ int ss_tsa_verify(const uint8_t *der, size_t len, const uint8_t *sig, size_t sig
 	for (size_t i = 0; ret == 0 && i < root->n_tsas; i++) {
 		memset(&e, 0, sizeof(e));
 		if (tsa_try(&tk, &root->tsas[i], &stage, &e) == 0) {
-			*time = tk.time;
+			ret = future_check(tk.time, now, err);
+			if (!ret)
+				*time = tk.time;
 			goto out;
 		}
 		if (stage > best_stage) {

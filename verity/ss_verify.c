@@ -4,7 +4,8 @@
  * specification (§4) lays it out, and the entry point ss_verify():
  *
  *   1. the signer: a certificate for an identity policy, a key that agrees
- *      with the managed key otherwise; no root certificate in the bundle;
+ *      with the managed key otherwise (and every log entry names that key);
+ *      no root certificate in the bundle;
  *   2. a time for the signature (§4.2): every RFC 3161 timestamp over the
  *      signature, every transparency log entry (its inclusion promise gives
  *      a time; ss_tlog_verify() also checks its proof, checkpoint and body,
@@ -351,10 +352,38 @@ static int check_signer(const struct ss_bundle *b, const struct ss_policy *polic
 }
 
 /*
+ * check_entry_key() - a log entry of a managed-key bundle names the given key
+ * @res: in: the entry's finding (res->key_sha256: the key its body names)
+ * @key_sha256: in: SHA-256 of the SPKI DER of the policy's key, or NULL
+ *              (an identity policy: the body named the bundle's certificate)
+ * @i: in: the entry's number, for messages
+ * @err: out: the message on failure
+ *
+ * A log entry for another key must not vouch for this signature.
+ *
+ * Return: 0 or -EKEYREJECTED.
+ */
+static int check_entry_key(const struct ss_tlog_result *res, const uint8_t *key_sha256, size_t i,
+                           struct mv_err *err)
+{
+	char got[65], want[65];
+
+	if (!key_sha256 || !memcmp(res->key_sha256, key_sha256, sizeof(res->key_sha256)))
+		return 0;
+	mv_hex_encode(res->key_sha256, sizeof(res->key_sha256), got);
+	mv_hex_encode(key_sha256, 32, want);
+	return mv_err_set(err, -EKEYREJECTED,
+	                  "tlog entry %zu: body names key sha256:%s, not the given key sha256:%s",
+	                  i, got, want);
+}
+
+/*
  * collect_times() - verifies every timestamp and log entry; collects the
  * times they prove
  * @b, @root: in: the bundle and trusted root
  * @a: in: the artifact's SHA-256 (for the entries' bodies)
+ * @key_sha256: in: SHA-256 of the SPKI DER of the managed key every entry
+ *              must name, or NULL for an identity policy
  * @now: in: the current time
  * @out: out: out->times, out->n_times
  * @err: out: the message on failure
@@ -363,8 +392,8 @@ static int check_signer(const struct ss_bundle *b, const struct ss_policy *polic
  * verified).
  */
 static int collect_times(const struct ss_bundle *b, const struct ss_root *root,
-                         const struct ss_artifact *a, int64_t now, struct ss_result *out,
-                         struct mv_err *err)
+                         const struct ss_artifact *a, const uint8_t *key_sha256, int64_t now,
+                         struct ss_result *out, struct mv_err *err)
 {
 	struct ss_tlog_result res;
 	size_t n_tsa = 0, untimed = SIZE_MAX;
@@ -372,7 +401,8 @@ static int collect_times(const struct ss_bundle *b, const struct ss_root *root,
 	int ret;
 
 	for (size_t i = 0; i < b->n_tsa; i++) {
-		ret = ss_tsa_verify(b->tsa[i], b->tsa_len[i], b->sig, b->sig_len, root, &t, err);
+		ret =
+		    ss_tsa_verify(b->tsa[i], b->tsa_len[i], b->sig, b->sig_len, root, now, &t, err);
 		if (ret)
 			return ret;
 		out->times[out->n_times++] = t;
@@ -383,6 +413,8 @@ static int collect_times(const struct ss_bundle *b, const struct ss_root *root,
 	for (size_t i = 0; i < b->n_tlog; i++) {
 		memset(&res, 0, sizeof(res));
 		ret = ss_tlog_verify(b, i, root, a->sha256, now, &res, err);
+		if (!ret)
+			ret = check_entry_key(&res, key_sha256, i, err);
 		if (ret)
 			return ret;
 		if (res.has_time)
@@ -404,13 +436,14 @@ static int collect_times(const struct ss_bundle *b, const struct ss_root *root,
  * check_certificate() - the leaf at every verified time, its SCT, and its
  * identity against the policy
  * @b, @root, @policy: in: the bundle, trusted root and identity policy
+ * @now: in: the current time (the SCT may not be later)
  * @out: in/out: the verified times; out->id set
  * @err: out: the message on failure
  *
  * Return: 0, -EKEYREJECTED, -EBADMSG or -ENOMEM.
  */
 static int check_certificate(const struct ss_bundle *b, const struct ss_root *root,
-                             const struct ss_policy *policy, struct ss_result *out,
+                             const struct ss_policy *policy, int64_t now, struct ss_result *out,
                              struct mv_err *err)
 {
 	X509 *issuer = NULL;
@@ -421,7 +454,7 @@ static int check_certificate(const struct ss_bundle *b, const struct ss_root *ro
 		if (ret)
 			return ret;
 	}
-	ret = ss_sct_verify(b->leaf, issuer, root, err);
+	ret = ss_sct_verify(b->leaf, issuer, root, now, err);
 	if (!ret)
 		ret = ss_identity_get(b->leaf, &out->id, err);
 	if (ret)
@@ -457,6 +490,7 @@ int ss_verify(const struct ss_bundle *b, const struct ss_root *root, const struc
               const struct ss_artifact *artifact, int64_t now, struct ss_result *out,
               struct mv_err *err)
 {
+	uint8_t key_sha256[32];
 	EVP_PKEY *key;
 	int ret;
 
@@ -465,10 +499,17 @@ int ss_verify(const struct ss_bundle *b, const struct ss_root *root, const struc
 		return mv_err_set(err, -EBADMSG, "bundle: more than %u log entries or timestamps",
 		                  SS_MAX_ENTRIES);
 	ret = check_signer(b, policy, err);
+	if (!ret && policy->key) {
+		ret = ss_spki_sha256(policy->key, key_sha256);
+		if (ret)
+			ret = mv_err_set(err, ret == -ENOMEM ? ret : -EKEYREJECTED,
+			                 "policy: the given key cannot be encoded");
+	}
 	if (!ret)
-		ret = collect_times(b, root, artifact, now, out, err);
+		ret = collect_times(b, root, artifact, policy->key ? key_sha256 : NULL, now, out,
+		                    err);
 	if (!ret && !policy->key)
-		ret = check_certificate(b, root, policy, out, err);
+		ret = check_certificate(b, root, policy, now, out, err);
 	if (ret)
 		return ret;
 	key = policy->key ? policy->key : X509_get0_pubkey(b->leaf);

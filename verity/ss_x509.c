@@ -544,17 +544,42 @@ out:
 }
 
 /*
+ * sct_time_check() - an SCT's time inside its log's window and not in the future
+ * @log: in: the CT log that signed it
+ * @when: in: the SCT's timestamp, seconds
+ * @now: in: the current time; @when may exceed it by SS_CLOCK_SKEW
+ * @err: out: the message on failure
+ *
+ * Return: 0 or -EKEYREJECTED.
+ */
+static int sct_time_check(const struct ss_log *log, int64_t when, int64_t now, struct mv_err *err)
+{
+	char ts[SS_TIME_STR], tn[SS_TIME_STR];
+
+	ss_time_format(when, ts);
+	if (!ss_window_has(&log->valid, when))
+		return mv_err_set(err, -EKEYREJECTED,
+		                  "SCT: time %s outside the validity of CT log %s", ts,
+		                  log->base_url ? log->base_url : "?");
+	if (when - SS_CLOCK_SKEW > now) {
+		ss_time_format(now, tn);
+		return mv_err_set(err, -EKEYREJECTED, "SCT: time %s is after the current time %s",
+		                  ts, tn);
+	}
+	return 0;
+}
+
+/*
  * Verifies one SCT: -ENOENT (no message) when its log is not in @root;
- * else its version, its time inside the log's window and its signature.
+ * else its version, its time (sct_time_check() at @now) and its signature.
  */
 static int sct_check_one(const SCT *sct, const struct precert *pc, const struct ss_root *root,
-                         struct mv_err *err)
+                         int64_t now, struct mv_err *err)
 {
 	unsigned char *id = NULL;
 	size_t id_len = SCT_get0_log_id(sct, &id), len = 0;
 	const struct ss_log *log = ctlog_find(root, id, id_len);
 	int64_t when = (int64_t)(SCT_get_timestamp(sct) / 1000);
-	char ts[SS_TIME_STR];
 	uint8_t *data = NULL;
 	int ret;
 
@@ -562,12 +587,9 @@ static int sct_check_one(const SCT *sct, const struct precert *pc, const struct 
 		return -ENOENT;
 	if (SCT_get_version(sct) != SCT_VERSION_V1)
 		return mv_err_set(err, -EBADMSG, "SCT: unsupported version");
-	if (!ss_window_has(&log->valid, when)) {
-		ss_time_format(when, ts);
-		return mv_err_set(err, -EKEYREJECTED,
-		                  "SCT: time %s outside the validity of CT log %s", ts,
-		                  log->base_url ? log->base_url : "?");
-	}
+	ret = sct_time_check(log, when, now, err);
+	if (ret)
+		return ret;
 	data = sct_signed_data(sct, pc, &len);
 	ret = data ? sct_sig_check(sct, log, data, len, err)
 	           : mv_err_set(err, -ENOMEM, "SCT: out of memory or oversized certificate");
@@ -594,13 +616,15 @@ static int sct_unknown_error(const STACK_OF(SCT) * scts, struct mv_err *err)
  * @leaf: in: the signing certificate (a final certificate carrying its SCT list)
  * @issuer: in: its issuer (from ss_cert_verify()), for the issuer key hash
  * @root: in: the trusted root's CT logs
+ * @now: in: the current time; an SCT may be at most SS_CLOCK_SKEW after it
  * @err: out: the first SCT failure by a known log, else "no SCT by a CT log"
  *
  * SCTs by logs the root does not list are skipped; one that verifies is enough.
  *
  * Return: 0, -EKEYREJECTED, -EBADMSG (malformed list, no issuer) or -ENOMEM.
  */
-int ss_sct_verify(X509 *leaf, X509 *issuer, const struct ss_root *root, struct mv_err *err)
+int ss_sct_verify(X509 *leaf, X509 *issuer, const struct ss_root *root, int64_t now,
+                  struct mv_err *err)
 {
 	struct precert pc = {0};
 	struct mv_err first = {0}, e;
@@ -620,7 +644,7 @@ int ss_sct_verify(X509 *leaf, X509 *issuer, const struct ss_root *root, struct m
 	ret = precert_build(leaf, issuer, &pc, err);
 	for (int i = 0; ret == 0 && i < sk_SCT_num(scts); i++) {
 		memset(&e, 0, sizeof(e));
-		if (sct_check_one(sk_SCT_value(scts, i), &pc, root, &e) == 0)
+		if (sct_check_one(sk_SCT_value(scts, i), &pc, root, now, &e) == 0)
 			goto out;
 		if (e.code && !first.code)
 			first = e;

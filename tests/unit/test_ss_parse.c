@@ -847,8 +847,10 @@ static void test_bundle_refusals(void)
 	    {"\"hashes\":[\"" K32 "\"]", "\"hashes\":[]", NULL},
 	    {"\"canonicalizedBody\":\"e30=\"", "\"canonicalizedBody\":\"e30\"",
 	     "canonicalizedBody: not valid base64"},
-	    {"\"canonicalizedBody\":\"e30=\"", "\"canonicalizedBody\":\"e3\\n0=\"",
+	    {"\"canonicalizedBody\":\"e30=\"", "\"canonicalizedBody\":\"e3\\t0=\"",
 	     "canonicalizedBody: not valid base64"},
+	    /* line breaks are skipped (test_bundle_base64_wrapped), nothing else */
+	    {"\"canonicalizedBody\":\"e30=\"", "\"canonicalizedBody\":\"e3\\n0=\"", NULL},
 	    {",\"canonicalizedBody\":\"e30=\"", "", "canonicalizedBody: missing"},
 	    {"\"signedEntryTimestamp\":\"c2V0\"", "\"signedEntryTimestamp\":\"\"",
 	     "inclusionPromise.signedEntryTimestamp: empty"},
@@ -953,6 +955,82 @@ static void test_bundle_refusals(void)
 	free(dsse_base);
 }
 
+/* Parses @json (which must parse); the bundle's signature must be "sig". */
+static void check_wrapped(const char *json)
+{
+	struct mv_err err = {0};
+	struct ss_bundle *b = NULL;
+
+	CHECK_EQ_INT(ss_bundle_parse("b.json", json, strlen(json), &b, &err), 0);
+	if (!b) {
+		printf("# refused: %s\n", err.msg);
+		return;
+	}
+	CHECK(b->sig_len == 3 && !memcmp(b->sig, "sig", 3));
+	CHECK(b->tlog[0].body_len == 2 && !memcmp(b->tlog[0].body, "{}", 2));
+	ss_bundle_free(b);
+}
+
+/*
+ * Base64 wrapped into lines, as protobuf JSON decoders accept it in bytes
+ * fields: "\n" and "\r" anywhere are skipped, in every bytes member.
+ */
+static void test_bundle_base64_wrapped(void)
+{
+	static const struct mutation m[] = {
+	    {"\"signature\":\"c2ln\"", "\"signature\":\"c2\\nln\""},
+	    {"\"signature\":\"c2ln\"", "\"signature\":\"c2ln\\n\""},
+	    {"\"signature\":\"c2ln\"", "\"signature\":\"\\nc2ln\""},
+	    {"\"signature\":\"c2ln\"", "\"signature\":\"c2\\r\\nln\\r\\n\""},
+	    {"\"signature\":\"c2ln\"", "\"signature\":\"c\\r2\\n\\nl\\rn\""},
+	    {"\"canonicalizedBody\":\"e30=\"", "\"canonicalizedBody\":\"e3\\n0=\""},
+	    {"\"rootHash\":\"" K32 "\"",
+	     "\"rootHash\":\"AAAAAAAAAAAAAAAAAAAAAAAA\\nAAAAAAAAAAAAAAAAAAA=\""},
+	    {"\"signedTimestamp\":\"dHNh\"", "\"signedTimestamp\":\"dH\\nNh\\n\""},
+	};
+	struct mv_err err = {0};
+	struct ss_bundle *b;
+
+	for (size_t i = 0; i < sizeof(m) / sizeof(m[0]); i++) {
+		char *json = replace(bundle_template, m[i].from, m[i].to, false);
+
+		CHECK(json != NULL);
+		if (json)
+			check_wrapped(json);
+		free(json);
+	}
+	/* the corpus case whose timestamp is wrapped at 76 columns */
+	b = corpus_bundle("rekor2-timestamp-with-incorrect-time_fail", &err);
+	CHECK(b != NULL);
+	if (b) {
+		CHECK(b->n_tsa == 1 && b->tsa_len[0] > 1000 && b->tsa[0][0] == 0x30);
+		ss_bundle_free(b);
+	}
+}
+
+/* Other whitespace, or anything else that is not base64, stays refused. */
+static void test_bundle_base64_strict(void)
+{
+	static const char *const bad[] = {
+	    "c2 ln", "c2\\tln", "c2\\fln", "c2\\u000bln", "c2\\u00a0ln", "c2ln ", " c2ln",
+	    "c2-l",  "c2_l",    "c2l",     "c2l=\\n=",    "c2\\n=ln",    "\\n",   "\\r\\n",
+	};
+	char to[64];
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *json;
+
+		snprintf(to, sizeof(to), "\"signature\":\"%s\"", bad[i]);
+		json = replace(bundle_template, "\"signature\":\"c2ln\"", to, false);
+		CHECK(json != NULL);
+		if (json)
+			check_bundle(json, strlen(json),
+			             i < 12 ? "messageSignature.signature: not valid base64"
+			                    : "messageSignature.signature: empty");
+		free(json);
+	}
+}
+
 /* Lists over their bounds: entries, proof hashes, whole inputs. */
 static void test_bundle_bounds(void)
 {
@@ -1016,5 +1094,7 @@ int main(void)
 	TAP_RUN(test_bundle_template);
 	TAP_RUN(test_bundle_refusals);
 	TAP_RUN(test_bundle_bounds);
+	TAP_RUN(test_bundle_base64_wrapped);
+	TAP_RUN(test_bundle_base64_strict);
 	TAP_DONE();
 }

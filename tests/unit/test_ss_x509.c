@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <cjson/cJSON.h>
+#include <openssl/ct.h>
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/ts.h>
@@ -206,7 +207,8 @@ struct pki {
 	struct ss_root root;
 };
 
-#define T0 1700000000 /* 2023-11-14T22:13:20Z */
+#define T0  1700000000 /* 2023-11-14T22:13:20Z */
+#define NOW 1800000000 /* 2027-01-15: after every time of the corpus */
 
 static void pki_init(struct pki *p)
 {
@@ -321,7 +323,7 @@ static void test_corpus_happy(void)
 		                            &issuer, &err),
 		             0);
 		CHECK(issuer != NULL);
-		CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, &err), 0);
+		CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, NOW, &err), 0);
 		CHECK_EQ_INT(ss_identity_get(b->leaf, &id, &err), 0);
 		CHECK_STR(id.san, BEACON_ID);
 		CHECK_STR(id.issuer, GHA_ISSUER);
@@ -456,9 +458,9 @@ static void test_null_inputs(void)
 
 	CHECK_EQ_INT(ss_cert_verify(NULL, NULL, &root, 0, &issuer, &err), -EBADMSG);
 	CHECK(issuer == NULL);
-	CHECK_EQ_INT(ss_sct_verify(NULL, NULL, &root, &err), -EBADMSG);
+	CHECK_EQ_INT(ss_sct_verify(NULL, NULL, &root, NOW, &err), -EBADMSG);
 	CHECK_EQ_INT(ss_identity_get(NULL, &id, &err), -EBADMSG);
-	CHECK_EQ_INT(ss_tsa_verify(NULL, 0, NULL, 0, &root, &t, &err), -EBADMSG);
+	CHECK_EQ_INT(ss_tsa_verify(NULL, 0, NULL, 0, &root, NOW, &t, &err), -EBADMSG);
 	CHECK_EQ_INT(ss_asn1_time_get(NULL, &t), -EBADMSG);
 }
 
@@ -644,7 +646,7 @@ static void test_sct_extensions(void)
 	if (root && b && b->leaf) {
 		CHECK_EQ_INT(
 		    ss_cert_verify(b->leaf, NULL, root, not_before(b->leaf), &issuer, &err), 0);
-		CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, &err), 0);
+		CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, NOW, &err), 0);
 		if (err.code)
 			printf("# %s\n", err.msg);
 	}
@@ -666,14 +668,14 @@ static void test_sct_unknown_log(void)
 		goto out;
 	CHECK_EQ_INT(
 	    ss_cert_verify(b->leaf, b->chain, root, b->tlog[0].integrated_time, &issuer, &err), 0);
-	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, &err), -EKEYREJECTED);
+	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, NOW, &err), -EKEYREJECTED);
 	CHECK(has(&err, "SCT: no SCT by a CT log of the trusted root"));
 	/* the same leaf against the public-good root verifies, and not without its CT logs */
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, pg, &err), 0);
+	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, pg, NOW, &err), 0);
 	n = pg->n_ctlogs;
 	pg->n_ctlogs = 0;
-	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, pg, &err), -EKEYREJECTED);
+	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, pg, NOW, &err), -EKEYREJECTED);
 	pg->n_ctlogs = n;
 out:
 	ss_bundle_free(b);
@@ -697,17 +699,57 @@ static void test_sct_window_and_issuer(void)
 	CHECK_EQ_INT(ss_cert_verify(b->leaf, NULL, root, t, &issuer, &err), 0);
 	for (size_t i = 0; i < root->n_ctlogs; i++)
 		root->ctlogs[i].valid.end = t - 60;
-	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, &err), -EKEYREJECTED);
+	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, NOW, &err), -EKEYREJECTED);
 	CHECK(has(&err, "outside the validity of CT log https://ctfe.sigstore.dev/2022"));
 	for (size_t i = 0; i < root->n_ctlogs; i++)
 		root->ctlogs[i].valid.end = SS_TIME_OPEN_END;
 	/* the issuer key hash is part of the signed data: another issuer fails */
 	other = sk_X509_value(root->cas[0].certs, 0);
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ss_sct_verify(b->leaf, other, root, &err), -EKEYREJECTED);
+	CHECK_EQ_INT(ss_sct_verify(b->leaf, other, root, NOW, &err), -EKEYREJECTED);
 	CHECK(has(&err, "does not verify"));
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, &err), 0);
+	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, NOW, &err), 0);
+out:
+	ss_bundle_free(b);
+	ss_root_free(root);
+}
+
+/* The first embedded SCT's time of @leaf, in seconds; 0 if none. */
+static int64_t sct_time(X509 *leaf)
+{
+	STACK_OF(SCT) *scts = X509_get_ext_d2i(leaf, NID_ct_precert_scts, NULL, NULL);
+	int64_t t = 0;
+
+	if (scts && sk_SCT_num(scts) > 0)
+		t = (int64_t)(SCT_get_timestamp(sk_SCT_value(scts, 0)) / 1000);
+	SCT_LIST_free(scts);
+	return t;
+}
+
+/* An SCT later than the current time by more than SS_CLOCK_SKEW is refused. */
+static void test_sct_future(void)
+{
+	struct ss_root *root = root_of(NULL);
+	struct mv_err err = {0};
+	struct ss_bundle *b = bundle_of("happy-path-v0.3", &err);
+	X509 *issuer = NULL;
+	int64_t when;
+
+	CHECK(root && b && b->leaf && b->n_tlog);
+	if (!root || !b || !b->leaf || !b->n_tlog)
+		goto out;
+	when = sct_time(b->leaf);
+	CHECK(when > 0);
+	CHECK_EQ_INT(ss_cert_verify(b->leaf, NULL, root, b->tlog[0].integrated_time, &issuer, &err),
+	             0);
+	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, when - SS_CLOCK_SKEW, &err), 0);
+	memset(&err, 0, sizeof(err));
+	CHECK_EQ_INT(ss_sct_verify(b->leaf, issuer, root, when - SS_CLOCK_SKEW - 1, &err),
+	             -EKEYREJECTED);
+	CHECK(has(&err, "SCT: time "));
+	CHECK(has(&err, " is after the current time "));
+	CHECK(strchr(err.msg, '\n') == NULL);
 out:
 	ss_bundle_free(b);
 	ss_root_free(root);
@@ -722,7 +764,7 @@ static void test_sct_none(void)
 
 	pki_init(&p);
 	leaf = leaf_make(&p, &good_leaf);
-	CHECK_EQ_INT(ss_sct_verify(leaf, p.ca, &p.root, &err), -EKEYREJECTED);
+	CHECK_EQ_INT(ss_sct_verify(leaf, p.ca, &p.root, NOW, &err), -EKEYREJECTED);
 	CHECK(has(&err, "embeds none"));
 	X509_free(leaf);
 	pki_free(&p);
@@ -885,7 +927,7 @@ static int tsa_case(const char *name, struct ss_root *root, int64_t *t, struct m
 
 	memset(err, 0, sizeof(*err));
 	if (tsa_raw(name, &ts, &ts_len, &sig, &sig_len) == 0 && (root || own))
-		ret = ss_tsa_verify(ts, ts_len, sig, sig_len, root ? root : own, t, err);
+		ret = ss_tsa_verify(ts, ts_len, sig, sig_len, root ? root : own, NOW, t, err);
 	else
 		printf("# %s: no timestamp, signature or root\n", name);
 	free(ts);
@@ -969,6 +1011,35 @@ out:
 	ss_root_free(root);
 }
 
+/* A genTime later than the current time by more than SS_CLOCK_SKEW is refused. */
+static void test_tsa_future(void)
+{
+	struct ss_root *root = root_of("rekor2-happy-path");
+	uint8_t *ts = NULL, *sig = NULL;
+	size_t ts_len = 0, sig_len = 0;
+	int64_t t = 0, gen = 1749729740;
+	struct mv_err err = {0};
+
+	CHECK(root != NULL);
+	CHECK_EQ_INT(tsa_raw("rekor2-happy-path", &ts, &ts_len, &sig, &sig_len), 0);
+	if (!root || !ts || !sig)
+		goto out;
+	CHECK_EQ_INT(ss_tsa_verify(ts, ts_len, sig, sig_len, root, gen - SS_CLOCK_SKEW, &t, &err),
+	             0);
+	CHECK_EQ_INT(t, gen);
+	t = 0;
+	CHECK_EQ_INT(
+	    ss_tsa_verify(ts, ts_len, sig, sig_len, root, gen - SS_CLOCK_SKEW - 1, &t, &err),
+	    -EKEYREJECTED);
+	CHECK_EQ_INT(t, 0);
+	CHECK_STR(err.msg, "timestamp: time 2025-06-12T12:02:20Z is after the current time "
+	                   "2025-06-12T12:01:19Z");
+out:
+	free(ts);
+	free(sig);
+	ss_root_free(root);
+}
+
 /* The imprint: another signature, a signature one byte short. */
 static void test_tsa_imprint(void)
 {
@@ -981,17 +1052,18 @@ static void test_tsa_imprint(void)
 	if (!root || !b || !b->n_tsa || b->sig_len < 2)
 		goto out;
 	CHECK_EQ_INT(
-	    ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len - 1, root, &t, &err),
+	    ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len - 1, root, NOW, &t, &err),
 	    -EKEYREJECTED);
 	CHECK(has(&err, "message imprint"));
 	b->sig[0] ^= 1;
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, root, &t, &err),
-	             -EKEYREJECTED);
+	CHECK_EQ_INT(
+	    ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, root, NOW, &t, &err),
+	    -EKEYREJECTED);
 	b->sig[0] ^= 1;
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, root, &t, &err),
-	             0);
+	CHECK_EQ_INT(
+	    ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, root, NOW, &t, &err), 0);
 out:
 	ss_bundle_free(b);
 	ss_root_free(root);
@@ -1012,7 +1084,7 @@ static void test_tsa_trust(void)
 	CHECK(root && pg && b && b->n_tsa);
 	if (!root || !pg || !b || !b->n_tsa)
 		goto out;
-	CHECK_EQ_INT(ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, pg, &t, &err),
+	CHECK_EQ_INT(ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, pg, NOW, &t, &err),
 	             -EKEYREJECTED);
 	CHECK(has(&err, "does not verify to TSA"));
 	/* the TSA's listed leaf must be the signer: list another leaf first */
@@ -1020,22 +1092,24 @@ static void test_tsa_trust(void)
 	X509_up_ref(leaf);
 	sk_X509_unshift(root->tsas[0].certs, leaf);
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, root, &t, &err),
-	             -EKEYREJECTED);
+	CHECK_EQ_INT(
+	    ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, root, NOW, &t, &err),
+	    -EKEYREJECTED);
 	CHECK(has(&err, "not signed by the certificate of TSA"));
 	X509_free(sk_X509_shift(root->tsas[0].certs));
 	n = root->n_tsas;
 	root->n_tsas = 0;
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, root, &t, &err),
-	             -EKEYREJECTED);
+	CHECK_EQ_INT(
+	    ss_tsa_verify(b->tsa[0], b->tsa_len[0], b->sig, b->sig_len, root, NOW, &t, &err),
+	    -EKEYREJECTED);
 	CHECK(has(&err, "no timestamp authority"));
 	root->n_tsas = n;
 	memset(&err, 0, sizeof(err));
-	CHECK_EQ_INT(ss_tsa_verify(junk, sizeof(junk), b->sig, b->sig_len, root, &t, &err),
+	CHECK_EQ_INT(ss_tsa_verify(junk, sizeof(junk), b->sig, b->sig_len, root, NOW, &t, &err),
 	             -EBADMSG);
 	CHECK_EQ_INT(
-	    ss_tsa_verify(b->tsa[0], b->tsa_len[0] - 1, b->sig, b->sig_len, root, &t, &err),
+	    ss_tsa_verify(b->tsa[0], b->tsa_len[0] - 1, b->sig, b->sig_len, root, NOW, &t, &err),
 	    -EBADMSG);
 out:
 	ss_bundle_free(b);
@@ -1063,8 +1137,8 @@ static void test_tsa_bare_token(void)
 	len = resp ? i2d_PKCS7(TS_RESP_get_token(resp), &der) : -1;
 	CHECK(len > 0);
 	if (len > 0)
-		CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, b->sig, b->sig_len, root, &t, &err),
-		             0);
+		CHECK_EQ_INT(
+		    ss_tsa_verify(der, (size_t)len, b->sig, b->sig_len, root, NOW, &t, &err), 0);
 	CHECK_EQ_INT(t, 1749729740);
 out:
 	OPENSSL_free(der);
@@ -1196,19 +1270,19 @@ static void test_tsa_generated(void)
 
 	tsa_pki_init(&p, "timeStamping");
 	len = tsa_stamp(&p, T0, true, sig, sizeof(sig), &der);
-	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, &t, &err), 0);
+	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, NOW, &t, &err), 0);
 	CHECK_EQ_INT(t, T0);
 	OPENSSL_free(der);
 	/* no certificate embedded: the root's list is enough */
 	len = tsa_stamp(&p, T0, false, sig, sizeof(sig), &der);
-	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, &t, &err), 0);
+	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, NOW, &t, &err), 0);
 	OPENSSL_free(der);
 	/* the leaf's end is inclusive; a second later the chain fails at the token's time */
 	len = tsa_stamp(&p, T0 + 600, false, sig, sizeof(sig), &der);
-	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, &t, &err), 0);
+	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, NOW, &t, &err), 0);
 	OPENSSL_free(der);
 	len = tsa_stamp(&p, T0 + 601, true, sig, sizeof(sig), &der);
-	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, &t, &err),
+	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, NOW, &t, &err),
 	             -EKEYREJECTED);
 	CHECK(has(&err, "certificate has expired"));
 	OPENSSL_free(der);
@@ -1227,7 +1301,7 @@ static void test_tsa_intermediate_eku(void)
 
 	tsa_pki_init(&p, "codeSigning");
 	len = tsa_stamp(&p, T0, true, sig, sizeof(sig), &der);
-	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, &t, &err),
+	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, NOW, &t, &err),
 	             -EKEYREJECTED);
 	CHECK(has(&err, "lacks the timeStamping extended key usage"));
 	OPENSSL_free(der);
@@ -1235,7 +1309,7 @@ static void test_tsa_intermediate_eku(void)
 	tsa_pki_init(&p, NULL);
 	memset(&err, 0, sizeof(err));
 	len = tsa_stamp(&p, T0, true, sig, sizeof(sig), &der);
-	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, &t, &err),
+	CHECK_EQ_INT(ss_tsa_verify(der, (size_t)len, sig, sizeof(sig), &p.trust, NOW, &t, &err),
 	             -EKEYREJECTED);
 	OPENSSL_free(der);
 	tsa_pki_free(&p);
@@ -1265,8 +1339,8 @@ static int case_run(const char *name, struct mv_err *err)
 		if (b->tlog[i].integrated_time)
 			times[n++] = b->tlog[i].integrated_time;
 	for (size_t i = 0; i < b->n_tsa; i++) {
-		ret = ss_tsa_verify(b->tsa[i], b->tsa_len[i], b->sig, b->sig_len, root, &times[n++],
-		                    err);
+		ret = ss_tsa_verify(b->tsa[i], b->tsa_len[i], b->sig, b->sig_len, root, NOW,
+		                    &times[n++], err);
 		if (ret)
 			goto out;
 	}
@@ -1274,7 +1348,7 @@ static int case_run(const char *name, struct mv_err *err)
 	for (size_t i = 0; ret == 0 && i < n; i++)
 		ret = ss_cert_verify(b->leaf, b->chain, root, times[i], &issuer, err);
 	if (ret == 0)
-		ret = ss_sct_verify(b->leaf, issuer, root, err);
+		ret = ss_sct_verify(b->leaf, issuer, root, NOW, err);
 	if (ret == 0)
 		ret = ss_identity_get(b->leaf, &id, err);
 	case_text(name, "identity", BEACON_ID, want_id, sizeof(want_id));
@@ -1355,6 +1429,7 @@ int main(void)
 	TAP_RUN(test_sct_extensions);
 	TAP_RUN(test_sct_unknown_log);
 	TAP_RUN(test_sct_window_and_issuer);
+	TAP_RUN(test_sct_future);
 	TAP_RUN(test_sct_none);
 	TAP_RUN(test_identity);
 	TAP_RUN(test_identity_san);
@@ -1362,6 +1437,7 @@ int main(void)
 	TAP_RUN(test_tsa_good);
 	TAP_RUN(test_tsa_bad);
 	TAP_RUN(test_tsa_window);
+	TAP_RUN(test_tsa_future);
 	TAP_RUN(test_tsa_imprint);
 	TAP_RUN(test_tsa_trust);
 	TAP_RUN(test_tsa_bare_token);
