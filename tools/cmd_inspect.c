@@ -57,7 +57,11 @@ static void describe_signer(const struct mv_manifest *m, struct signer_info *si)
 {
 	const struct mv_signer *sg = &m->signer;
 
-	if (sg->is_certificate) {
+	if (sg->is_keyless) {
+		snprintf(si->kind, sizeof(si->kind), "keyless");
+		snprintf(si->detail, sizeof(si->detail), "%s (issuer %s)", sg->identity,
+		         sg->issuer);
+	} else if (sg->is_certificate) {
 		snprintf(si->kind, sizeof(si->kind), "certificate");
 		snprintf(si->detail, sizeof(si->detail), "%s",
 		         sg->subject ? sg->subject : "(no subject)");
@@ -326,8 +330,13 @@ static int print_json(const char *model, bool single, const char *sig_path,
 	cJSON_AddStringToObject(s, "sha256", hex);
 	s = cJSON_AddObjectToObject(o, "signer");
 	cJSON_AddStringToObject(s, "kind", si->kind);
-	cJSON_AddStringToObject(s, strncmp(si->kind, "key", 3) == 0 ? "hint" : "subject",
-	                        si->detail);
+	if (m->signer.is_keyless) {
+		cJSON_AddStringToObject(s, "identity", m->signer.identity);
+		cJSON_AddStringToObject(s, "issuer", m->signer.issuer);
+	} else {
+		cJSON_AddStringToObject(s, strcmp(si->kind, "certificate") ? "hint" : "subject",
+		                        si->detail);
+	}
 	cJSON_AddBoolToObject(o, "merkle", m->has_extension);
 	if (m->has_extension)
 		cJSON_AddItemToObject(o, "provenance", prov_json(&m->prov));

@@ -19,13 +19,17 @@ struct mount_args {
 	struct mfs_mount_opts o;
 	const char *keys[MAX_TRUST];
 	const char *cas[MAX_TRUST];
+	const char *identities[MAX_TRUST]; /* keyless signers, paired with issuers */
+	const char *issuers[MAX_TRUST];
+	size_t n_issuers;
 	char *fuse_opts; /* -o options passed on to FUSE, malloc'd */
 };
 
 static int add_trust(const char **list, size_t *n, const char *path)
 {
 	if (*n >= MAX_TRUST) {
-		cli_error("mount: at most %d --trust / --trust-ca files", MAX_TRUST);
+		cli_error("mount: at most %d --trust / --trust-ca files or keyless identities",
+		          MAX_TRUST);
 		return -EINVAL;
 	}
 	list[(*n)++] = path;
@@ -187,6 +191,12 @@ static int parse_o(struct mount_args *a, char *s)
 			ret = add_trust(a->keys, &a->o.n_trust_keys, opt + 6);
 		else if (strncmp(opt, "trust_ca=", 9) == 0)
 			ret = add_trust(a->cas, &a->o.n_trust_cas, opt + 9);
+		else if (strncmp(opt, "trust_identity=", 15) == 0)
+			ret = add_trust(a->identities, &a->o.n_trust_identities, opt + 15);
+		else if (strncmp(opt, "trust_issuer=", 13) == 0)
+			ret = add_trust(a->issuers, &a->n_issuers, opt + 13);
+		else if (strncmp(opt, "trust_root=", 11) == 0 && opt[11])
+			a->o.trust_root = opt + 11;
 		else if (strncmp(opt, "cache_dir=", 10) == 0)
 			a->o.cache_dir = opt + 10;
 		else if (strncmp(opt, "pickle=", 7) == 0)
@@ -234,6 +244,9 @@ static int parse_o(struct mount_args *a, char *s)
 enum {
 	OPT_TRUST = 256,
 	OPT_TRUST_CA,
+	OPT_TRUST_IDENTITY,
+	OPT_TRUST_ISSUER,
+	OPT_TRUST_ROOT,
 	OPT_PICKLE,
 	OPT_CACHE_DIR,
 	OPT_HCACHE,
@@ -255,6 +268,9 @@ enum {
 static const struct option long_opts[] = {
     {"trust", required_argument, NULL, OPT_TRUST},
     {"trust-ca", required_argument, NULL, OPT_TRUST_CA},
+    {"trust-identity", required_argument, NULL, OPT_TRUST_IDENTITY},
+    {"trust-issuer", required_argument, NULL, OPT_TRUST_ISSUER},
+    {"trust-root", required_argument, NULL, OPT_TRUST_ROOT},
     {"pickle", required_argument, NULL, OPT_PICKLE},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"name-check", required_argument, NULL, OPT_NAME_CHECK},
@@ -293,6 +309,11 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case 'o': ret = parse_o(a, optarg); break;
 		case OPT_TRUST: ret = add_trust(a->keys, &a->o.n_trust_keys, optarg); break;
 		case OPT_TRUST_CA: ret = add_trust(a->cas, &a->o.n_trust_cas, optarg); break;
+		case OPT_TRUST_IDENTITY:
+			ret = add_trust(a->identities, &a->o.n_trust_identities, optarg);
+			break;
+		case OPT_TRUST_ISSUER: ret = add_trust(a->issuers, &a->n_issuers, optarg); break;
+		case OPT_TRUST_ROOT: a->o.trust_root = optarg; break;
 		case OPT_CACHE_DIR: a->o.cache_dir = optarg; break;
 		case OPT_POLICY: a->o.policy = optarg; break;
 		case OPT_NAME_CHECK:
@@ -351,13 +372,20 @@ static void print_help(void)
 	      "  -f, --foreground     stay in the foreground, log to stderr\n"
 	      "  -d                   FUSE debug output (implies -f)\n"
 	      "  -o OPT[,OPT...]      FUSE mount options; also nonempty, trust=KEY,\n"
-	      "                       trust_ca=CA, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
+	      "                       trust_ca=CA, trust_identity=ID, trust_issuer=URL,\n"
+	      "                       trust_root=FILE, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
 	      "                       cache_size=SIZE, ready_file=PATH, watch,\n"
 	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
 	      "                       gid=N, umask=MASK, control_access=WHO,\n"
 	      "                       tree_builders=N, tree_build_wait=SECONDS\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
+	      "  --trust-identity ID --trust-issuer URL\n"
+	      "                       trust keyless (Sigstore) signatures by this\n"
+	      "                       certificate identity of this OIDC issuer (repeatable,\n"
+	      "                       paired in order; docs/policy.md)\n"
+	      "  --trust-root FILE    Sigstore trusted root for keyless signatures\n"
+	      "                       (default: the public-good root tools/bootstrap installs)\n"
 	      "  --pickle POLICY      transcode (default: safe checkpoints appear as\n"
 	      "                       safetensors), hide, show or deny pickle files\n"
 	      "  --policy FILE.json   trust policy: models it refuses are absent, and\n"
@@ -401,7 +429,13 @@ int cmd_mount(int argc, char **argv)
 	a.o.pickle = MFS_PICKLE_TRANSCODE;
 	a.o.trust_keys = a.keys;
 	a.o.trust_cas = a.cas;
+	a.o.trust_identities = a.identities;
+	a.o.trust_issuers = a.issuers;
 	ret = parse_args(argc, argv, &a);
+	if (!ret && a.n_issuers != a.o.n_trust_identities) {
+		cli_error("mount: give one --trust-issuer URL for each --trust-identity ID");
+		ret = -EINVAL;
+	}
 	if (ret) {
 		free(a.fuse_opts);
 		if (ret > 0) {

@@ -20,6 +20,10 @@ struct verify_args {
 	struct mv_verify_opts o;
 	const char **trust_keys, **trust_cas, **ignores;
 	size_t n_trust_keys, n_trust_cas;
+	/* keyless: --identity and --identity-provider, paired in order */
+	const char **identities, **issuers;
+	size_t n_identities, n_issuers;
+	const char *trust_root; /* --trust-root FILE */
 	const char *model;
 	const char *policy;     /* --policy FILE.json, or NULL */
 	const char *model_path; /* --model-path: path matched by policy rules */
@@ -49,6 +53,10 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 	    {"policy", required_argument, NULL, 'P'},
 	    {"model-path", required_argument, NULL, 'M'},
 	    {"name-check", required_argument, NULL, 'N'},
+	    {"identity", required_argument, NULL, 'I'},
+	    {"identity-provider", required_argument, NULL, 'O'},
+	    {"identity_provider", required_argument, NULL, 'O'}, /* model_signing's spelling */
+	    {"trust-root", required_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -63,6 +71,9 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 		case 'u': a->o.ignore_unsigned_files = true; break;
 		case 'P': a->policy = optarg; break;
 		case 'M': a->model_path = optarg; break;
+		case 'I': a->identities[a->n_identities++] = optarg; break;
+		case 'O': a->issuers[a->n_issuers++] = optarg; break;
+		case 'R': a->trust_root = optarg; break;
 		case 'N':
 			if (mv_name_check_parse(optarg, &a->name_check)) {
 				cli_error("verify: --name-check must be suffix, exact or off");
@@ -77,8 +88,13 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 	a->o.measure_packed = mv_zpack_measure; /* packed copies (libvpack) */
 	if (optind + 1 != argc)
 		return -1;
-	if (!a->n_trust_keys && !a->n_trust_cas) {
-		cli_error("verify: give at least one --trust KEY.pub or --trust-ca CA.pem");
+	if (a->n_identities != a->n_issuers) {
+		cli_error("verify: give one --identity-provider URL for each --identity ID");
+		return -1;
+	}
+	if (!a->n_trust_keys && !a->n_trust_cas && !a->n_identities) {
+		cli_error("verify: give at least one --trust KEY.pub, --trust-ca CA.pem or "
+		          "--identity ID --identity-provider URL");
 		return -1;
 	}
 	a->model = argv[optind];
@@ -91,6 +107,10 @@ static int load_trust(const struct verify_args *a, struct mv_trust **out)
 	                                   .n_key_files = a->n_trust_keys,
 	                                   .ca_files = a->trust_cas,
 	                                   .n_ca_files = a->n_trust_cas,
+	                                   .identities = a->identities,
+	                                   .issuers = a->issuers,
+	                                   .n_identities = a->n_identities,
+	                                   .sigstore_root = a->trust_root,
 	                                   .who = "verify"};
 	struct mv_err err = {0};
 
@@ -102,15 +122,16 @@ static int load_trust(const struct verify_args *a, struct mv_trust **out)
 }
 
 /*
- * The signer for the summary: a certificate subject, or the OMS hint of the
- * trusted key whose id matches (the hint is what bundles and users quote).
+ * The signer for the summary: a keyless identity, a certificate subject, or
+ * the OMS hint of the trusted key whose id matches (the hint is what bundles
+ * and users quote).
  */
 static void describe_signer(const struct verify_args *a, const struct mv_signer *s, char *out,
                             size_t len)
 {
 	if (s->is_certificate) {
-		snprintf(out, len, "signer certificate %s",
-		         s->subject ? s->subject : "(no subject)");
+		memcpy(out, "signer ", 8);
+		mv_signer_describe(s, out + 7, len - 7);
 		return;
 	}
 	for (size_t i = 0; i < a->n_trust_keys; i++) {
@@ -162,7 +183,9 @@ static int alloc_args(struct verify_args *a, int argc)
 	a->trust_keys = calloc(n, sizeof(char *));
 	a->trust_cas = calloc(n, sizeof(char *));
 	a->ignores = calloc(n, sizeof(char *));
-	return a->trust_keys && a->trust_cas && a->ignores ? 0 : -1;
+	a->identities = calloc(n, sizeof(char *));
+	a->issuers = calloc(n, sizeof(char *));
+	return a->trust_keys && a->trust_cas && a->ignores && a->identities && a->issuers ? 0 : -1;
 }
 
 /*
@@ -280,5 +303,7 @@ out:
 	free(a.trust_keys);
 	free(a.trust_cas);
 	free(a.ignores);
+	free(a.identities);
+	free(a.issuers);
 	return ret;
 }

@@ -227,7 +227,12 @@ static void add_model_props(cJSON *comp, const struct mv_manifest *m)
 	mv_hex_encode(m->subject_sha256, 32, hex);
 	add_prop(props, "modelfs:subject.sha256", hex);
 	add_prop(props, "modelfs:subject.name", m->subject_name);
-	add_prop(props, "modelfs:signer.method", m->signer.is_certificate ? "certificate" : "key");
+	add_prop(props, "modelfs:signer.method",
+	         m->signer.is_keyless       ? "keyless"
+	         : m->signer.is_certificate ? "certificate"
+	                                    : "key");
+	add_prop(props, "modelfs:signer.identity", m->signer.identity);
+	add_prop(props, "modelfs:signer.issuer", m->signer.issuer);
 	if (m->signer.key_id[0])
 		add_prop(props, "modelfs:signer.key_id", m->signer.key_id);
 	if (m->signer.hint[0])

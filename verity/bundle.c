@@ -25,6 +25,7 @@ struct bundle {
 	struct mv_key *raw_key; /* from publicKey.rawBytes (pre-1.1), or NULL */
 	X509 *leaf;             /* x509CertificateChain leaf, or NULL */
 	STACK_OF(X509) * chain; /* intermediates */
+	bool keyless;           /* "certificate": a Sigstore keyless bundle (keyless.c) */
 };
 
 static void bundle_clear(struct bundle *b)
@@ -207,11 +208,14 @@ static int parse_chain(const char *label, const cJSON *xc, struct bundle *b, str
 	return 0;
 }
 
-/* verificationMaterial: exactly one of publicKey and x509CertificateChain. */
+/*
+ * verificationMaterial: exactly one of publicKey, x509CertificateChain and
+ * certificate; the last is a keyless bundle, which keyless.c checks whole.
+ */
 static int parse_material(const char *label, struct bundle *b, struct mv_err *err)
 {
 	static const char path[] = "verificationMaterial";
-	const cJSON *vm, *pk, *xc, *tlog;
+	const cJSON *vm, *pk, *xc, *tlog, *cert;
 	int ret;
 
 	ret = mv_json_member(label, b->root, "", path, cJSON_Object, true, &vm, err);
@@ -223,13 +227,19 @@ static int parse_material(const char *label, struct bundle *b, struct mv_err *er
 	if (!ret)
 		ret = mv_json_member(label, vm, path, "x509CertificateChain", cJSON_Object, false,
 		                     &xc, err);
+	if (!ret)
+		ret =
+		    mv_json_member(label, vm, path, "certificate", cJSON_Object, false, &cert, err);
 	if (ret)
 		return ret;
-	if (!pk == !xc)
+	if (!!pk + !!xc + !!cert != 1)
 		return mv_err_set(err, -EINVAL,
-		                  "%s: verificationMaterial: need exactly one of publicKey and "
-		                  "x509CertificateChain",
+		                  "%s: verificationMaterial: need exactly one of publicKey, "
+		                  "x509CertificateChain and certificate",
 		                  label);
+	b->keyless = cert != NULL;
+	if (b->keyless)
+		return 0;
 	return pk ? parse_public_key(label, pk, b, err) : parse_chain(label, xc, b, err);
 }
 
@@ -358,7 +368,7 @@ static int sig_parse(const char *label, const char *json, size_t len, const stru
 {
 	struct mv_signer signer = {0};
 	struct mv_manifest *m = NULL;
-	const struct mv_key *key;
+	const struct mv_key *key = NULL;
 	struct mv_key *owned = NULL;
 	struct bundle b;
 	char line[1200];
@@ -366,9 +376,11 @@ static int sig_parse(const char *label, const char *json, size_t len, const stru
 
 	*out = NULL;
 	ret = bundle_parse(label, json, len, &b, err);
-	if (!ret)
+	if (!ret && b.keyless) /* signature, chain and log checked there */
+		ret = mv_keyless_resolve(label, json, len, trust, verify, &signer, err);
+	else if (!ret)
 		ret = resolve_signer(label, &b, verify, trust, &owned, &key, &signer, err);
-	if (!ret && verify)
+	if (!ret && verify && !b.keyless)
 		ret = check_signature(label, &b, key, err);
 	if (!ret)
 		ret = mv_statement_parse_labeled(label, (const char *)b.payload, b.payload_len, &m,
@@ -376,7 +388,7 @@ static int sig_parse(const char *label, const char *json, size_t len, const stru
 	if (ret)
 		goto out;
 	m->signer = signer;
-	signer.subject = NULL;
+	signer.subject = signer.identity = signer.issuer = NULL;
 	m->legacy_key_material = b.raw_key != NULL;
 	if (m->legacy_key_material && warn) {
 		snprintf(line, sizeof(line),
@@ -386,9 +398,23 @@ static int sig_parse(const char *label, const char *json, size_t len, const stru
 	*out = m;
 out:
 	free(signer.subject);
+	free(signer.identity);
+	free(signer.issuer);
 	mv_key_free(owned);
 	bundle_clear(&b);
 	return ret;
+}
+
+const char *mv_signer_describe(const struct mv_signer *s, char *out, size_t len)
+{
+	if (s->is_keyless)
+		snprintf(out, len, "identity %s (issuer %s)", MV_P(s->identity), MV_P(s->issuer));
+	else if (s->is_certificate)
+		snprintf(out, len, "certificate %s",
+		         s->subject ? MV_P(s->subject) : "(no subject)");
+	else
+		snprintf(out, len, "key id %s", s->key_id);
+	return out;
 }
 
 /* Reads a signature file; an oversized one is malformed (-EINVAL), not an I/O error. */

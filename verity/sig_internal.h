@@ -48,6 +48,12 @@ const struct mv_key *mv_trust_find_hint(const struct mv_trust *t, const char *hi
 const struct mv_key *mv_trust_find_spki(const struct mv_trust *t, const uint8_t *spki,
                                         size_t spki_len);
 size_t mv_trust_key_count(const struct mv_trust *t);
+/* trust.c: keyless signers. The root is NULL when none was loaded. */
+struct ss_root;
+const struct ss_root *mv_trust_sigstore_root(const struct mv_trust *t);
+size_t mv_trust_identity_count(const struct mv_trust *t);
+void mv_trust_identity(const struct mv_trust *t, size_t i, const char **identity,
+                       const char **issuer);
 size_t mv_trust_ca_count(const struct mv_trust *t);
 
 /*
@@ -57,6 +63,13 @@ size_t mv_trust_ca_count(const struct mv_trust *t);
  */
 int mv_trust_verify_chain(const struct mv_trust *t, X509 *leaf, STACK_OF(X509) * chain,
                           const char *label, struct mv_err *err);
+
+/* keyless.c: a keyless OMS bundle (verificationMaterial.certificate):
+ * verified whole against @trust's identities and Sigstore root when
+ * @verify, and its signer named in @s. See keyless.c. */
+int mv_keyless_resolve(const char *label, const char *json, size_t len,
+                       const struct mv_trust *trust, bool verify, struct mv_signer *s,
+                       struct mv_err *err);
 
 /* dsse.c / statement.c: strict JSON front end. */
 

@@ -110,6 +110,8 @@ void mv_manifest_free(struct mv_manifest *m)
 	prov_clear(&m->prov);
 	free(m->statement);
 	free(m->signer.subject);
+	free(m->signer.identity);
+	free(m->signer.issuer);
 	free(m);
 }
 

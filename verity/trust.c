@@ -7,12 +7,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 
 #include "sig_internal.h"
+#include "sigstore_int.h"
+
+#ifndef MODELFS_SIGSTORE_ROOT
+#define MODELFS_SIGSTORE_ROOT "/usr/local/share/modelfs/sigstore/trusted_root.json"
+#endif
 
 #define MV_MAX_TRUST_FILE (4u << 20)
 
@@ -21,6 +27,11 @@ struct mv_trust {
 	size_t n_keys;
 	X509_STORE *store; /* CA anchors; NULL until the first CA is added */
 	size_t n_cas;
+	/* keyless signers: identity and issuer pairs, and the Sigstore root */
+	char **ids, **issuers;
+	size_t n_ids;
+	struct ss_root *ss_root;
+	char *ss_root_path;
 };
 
 /**
@@ -45,7 +56,107 @@ void mv_trust_free(struct mv_trust *t)
 		mv_key_free(t->keys[i]);
 	free(t->keys);
 	X509_STORE_free(t->store);
+	for (size_t i = 0; i < t->n_ids; i++) {
+		free(t->ids[i]);
+		free(t->issuers[i]);
+	}
+	free(t->ids);
+	free(t->issuers);
+	ss_root_free(t->ss_root);
+	free(t->ss_root_path);
 	free(t);
+}
+
+/**
+ * mv_trust_add_identity() - trust a keyless signer
+ * @t: in/out: the set
+ * @identity: in: the certificate identity, compared exactly (email or URI)
+ * @issuer: in: its OIDC issuer URL, compared exactly
+ * @err: out: error line
+ *
+ * Return: 0, -EINVAL (an empty string), or -ENOMEM.
+ */
+int mv_trust_add_identity(struct mv_trust *t, const char *identity, const char *issuer,
+                          struct mv_err *err)
+{
+	size_t n = t->n_ids + 1;
+	char **ids, **iss;
+
+	if (!identity[0] || !issuer[0])
+		return mv_err_set(err, -EINVAL, "keyless signer: empty %s",
+		                  identity[0] ? "issuer" : "identity");
+	ids = realloc(t->ids, n * sizeof(*ids));
+	if (ids)
+		t->ids = ids;
+	iss = realloc(t->issuers, n * sizeof(*iss));
+	if (iss)
+		t->issuers = iss;
+	if (!ids || !iss)
+		return mv_err_set(err, -ENOMEM, "keyless signer: out of memory");
+	t->ids[t->n_ids] = strdup(identity);
+	t->issuers[t->n_ids] = strdup(issuer);
+	if (!t->ids[t->n_ids] || !t->issuers[t->n_ids]) {
+		free(t->ids[t->n_ids]);
+		free(t->issuers[t->n_ids]);
+		return mv_err_set(err, -ENOMEM, "keyless signer: out of memory");
+	}
+	t->n_ids = n;
+	return 0;
+}
+
+const char *mv_sigstore_root_default(void)
+{
+	return MODELFS_SIGSTORE_ROOT;
+}
+
+/**
+ * mv_trust_load_sigstore_root() - the Sigstore trusted root of keyless signers
+ * @t: in/out: the set (a root already loaded is replaced)
+ * @path: in: a trusted root file
+ * @err: out: one line naming @path; a missing file says how to provide one
+ */
+int mv_trust_load_sigstore_root(struct mv_trust *t, const char *path, struct mv_err *err)
+{
+	struct ss_root *r = NULL;
+	char *p;
+	int ret;
+
+	if (access(path, F_OK) != 0 && errno == ENOENT)
+		return mv_err_set(
+		    err, -ENOENT,
+		    "%s: Sigstore trusted root: no such file (give --trust-root FILE, "
+		    "or run tools/bootstrap to install the public-good root)",
+		    path);
+	ret = ss_root_load(path, &r, err);
+	if (ret)
+		return ret;
+	p = strdup(path);
+	if (!p) {
+		ss_root_free(r);
+		return mv_err_set(err, -ENOMEM, "%s: out of memory", path);
+	}
+	ss_root_free(t->ss_root);
+	free(t->ss_root_path);
+	t->ss_root = r;
+	t->ss_root_path = p;
+	return 0;
+}
+
+const struct ss_root *mv_trust_sigstore_root(const struct mv_trust *t)
+{
+	return t ? t->ss_root : NULL;
+}
+
+size_t mv_trust_identity_count(const struct mv_trust *t)
+{
+	return t ? t->n_ids : 0;
+}
+
+void mv_trust_identity(const struct mv_trust *t, size_t i, const char **identity,
+                       const char **issuer)
+{
+	*identity = t->ids[i];
+	*issuer = t->issuers[i];
 }
 
 /**
@@ -130,7 +241,7 @@ out:
  */
 size_t mv_trust_count(const struct mv_trust *t)
 {
-	return t ? t->n_keys + t->n_cas : 0;
+	return t ? t->n_keys + t->n_cas + t->n_ids : 0;
 }
 
 size_t mv_trust_key_count(const struct mv_trust *t)
@@ -181,9 +292,10 @@ int mv_trust_load(const struct mv_trust_inputs *in, struct mv_trust **out, struc
 	struct mv_trust *t = NULL;
 	int ret;
 
-	if (in->required && !in->n_key_files && !in->n_ca_files) {
+	if (in->required && !in->n_key_files && !in->n_ca_files && !in->n_identities) {
 		ret = mv_err_set(err, -EINVAL,
-		                 "%s: no --trust or --trust-ca given: nothing could be verified",
+		                 "%s: no --trust, --trust-ca or keyless identity given: nothing "
+		                 "could be verified",
 		                 in->who);
 		goto out;
 	}
@@ -195,6 +307,11 @@ int mv_trust_load(const struct mv_trust_inputs *in, struct mv_trust **out, struc
 	ret = add_files(t, in->key_files, in->n_key_files, mv_trust_add_key_file, "key", err);
 	if (!ret)
 		ret = add_files(t, in->ca_files, in->n_ca_files, mv_trust_add_ca_file, "CA", err);
+	for (size_t i = 0; !ret && i < in->n_identities; i++)
+		ret = mv_trust_add_identity(t, in->identities[i], in->issuers[i], err);
+	if (!ret && (in->n_identities || in->sigstore_root))
+		ret = mv_trust_load_sigstore_root(
+		    t, in->sigstore_root ? in->sigstore_root : MODELFS_SIGSTORE_ROOT, err);
 out:
 	if (ret) {
 		mv_trust_free(t);

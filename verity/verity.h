@@ -519,15 +519,34 @@ int mv_trust_add_ca_file(struct mv_trust *t, const char *path, struct mv_err *er
 size_t mv_trust_count(const struct mv_trust *t);
 
 /*
- * The user's trust inputs (--trust KEY.pub, --trust-ca CA.pem), in the
- * order given. @who names the caller in the errors that name no file
- * ("WHO: out of memory"); @required makes an empty list an error.
+ * Keyless (Sigstore) signers: a certificate identity (the SAN: an email or
+ * a URI, exact) and its OIDC issuer (exact), checked against a Sigstore
+ * trusted root (Fulcio CAs, Rekor and CT log keys, timestamp authorities).
+ * The root is loaded once; without one, no keyless signature verifies.
+ */
+int mv_trust_add_identity(struct mv_trust *t, const char *identity, const char *issuer,
+                          struct mv_err *err);
+/* Loads the Sigstore trusted root at @path (application/vnd.dev.sigstore.trustedroot+json). */
+int mv_trust_load_sigstore_root(struct mv_trust *t, const char *path, struct mv_err *err);
+/* Where the public-good trusted root is installed (tools/bootstrap, meson install). */
+const char *mv_sigstore_root_default(void);
+
+/*
+ * The user's trust inputs (--trust KEY.pub, --trust-ca CA.pem, keyless
+ * identities with their issuers, --trust-root FILE), in the order given.
+ * @who names the caller in the errors that name no file ("WHO: out of
+ * memory"); @required makes an empty list an error. With identities and no
+ * @sigstore_root, mv_sigstore_root_default() is loaded.
  */
 struct mv_trust_inputs {
 	const char *const *key_files;
 	size_t n_key_files;
 	const char *const *ca_files;
 	size_t n_ca_files;
+	const char *const *identities; /* n_identities of each, paired by index */
+	const char *const *issuers;
+	size_t n_identities;
+	const char *sigstore_root;
 	const char *who;
 	bool required;
 };
@@ -580,11 +599,22 @@ struct mv_provenance {
 /* How the signer was identified. */
 struct mv_signer {
 	bool is_certificate;
+	bool is_keyless; /* a Sigstore (Fulcio) certificate: identity and issuer set */
 	char key_id[65]; /* hex SHA-256 of the SPKI DER of the signing key */
 	char *subject;   /* certificate subject (one line), or NULL */
+	char *identity;  /* keyless: the certificate's identity (email or URI) */
+	char *issuer;    /* keyless: its OIDC issuer */
 	enum mv_key_type key_type;
 	char hint[65]; /* OMS hint of the signing key ("" if unknown) */
 };
+
+/*
+ * mv_signer_describe() - one line naming @s for messages and displays:
+ * "identity ID (issuer URL)" for keyless signers, "certificate SUBJECT",
+ * or "key id HEX". Untrusted text is made printable. Returns @out.
+ * Thread-safe.
+ */
+const char *mv_signer_describe(const struct mv_signer *s, char *out, size_t len);
 
 struct mv_manifest {
 	char *subject_name;

@@ -66,8 +66,16 @@ static int check_mountpoint(const struct mfs_mount_opts *o, struct mv_err *err)
 static int load_trust(struct mfs_mount *m, const struct mfs_mount_opts *o, struct mv_err *err)
 {
 	/* Required: a mount with no trust could verify nothing. */
-	const struct mv_trust_inputs in = {o->trust_keys,  o->n_trust_keys, o->trust_cas,
-	                                   o->n_trust_cas, "mount",         true};
+	const struct mv_trust_inputs in = {.key_files = o->trust_keys,
+	                                   .n_key_files = o->n_trust_keys,
+	                                   .ca_files = o->trust_cas,
+	                                   .n_ca_files = o->n_trust_cas,
+	                                   .identities = o->trust_identities,
+	                                   .issuers = o->trust_issuers,
+	                                   .n_identities = o->n_trust_identities,
+	                                   .sigstore_root = o->trust_root,
+	                                   .who = "mount",
+	                                   .required = true};
 
 	return mv_trust_load(&in, &m->trust, err);
 }

@@ -38,6 +38,11 @@ struct mfs_mount_opts {
 	size_t n_trust_keys;
 	const char *const *trust_cas; /* CA certificate files (PEM) */
 	size_t n_trust_cas;
+	/* keyless signers: identity and OIDC issuer, paired by index */
+	const char *const *trust_identities;
+	const char *const *trust_issuers;
+	size_t n_trust_identities;
+	const char *trust_root; /* Sigstore trusted root file, or NULL (the default) */
 	enum mfs_pickle_policy pickle;
 	const char *cache_dir;     /* where built trees go; NULL: default */
 	size_t hblock_cache_bytes; /* hash-block cache bound; 0: default */

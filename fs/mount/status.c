@@ -108,6 +108,19 @@ static size_t verified_atts(const struct mfs_model *model)
 	return n;
 }
 
+/* "signer" of a model: a keyless identity (with "signer_issuer"), a
+ * certificate subject, or a key id. */
+static void signer_json(cJSON *o, const struct mv_signer *s)
+{
+	if (s->is_keyless) {
+		cJSON_AddStringToObject(o, "signer", s->identity);
+		cJSON_AddStringToObject(o, "signer_issuer", s->issuer);
+		return;
+	}
+	cJSON_AddStringToObject(o, "signer",
+	                        s->is_certificate && s->subject ? s->subject : s->key_id);
+}
+
 /* One model, into the exposed or the refused list. */
 static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *exposed, cJSON *refused)
 {
@@ -134,10 +147,7 @@ static void add_model(struct mfs_mount *m, struct mfs_model *model, cJSON *expos
 	if (*name)
 		cJSON_AddStringToObject(o, "name", name);
 	cJSON_AddNumberToObject(o, "files", (double)model->n_files);
-	cJSON_AddStringToObject(o, "signer",
-	                        model->man->signer.is_certificate && model->man->signer.subject
-	                            ? model->man->signer.subject
-	                            : model->man->signer.key_id);
+	signer_json(o, &model->man->signer);
 	if (model->man->prov.signed_at)
 		cJSON_AddStringToObject(o, "signed_at", model->man->prov.signed_at);
 	if (model->pickle != m->pickle)

@@ -142,9 +142,19 @@ static int x_signer(struct mfs_mount *m, struct mfs_node *n, char **out)
 {
 	const struct mv_signer *s = &n->model->man->signer;
 
+	if (s->is_keyless)
+		return xstr(s->identity, out);
 	if (s->is_certificate && s->subject && *s->subject)
 		return xstr(s->subject, out);
 	return xstr(s->key_id, out);
+}
+
+/* Keyless signers only: the OIDC issuer that vouched for the identity. */
+static int x_signer_issuer(struct mfs_mount *m, struct mfs_node *n, char **out)
+{
+	const struct mv_signer *s = &n->model->man->signer;
+
+	return s->is_keyless ? xstr(s->issuer, out) : -ENODATA;
 }
 
 /* Always present: the digest is kept even when the statement is not. */
@@ -285,6 +295,7 @@ static const struct xattr_def {
     {XPREFIX "datasets", ON_MODEL, x_datasets},
     {XPREFIX "signed_at", ON_MODEL, x_signed_at},
     {XPREFIX "signer", ON_MODEL, x_signer},
+    {XPREFIX "signer_issuer", ON_MODEL, x_signer_issuer},
     {XPREFIX "statement_sha256", ON_MODEL, x_statement_sha256},
     {XPREFIX "statement", ON_MODEL, x_statement},
     {XPREFIX "bom", ON_MODEL, x_bom},

@@ -88,6 +88,7 @@ GROUP_HEADERS = {
     "txview_int.h": {"txview.c", "txcache.c"},
     "stats_int.h": {"status.c", "metrics.c"},
     "zpack_internal.h": {"zpack.c", "zpack_write.c", "zpack_model.c"},
+    "policy_int.h": {"policy.c", "policy_check.c"},
 }
 
 

@@ -504,7 +504,12 @@ static void test_trust_load(void)
 {
 	const char *keys[] = {oms("keys/certificate/signing-key-pub.pem"), tmp("tl.pub")};
 	const char *cas[] = {oms("keys/certificate/ca-cert.pem")};
-	struct mv_trust_inputs in = {keys, 2, cas, 1, "t", true};
+	struct mv_trust_inputs in = {.key_files = keys,
+	                             .n_key_files = 2,
+	                             .ca_files = cas,
+	                             .n_ca_files = 1,
+	                             .who = "t",
+	                             .required = true};
 	struct mv_trust *t = NULL;
 	struct mv_err err = {0};
 	FILE *f;
@@ -516,7 +521,7 @@ static void test_trust_load(void)
 	/* An empty list: an empty set, or an error when trust is required. */
 	in.n_key_files = in.n_ca_files = 0;
 	CHECK_EQ_INT(mv_trust_load(&in, &t, &err), -EINVAL);
-	CHECK(t == NULL && strstr(err.msg, "t: no --trust or --trust-ca given") != NULL);
+	CHECK(t == NULL && strstr(err.msg, "t: no --trust, --trust-ca or keyless identity given") != NULL);
 	in.required = false;
 	CHECK_EQ_INT(mv_trust_load(&in, &t, &err), 0);
 	CHECK_EQ_INT(mv_trust_count(t), 0);
