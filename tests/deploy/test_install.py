@@ -204,3 +204,18 @@ def test_unit_systemd_analyze_verify(tmp_path):
     if "Unknown command verb" in p.stderr or "unrecognized option" in p.stderr:
         return
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr
+
+
+def test_install_puts_the_pinned_sigstore_root(installed):
+    """meson install runs tools/install-sigstore-root: the public-good root,
+    byte for byte the pinned one, where keyless verification looks by
+    default (docs/policy.md, "Keyless signers")."""
+    import hashlib
+
+    prefix, _ = meson_prefix_bindir()
+    root = installed / prefix.lstrip("/") / "share" / "modelfs" / "sigstore" / "trusted_root.json"
+    if not root.exists() and not shutil.which("npm"):
+        pytest.skip("npm missing: the installer only warns")
+    pinned = re.search(r"^SHA256=([0-9a-f]{64})$",
+                       (ROOT / "tools" / "install-sigstore-root").read_text(), re.M).group(1)
+    assert hashlib.sha256(root.read_bytes()).hexdigest() == pinned
