@@ -22,18 +22,30 @@ struct mount_args {
 	const char *identities[MAX_TRUST]; /* keyless signers, paired with issuers */
 	const char *issuers[MAX_TRUST];
 	size_t n_issuers;
-	char *fuse_opts; /* -o options passed on to FUSE, malloc'd */
+	const char *prefetch[MAX_TRUST]; /* --prefetch patterns */
+	char *fuse_opts;                 /* -o options passed on to FUSE, malloc'd */
 };
 
 static int add_trust(const char **list, size_t *n, const char *path)
 {
 	if (*n >= MAX_TRUST) {
-		cli_error("mount: at most %d --trust / --trust-ca files or keyless identities",
+		cli_error("mount: at most %d of each --trust, --trust-ca, keyless identity or "
+		          "--prefetch",
 		          MAX_TRUST);
 		return -EINVAL;
 	}
 	list[(*n)++] = path;
 	return 0;
+}
+
+/* Adds a --prefetch pattern (a glob over paths under the mountpoint). */
+static int add_prefetch(struct mount_args *a, const char *pattern)
+{
+	if (!*pattern) {
+		cli_error("mount: --prefetch needs a pattern");
+		return -EINVAL;
+	}
+	return add_trust(a->prefetch, &a->o.n_prefetch, pattern);
 }
 
 /* Appends one FUSE option to the comma-separated list. */
@@ -211,6 +223,12 @@ static int parse_o(struct mount_args *a, char *s)
 			a->o.ready_file = opt + 11;
 		else if (strcmp(opt, "watch") == 0)
 			a->o.watch = true;
+		else if (strncmp(opt, "prefetch=", 9) == 0 && opt[9])
+			ret = add_prefetch(a, opt + 9);
+		else if (strcmp(opt, "ready_after_prefetch") == 0)
+			a->o.ready_after_prefetch = true;
+		else if (strcmp(opt, "no_prefetch") == 0)
+			a->o.no_readahead = true;
 		else if (strncmp(opt, "uid=", 4) == 0)
 			ret = parse_id(opt + 4, "uid", &a->o.set_uid, &a->o.uid);
 		else if (strncmp(opt, "gid=", 4) == 0)
@@ -255,6 +273,9 @@ enum {
 	OPT_CACHE_SIZE,
 	OPT_READY_FILE,
 	OPT_WATCH,
+	OPT_PREFETCH,
+	OPT_READY_AFTER_PREFETCH,
+	OPT_NO_PREFETCH,
 	OPT_UNMOUNT_TIMEOUT,
 	OPT_UID,
 	OPT_GID,
@@ -282,6 +303,9 @@ static const struct option long_opts[] = {
     {"tree-build-wait", required_argument, NULL, OPT_TREE_BUILD_WAIT},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"watch", no_argument, NULL, OPT_WATCH},
+    {"prefetch", required_argument, NULL, OPT_PREFETCH},
+    {"ready-after-prefetch", no_argument, NULL, OPT_READY_AFTER_PREFETCH},
+    {"no-prefetch", no_argument, NULL, OPT_NO_PREFETCH},
     {"unmount-timeout", required_argument, NULL, OPT_UNMOUNT_TIMEOUT},
     {"uid", required_argument, NULL, OPT_UID},
     {"gid", required_argument, NULL, OPT_GID},
@@ -336,6 +360,9 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 			break;
 		case OPT_CACHE_SIZE: ret = parse_cache_size(a, optarg); break;
 		case OPT_READY_FILE: a->o.ready_file = optarg; break;
+		case OPT_PREFETCH: ret = add_prefetch(a, optarg); break;
+		case OPT_READY_AFTER_PREFETCH: a->o.ready_after_prefetch = true; break;
+		case OPT_NO_PREFETCH: a->o.no_readahead = true; break;
 		case OPT_WATCH: a->o.watch = true; break;
 		case OPT_UNMOUNT_TIMEOUT: ret = parse_timeout(a, optarg); break;
 		case OPT_UID: ret = parse_id(optarg, "--uid", &a->o.set_uid, &a->o.uid); break;
@@ -375,6 +402,7 @@ static void print_help(void)
 	      "                       trust_ca=CA, trust_identity=ID, trust_issuer=URL,\n"
 	      "                       trust_root=FILE, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
 	      "                       cache_size=SIZE, ready_file=PATH, watch,\n"
+	      "                       prefetch=PATTERN, ready_after_prefetch, no_prefetch,\n"
 	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
 	      "                       gid=N, umask=MASK, control_access=WHO,\n"
 	      "                       tree_builders=N, tree_build_wait=SECONDS\n"
@@ -406,6 +434,13 @@ static void print_help(void)
 	      "  --ready-file PATH    write PATH (pid=, mountpoint=, models=) once the mount\n"
 	      "                       answers; removed when it stops (docs/operations.md)\n"
 	      "  --watch              rescan the store when it changes (live reload)\n"
+	      "  --prefetch PATTERN   once mounted, read and verify the files matching\n"
+	      "                       PATTERN (a glob of paths under the mountpoint, a\n"
+	      "                       file name, or a model's folder) into the page cache;\n"
+	      "                       repeatable; progress in status.json\n"
+	      "  --ready-after-prefetch  write the ready file only once --prefetch is done\n"
+	      "  --no-prefetch        no verified read-ahead for sequential readers and\n"
+	      "                       mmap (on by default; docs/mount.md)\n"
 	      "  --unmount-timeout S  on SIGTERM/SIGINT, unmount and exit within S seconds\n"
 	      "                       (default 10); a busy mount is detached lazily\n"
 	      "\nOwners and permissions (docs/mount.md): files and folders show the store's\n"
@@ -431,6 +466,7 @@ int cmd_mount(int argc, char **argv)
 	a.o.trust_cas = a.cas;
 	a.o.trust_identities = a.identities;
 	a.o.trust_issuers = a.issuers;
+	a.o.prefetch = a.prefetch;
 	ret = parse_args(argc, argv, &a);
 	if (!ret && a.n_issuers != a.o.n_trust_identities) {
 		cli_error("mount: give one --trust-issuer URL for each --trust-identity ID");

@@ -263,6 +263,8 @@ static struct mfs_mount *mount_new(const struct mfs_mount_opts *o)
 	pthread_rwlock_init(&m->ns_lock, NULL);
 	m->pickle = o->pickle;
 	m->name_check = o->name_check;
+	m->prefetch = o->prefetch;
+	m->n_prefetch = o->n_prefetch;
 	m->uid = getuid();
 	m->gid = getgid();
 	m->map_uid = o->set_uid;
@@ -338,6 +340,8 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 		goto out;
 	}
 	reload = true;
+	if (!o->no_readahead && mfs_prefetch_start(m, d.se))
+		mfs_log(LOG_WARNING, "prefetch-off reason=\"cannot start its threads\"");
 	__atomic_store_n(&d.serving, true, __ATOMIC_RELEASE);
 	ret = serve(d.se, o);
 	__atomic_store_n(&d.serving, false, __ATOMIC_RELEASE);
@@ -353,6 +357,7 @@ out:
 		mfs_daemon_unmount(&d);
 	if (ready)
 		pthread_join(ready_t, NULL);
+	mfs_prefetch_stop(m);      /* jobs hold versions: before the store goes */
 	mfs_ready_file_remove(&d); /* in case it was written while stopping */
 	/*
 	 * Tree builders are cancelled and joined while the watchdog still runs:

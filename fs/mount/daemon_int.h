@@ -38,10 +38,11 @@ struct mfs_daemon {
 	pthread_t main_thread;
 	sem_t stop; /* posted by the signal handler, and by main when done */
 	volatile sig_atomic_t signo;
-	pthread_mutex_t lock; /* guards done */
-	pthread_cond_t cond;  /* signalled when done is set */
-	bool done;            /* main finished unmounting */
-	bool serving;         /* the main thread is in the FUSE loop (atomic) */
+	pthread_mutex_t lock;      /* guards done */
+	pthread_cond_t cond;       /* signalled when done is set */
+	bool done;                 /* main finished unmounting */
+	bool serving;              /* the main thread is in the FUSE loop (atomic) */
+	bool ready_after_prefetch; /* the ready file waits for --prefetch */
 };
 
 /* ---- cachedir.c ---- */

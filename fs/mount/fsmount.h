@@ -54,8 +54,14 @@ struct mfs_mount_opts {
 	const char *fuse_opts;     /* extra comma-separated FUSE mount options, or NULL */
 	const char *policy;        /* trust policy file (docs/policy.md), or NULL */
 	const char *ready_file;    /* written once the mount answers, removed at unmount */
-	bool watch;                /* rescan the store when inotify sees a change */
-	unsigned unmount_timeout;  /* seconds from SIGTERM/SIGINT to exit; 0: default (10) */
+	/* --prefetch PATTERN: files read (verified) through the mount once it
+	 * answers; with ready_after_prefetch the ready file waits for them */
+	const char *const *prefetch;
+	size_t n_prefetch;
+	bool ready_after_prefetch;
+	bool no_readahead;        /* --no-prefetch: no verified read-ahead (prefetch.c) */
+	bool watch;               /* rescan the store when inotify sees a change */
+	unsigned unmount_timeout; /* seconds from SIGTERM/SIGINT to exit; 0: default (10) */
 	/* how a model's signed name must fit its store path; 0: suffix */
 	enum mv_name_check name_check;
 	/* Owners and modes shown (docs/mount.md, "Owners and permissions"): */

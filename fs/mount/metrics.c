@@ -145,6 +145,20 @@ const struct mfs_counter_def mfs_counter_defs[] = {
             "Tree builds refused at once (EIO): the build queue was full, or unmounting."),
     COUNTER(versions_freed, "versions_freed", "modelfs_versions_freed_total",
             "Model versions replaced or removed by a reload, freed once nothing used them."),
+    COUNTER(prefetch_jobs, "prefetch_jobs", "modelfs_prefetch_windows_total",
+            "Read-ahead windows queued for verified prefetch (a sequential reader)."),
+    COUNTER(prefetch_bytes, "prefetch_bytes", "modelfs_prefetch_bytes_total",
+            "Verified bytes pushed into the kernel's page cache ahead of readers."),
+    COUNTER(prefetch_dropped, "prefetch_dropped", "modelfs_prefetch_dropped_total",
+            "Read-ahead windows not queued because the prefetch queue was full."),
+    COUNTER(prefetch_stopped, "prefetch_stopped", "modelfs_prefetch_stopped_total",
+            "Read-ahead windows ended by a failed verified read (nothing of it pushed)."),
+    COUNTER(prefetch_files, "prefetch_files", "modelfs_prefetch_files_total",
+            "Files of --prefetch patterns read and verified through the mount."),
+    COUNTER(prefetch_files_failed, "prefetch_files_failed", "modelfs_prefetch_files_failed_total",
+            "Files of --prefetch patterns that could not be read (tampered, missing)."),
+    COUNTER(prefetch_file_bytes, "prefetch_file_bytes", "modelfs_prefetch_file_bytes_total",
+            "Bytes of --prefetch files read and verified through the mount."),
 };
 const size_t mfs_n_counter_defs = sizeof(mfs_counter_defs) / sizeof(mfs_counter_defs[0]);
 

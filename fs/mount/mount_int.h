@@ -365,6 +365,13 @@ struct mfs_counters {
 	uint64_t tree_build_wait_timeouts;    /* waits for a tree build past --tree-build-wait */
 	uint64_t tree_builds_refused;         /* builds refused: queue full, or unmounting */
 	uint64_t versions_freed;              /* retired model versions freed (store.c) */
+	uint64_t prefetch_jobs;               /* read-ahead windows queued (prefetch.c) */
+	uint64_t prefetch_bytes;              /* verified bytes pushed into the page cache */
+	uint64_t prefetch_dropped;            /* windows not queued: the queue was full */
+	uint64_t prefetch_stopped;            /* windows ended early by a failed read */
+	uint64_t prefetch_files;              /* --prefetch files read through the mount */
+	uint64_t prefetch_files_failed;       /* --prefetch files that failed (tampered...) */
+	uint64_t prefetch_file_bytes;         /* bytes of --prefetch files read */
 	uint64_t read_hist[MFS_READ_BUCKETS]; /* read latencies, per bucket (metrics.c) */
 	uint64_t read_ns_sum;                 /* their sum, in nanoseconds */
 };
@@ -490,6 +497,11 @@ struct mfs_mount {
 	struct mfs_ratelimit fd_shed_rl; /* one fd-cache-shed log line per interval */
 	uint64_t negative_entries;       /* files in the negative cache now (atomic gauge) */
 	struct mfs_treebuild tb;         /* missing trees' builders (treebuild.c); its own lock */
+	struct mfs_prefetch *pf;         /* verified read-ahead (prefetch.c), or NULL */
+	/* --prefetch PATTERN: read through the mount once it answers (prefetch.c) */
+	const char *const *prefetch;
+	size_t n_prefetch;
+	int prefetch_state; /* MFS_PF_OFF, _RUNNING, _DONE (atomic) */
 	struct timespec started;
 	void *conn_opts;         /* struct fuse_conn_info_opts from -o, applied at init */
 	pthread_mutex_t fh_lock; /* guards open_fhs */
@@ -745,6 +757,26 @@ void mfs_fd_exhausted(struct mfs_mount *m, const char *what, int err);
 int mfs_zfile_open(struct mfs_mount *m, struct mfs_node *n, int fd);
 /* "plain" or "packed" for a file node, deciding (opening) if needed; NULL on error. */
 const char *mfs_file_stored_as(struct mfs_mount *m, struct mfs_node *n);
+
+/* ---- prefetch.c: verified prefetch ---- */
+
+struct fuse_session;
+enum { MFS_PF_OFF, MFS_PF_RUNNING, MFS_PF_DONE };
+/* A handle's sequential run, for read-ahead (lock-free; a heuristic). */
+struct mfs_pf_stream {
+	uint64_t run_end; /* where the handle's last sequential READ ended */
+	uint64_t pushed;  /* up to where windows were requested */
+};
+/* Starts the read-ahead workers (after daemonizing). 0 or -errno. */
+int mfs_prefetch_start(struct mfs_mount *m, struct fuse_session *se);
+/* Stops and joins them, dropping queued windows. Idempotent. */
+void mfs_prefetch_stop(struct mfs_mount *m);
+/* After a verified READ of [@off, @off+@len) of @n on a handle with run @s:
+ * queues the next window if the run is sequential. Any FUSE worker. */
+void mfs_prefetch_on_read(struct mfs_mount *m, struct mfs_node *n, struct mfs_pf_stream *s,
+                          uint64_t off, size_t len);
+/* --prefetch: reads every matching file through the mount (ready thread). */
+void mfs_prefetch_mount_time(struct mfs_mount *m);
 
 /* ---- treebuild.c: missing trees, built by a bounded pool ---- */
 

@@ -33,8 +33,9 @@ struct mfs_fh {
 	struct mfs_fh *prev, *next;
 	struct mfs_model *model; /* the version it keeps alive (mfs_model_ref), or NULL */
 	bool is_status;
-	int fd;       /* backing file (files) */
-	char *status; /* snapshot (status file) */
+	int fd;                  /* backing file (files) */
+	struct mfs_pf_stream pf; /* its sequential run, for verified read-ahead */
+	char *status;            /* snapshot (status file) */
 	size_t status_len;
 };
 
@@ -690,6 +691,7 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		} else {
 			mfs_count(&m->ctr.bytes_served, len);
 			fuse_reply_buf(req, (const char *)p, len);
+			mfs_prefetch_on_read(m, n, &fh->pf, (uint64_t)off, len);
 		}
 	}
 	mfs_metrics_observe_read(m, now_ns() - start);

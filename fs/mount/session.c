@@ -206,8 +206,13 @@ void *mfs_ready_thread(void *arg)
 	    sf.f_type != FUSE_SUPER_MAGIC)
 		return NULL; /* unmounted already: do not touch the folder's own disk */
 	__atomic_store_n(&d->dev, (uint64_t)st.st_dev, __ATOMIC_RELEASE);
+	/* --ready-after-prefetch: a startupProbe waiting for the file sees a warm model. */
+	if (d->ready_after_prefetch)
+		mfs_prefetch_mount_time(d->m);
 	if (d->ready_path && !d->signo)
 		write_ready_file(d);
+	if (!d->ready_after_prefetch)
+		mfs_prefetch_mount_time(d->m);
 	return NULL;
 }
 
@@ -395,6 +400,7 @@ int mfs_daemon_init(struct mfs_daemon *d, struct mfs_mount *m, const struct mfs_
 
 	d->m = m;
 	d->timeout = o->unmount_timeout ? o->unmount_timeout : DEFAULT_UNMOUNT_TIMEOUT;
+	d->ready_after_prefetch = o->ready_after_prefetch;
 	d->main_thread = pthread_self();
 	if (sem_init(&d->stop, 0, 0) != 0)
 		return mv_err_set(err, -errno, "mount: %s", strerror(errno));

@@ -238,6 +238,25 @@ static void add_tree_builds(struct mfs_mount *m, cJSON *root)
 	cJSON_AddNumberToObject(o, "wait_seconds", (double)ts.wait_ms / 1000.0);
 }
 
+/* Verified prefetch (docs/mount.md, "Prefetch"): read-ahead, and --prefetch's progress. */
+static void add_prefetch(struct mfs_mount *m, cJSON *root)
+{
+	static const char *const states[] = {"pending", "running", "done"};
+	cJSON *o = cJSON_AddObjectToObject(root, "prefetch"), *a;
+	int st = __atomic_load_n(&m->prefetch_state, __ATOMIC_ACQUIRE);
+
+	if (!o)
+		return;
+	cJSON_AddBoolToObject(o, "readahead", m->pf != NULL);
+	a = cJSON_AddArrayToObject(o, "patterns");
+	for (size_t i = 0; a && i < m->n_prefetch; i++)
+		cJSON_AddItemToArray(a, cJSON_CreateString(m->prefetch[i]));
+	cJSON_AddStringToObject(o, "state", m->n_prefetch ? states[st] : "off");
+	cJSON_AddNumberToObject(o, "files", (double)m->ctr.prefetch_files);
+	cJSON_AddNumberToObject(o, "files_failed", (double)m->ctr.prefetch_files_failed);
+	cJSON_AddNumberToObject(o, "bytes", (double)m->ctr.prefetch_file_bytes);
+}
+
 /*
  * The health verdict `modelfs status` exits with (docs/operations.md): a
  * required model refused, or file descriptors exhausted within the last
@@ -311,6 +330,7 @@ char *mfs_status_json(struct mfs_mount *m, size_t *len)
 	mfs_fd_stats(m, &fs);
 	add_fds(m, root, &fs);
 	add_tree_builds(m, root);
+	add_prefetch(m, root);
 	add_health(root, required_refused(refused), &fs);
 	text = cJSON_Print(root);
 	if (text) {

@@ -222,6 +222,7 @@ STORE_CALLS_ALLOWED = {
     "txcache.c": "the transcode cache in the cache folder",
     "daemon.c": "the mountpoint (empty?) and the store root, the local store's set-up",
     "fdcache.c": "/proc/self/fd, counting open descriptors",
+    "prefetch.c": "the mountpoint: --prefetch reads files through the mount",
 }
 
 
