@@ -3,7 +3,10 @@
  * fuzz_sigstore.c - libFuzzer target for the Sigstore parsers (issue #14):
  * every input is fed to ss_root_parse() as a trusted root, to
  * ss_bundle_parse() as a bundle, to ss_checkpoint_verify() as a signed note
- * of a fixed Ed25519 log (origin "fuzz.example"), and its first bytes to
+ * of a fixed Ed25519 log (origin "fuzz.example"), as a DER certificate to
+ * the readers of its extensions (ss_identity_get(): SAN, the OIDC issuer
+ * extensions; ss_sct_verify(): the embedded SCT list, against a root whose
+ * one CT log is that fixed key), and its first bytes to
  * ss_time_parse(). Each result is walked so that the sanitizers see bad
  * pointers or sizes, and the error contract is checked: on failure the
  * output is NULL, the code negative, the message one non-empty line.
@@ -13,6 +16,7 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "sigstore_int.h"
 
@@ -128,6 +132,40 @@ static void walk_bundle(const struct ss_bundle *b)
 	(void)sum;
 }
 
+/*
+ * fuzz_cert() - the certificate extension readers on @data as a DER certificate
+ * @data, @size: in: the input; inputs that are no whole certificate are skipped
+ */
+static void fuzz_cert(const uint8_t *data, size_t size)
+{
+	static struct ss_root root;
+	const unsigned char *p = data;
+	struct ss_identity id;
+	struct mv_err err = {0};
+	X509 *leaf;
+	int ret;
+
+	if (!root.n_ctlogs) {
+		root.ctlogs = (struct ss_log *)fixed_log();
+		root.n_ctlogs = 1;
+	}
+	leaf = d2i_X509(NULL, &p, (long)size);
+	if (!leaf || p != data + size) {
+		X509_free(leaf);
+		return;
+	}
+	ret = ss_identity_get(leaf, &id, &err);
+	if (ret)
+		check_failure(ret, NULL, &err);
+	else if (!memchr(id.san, 0, sizeof(id.san)) || !memchr(id.issuer, 0, sizeof(id.issuer)))
+		abort();
+	memset(&err, 0, sizeof(err));
+	ret = ss_sct_verify(leaf, leaf, &root, &err);
+	if (ret)
+		check_failure(ret, NULL, &err);
+	X509_free(leaf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct ss_bundle *b = NULL;
@@ -157,6 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_failure(ret, NULL, &err);
 	else if (!memchr(cp.origin, 0, sizeof(cp.origin)) || cp.size < 0)
 		abort();
+	fuzz_cert(data, size);
 	memcpy(text, data, size < sizeof(text) ? size : sizeof(text) - 1);
 	text[size < sizeof(text) ? size : sizeof(text) - 1] = '\0';
 	(void)ss_time_parse(text, &t);
