@@ -160,7 +160,7 @@ static void fuzz_cert(const uint8_t *data, size_t size)
 	else if (!memchr(id.san, 0, sizeof(id.san)) || !memchr(id.issuer, 0, sizeof(id.issuer)))
 		abort();
 	memset(&err, 0, sizeof(err));
-	ret = ss_sct_verify(leaf, leaf, &root, &err);
+	ret = ss_sct_verify(leaf, leaf, &root, INT64_MAX, &err);
 	if (ret)
 		check_failure(ret, NULL, &err);
 	X509_free(leaf);
