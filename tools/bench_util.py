@@ -161,6 +161,72 @@ class GocryptfsMount(Daemon):
         self.cmd = ["gocryptfs", "-q", "-fg", "-extpass", "echo pw", cipher, mnt]
 
 
+class PassthroughHpMount(Daemon):
+    """libfuse's passthrough_hp example (unverified FUSE, the baseline of
+    issue #15) serving folder @src, in the foreground, default options
+    (splice, keep_cache, 86400 s timeouts). @ra_kb, when set, is written to
+    the mount's bdi read_ahead_kb once it is up, before any file is opened
+    (a file keeps the readahead it was opened with), as modelfs does for its
+    own mount."""
+
+    def __init__(self, binary, src, mnt, ra_kb=None):
+        super().__init__(mnt)
+        self.cmd = [binary, "--foreground", src, mnt]
+        self.ra_kb = ra_kb
+
+    def __enter__(self):
+        super().__enter__()
+        if self.ra_kb:
+            try:
+                set_bdi_readahead(self.mnt, self.ra_kb)
+            except OSError:
+                self.__exit__()
+                raise
+        return self
+
+
+def is_passthrough_hp(binary) -> bool:
+    """Is @binary libfuse's passthrough_hp (not passthrough_ll, which takes
+    -o source= and has no --nosplice)? Judged by its --help."""
+    try:
+        p = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=10)
+    except OSError:
+        return False
+    out = p.stdout + p.stderr
+    return "<source> <mountpoint>" in out and "--nosplice" in out
+
+
+def bdi_path(mnt) -> str:
+    """/sys/class/bdi/MAJ:MIN/read_ahead_kb of the mount at @mnt."""
+    dev = os.stat(mnt).st_dev
+    return f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb"
+
+
+def set_bdi_readahead(mnt, kb):
+    with open(bdi_path(mnt), "w") as f:
+        f.write(f"{int(kb)}\n")
+
+
+def drop_caches():
+    """sync, then drop the page cache, dentries and inodes (needs root)."""
+    os.sync()
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+def fs_type(path) -> str:
+    """The file system type of the mount holding @path (ext4, tmpfs, ...)."""
+    path = os.path.realpath(path)
+    best, typ = "", "?"
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, right = line.split(" - ", 1)
+            mp = left.split()[4].replace("\\040", " ")
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+                best, typ = mp, right.split()[0]
+    return typ
+
+
 class SquashfuseMount(Daemon):
     def __init__(self, image, mnt):
         super().__init__(mnt)
@@ -294,13 +360,14 @@ def load_safetensors(path, arena) -> tuple:
     return total, time.perf_counter() - t0
 
 
-def write_safetensors(path, size):
+def write_safetensors(path, size, first=0) -> list:
     """Writes a safetensors file of about @size bytes: 64 MiB (or smaller)
     tensors of random bytes, alternately F32 and BF16, like a checkpoint
     shard. Random content, so the data compresses like real weights do not
-    matter here (this file is for read speed)."""
+    matter here (this file is for read speed). Tensors are named
+    layers.N.weight from N = @first on; returns their names."""
     chunk = min(64 * MiB, size)
-    header, offs, i = {}, 0, 0
+    header, offs, i = {}, 0, first
     while offs < size:
         n = min(chunk, size - offs)
         dt, el = ("F32", 4) if i % 2 == 0 else ("BF16", 2)
@@ -317,6 +384,135 @@ def write_safetensors(path, size):
         f.write(struct.pack("<Q", len(h)))
         f.write(h)
         fill_random(f, offs)
+    return list(header)
+
+
+INDEX = "model.safetensors.index.json"
+
+
+def write_sharded(folder, size, shards) -> int:
+    """A multi-shard safetensors model as transformers saves one: @shards
+    files model-0000K-of-0000N.safetensors of about @size / @shards bytes
+    each, and model.safetensors.index.json (metadata.total_size, weight_map
+    of every tensor to its shard). Returns the bytes of tensor data."""
+    folder = pathlib.Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    per = size // shards
+    per -= per % 4
+    weight_map, first, total = {}, 0, 0
+    for k in range(shards):
+        name = f"model-{k + 1:05d}-of-{shards:05d}.safetensors"
+        names = write_safetensors(folder / name, per, first)
+        first += len(names)
+        weight_map.update((n, name) for n in names)
+        total += st_header(folder / name)[2]
+    (folder / INDEX).write_text(json.dumps({"metadata": {"total_size": total},
+                                            "weight_map": weight_map}, indent=2))
+    return total
+
+
+def st_header(path) -> tuple:
+    """(header without __metadata__, data offset, data bytes) of a safetensors file."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    return header, 8 + n, max((v["data_offsets"][1] for v in header.values()), default=0)
+
+
+TORCH_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
+                "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8",
+                "BOOL": "bool"}
+
+
+def sharded_params(folder) -> dict:
+    """The model's parameters before its weights are loaded: one torch tensor
+    per tensor of the index, of its dtype and shape, all views of one uint8
+    arena that is allocated and touched here, untimed (see load_safetensors
+    on first-touch page faults)."""
+    import torch
+
+    folder = pathlib.Path(folder)
+    index = json.loads((folder / INDEX).read_text())
+    infos = {}
+    for shard in sorted(set(index["weight_map"].values())):
+        infos.update(st_header(folder / shard)[0])
+    sizes = {n: i["data_offsets"][1] - i["data_offsets"][0] for n, i in infos.items()}
+    arena = torch.ones(sum(sizes.values()), dtype=torch.uint8)
+    params, off = {}, 0
+    for n, info in infos.items():
+        t = arena[off:off + sizes[n]].view(getattr(torch, TORCH_DTYPES[info["dtype"]]))
+        params[n] = t.view(info["shape"])
+        off += sizes[n]
+    return params
+
+
+def load_sharded(folder, params) -> tuple:
+    """Loads a multi-shard safetensors model the way transformers does with
+    safetensors: reads model.safetensors.index.json, then per shard maps the
+    whole file read-only and shared (safe_open: memmap2), parses the header
+    from the mapping, and for every tensor wraps its bytes in the mapping
+    with numpy.frombuffer and torch.from_numpy (bf16 as int16, viewed as
+    torch.bfloat16) and materializes it into its parameter in @params
+    (Tensor.copy_, as load_state_dict does). Returns (bytes, seconds)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    folder = pathlib.Path(folder)
+    t0 = time.perf_counter()
+    index = json.loads((folder / INDEX).read_text())
+    wmap = index["weight_map"]
+    total = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # from_numpy of a read-only mapping
+        for shard in sorted(set(wmap.values())):
+            fd = os.open(folder / shard, os.O_RDONLY)
+            try:
+                mm = mmap.mmap(fd, 0, prot=mmap.PROT_READ)
+            finally:
+                os.close(fd)
+            try:
+                (n,) = struct.unpack_from("<Q", mm, 0)
+                header = json.loads(mm[8:8 + n])
+                base = 8 + n
+                for name, info in header.items():
+                    if name == "__metadata__":
+                        continue
+                    if wmap.get(name) != shard:
+                        raise IOError(f"{shard}: {name} is not mapped to this shard")
+                    start, end = info["data_offsets"]
+                    # torch.from_numpy takes no uint16: bf16 as int16
+                    dt = np.dtype("<i2" if info["dtype"] == "BF16" else ST_DTYPES[info["dtype"]])
+                    if start > end or base + end > len(mm) or (end - start) % dt.itemsize:
+                        raise IOError(f"{shard}: {name}: bad data_offsets")
+                    arr = np.frombuffer(mm, dtype=dt, count=(end - start) // dt.itemsize,
+                                        offset=base + start)
+                    t = torch.from_numpy(arr)
+                    if info["dtype"] == "BF16":
+                        t = t.view(torch.bfloat16)
+                    params[name].copy_(t.view(info["shape"]))
+                    total += end - start
+                    del arr, t
+            finally:
+                try:
+                    mm.close()
+                except BufferError:  # an exception left a view alive: GC closes it
+                    pass
+    return total, time.perf_counter() - t0
+
+
+def openssl_speed_L(seconds=3) -> float:
+    """The hashing limit L of issue #15, in MB/s: `openssl speed -evp sha256
+    -bytes 4096 -multi 2` (-seconds @seconds, -mr for the machine-readable
+    sum of both processes)."""
+    out = sh("openssl", "speed", "-evp", "sha256", "-bytes", "4096", "-multi", "2",
+             "-seconds", seconds, "-mr").stdout
+    for line in out.splitlines():
+        if line.startswith("+F:"):  # +F:N:sha256:BYTES_PER_S (the sum over processes)
+            return float(line.split(":")[3]) / 1e6
+    raise RuntimeError(f"openssl speed: no +F: line in {out[-300:]!r}")
 
 
 def fill_random(f, n):

@@ -243,6 +243,8 @@ static int parse_o(struct mount_args *a, char *s)
 			ret = parse_builders(a, opt + 14);
 		else if (strncmp(opt, "tree_build_wait=", 16) == 0)
 			ret = parse_build_wait(a, opt + 16);
+		else if (strcmp(opt, "keep_backing_cache") == 0)
+			a->o.keep_backing_cache = true;
 		else if (strcmp(opt, "relatime") == 0 || strcmp(opt, "norelatime") == 0 ||
 		         strcmp(opt, "strictatime") == 0 || strcmp(opt, "nostrictatime") == 0 ||
 		         strcmp(opt, "lazytime") == 0 || strcmp(opt, "nolazytime") == 0 ||
@@ -284,6 +286,7 @@ enum {
 	OPT_NAME_CHECK,
 	OPT_TREE_BUILDERS,
 	OPT_TREE_BUILD_WAIT,
+	OPT_KEEP_BACKING_CACHE,
 };
 
 static const struct option long_opts[] = {
@@ -301,6 +304,7 @@ static const struct option long_opts[] = {
     {"threads", required_argument, NULL, OPT_THREADS},
     {"tree-builders", required_argument, NULL, OPT_TREE_BUILDERS},
     {"tree-build-wait", required_argument, NULL, OPT_TREE_BUILD_WAIT},
+    {"keep-backing-cache", no_argument, NULL, OPT_KEEP_BACKING_CACHE},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"watch", no_argument, NULL, OPT_WATCH},
     {"prefetch", required_argument, NULL, OPT_PREFETCH},
@@ -371,6 +375,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_CONTROL_ACCESS: ret = parse_control(a, optarg); break;
 		case OPT_TREE_BUILDERS: ret = parse_builders(a, optarg); break;
 		case OPT_TREE_BUILD_WAIT: ret = parse_build_wait(a, optarg); break;
+		case OPT_KEEP_BACKING_CACHE: a->o.keep_backing_cache = true; break;
 		case OPT_THREADS:
 			ret = cli_parse_uint(optarg, 0, 1024, &a->o.threads);
 			if (ret || a->o.threads == 0) {
@@ -405,7 +410,8 @@ static void print_help(void)
 	      "                       prefetch=PATTERN, ready_after_prefetch, no_prefetch,\n"
 	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
 	      "                       gid=N, umask=MASK, control_access=WHO,\n"
-	      "                       tree_builders=N, tree_build_wait=SECONDS\n"
+	      "                       tree_builders=N, tree_build_wait=SECONDS,\n"
+	      "                       keep_backing_cache\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
 	      "  --trust-identity ID --trust-issuer URL\n"
@@ -431,6 +437,9 @@ static void print_help(void)
 	      "  --tree-build-wait S  an open (or lookup) needing a tree being built waits\n"
 	      "                       at most S seconds (default 30, fractions allowed), then\n"
 	      "                       gets EIO while the build goes on (docs/mount.md)\n"
+	      "  --keep-backing-cache keep the store's files in the page cache after their\n"
+	      "                       bytes were verified and served (default: dropped, so\n"
+	      "                       a model is cached once, by the mount)\n"
 	      "  --ready-file PATH    write PATH (pid=, mountpoint=, models=) once the mount\n"
 	      "                       answers; removed when it stops (docs/operations.md)\n"
 	      "  --watch              rescan the store when it changes (live reload)\n"

@@ -57,12 +57,36 @@ struct mfs_bstore_ops {
 	                size_t why_len);
 	/* Reports changes in folder @dir as inotify events on @notify_fd. */
 	int (*watch)(const struct mfs_bstore *s, int dir, int notify_fd, uint32_t mask);
+	/*
+	 * Bytes [@off, @off + @len) of file @h were consumed (verified and
+	 * handed on): the store may drop its cached copy of them. A hint, never
+	 * a failure; NULL when the store caches nothing. See mfs_bstore_drop().
+	 */
+	void (*drop)(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len);
 };
 struct mfs_bstore {
 	const struct mfs_bstore_ops *ops;
-	void *priv; /* the store's own state */
+	void *priv;      /* the store's own state */
+	bool keep_cache; /* --keep-backing-cache: never call ops->drop */
 };
 extern const struct mfs_bstore_ops mfs_bstore_local;
+
+/**
+ * mfs_bstore_drop() - tell the store that a range of a file was consumed
+ * @s: in: the store
+ * @h: in: a file handle of @s
+ * @off, @len: in: the bytes consumed
+ * Called once bytes read from @h were verified and copied where they are
+ * served from (the reply to the kernel, which keeps them in the mount's page
+ * cache, or a tree being built), so that the page cache holds a model once,
+ * not twice (issue #15). Never called with --keep-backing-cache. Nothing
+ * depends on it: a range read again is read, and verified, again.
+ */
+static inline void mfs_bstore_drop(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len)
+{
+	if (!s->keep_cache && s->ops->drop && len)
+		s->ops->drop(s, h, off, len);
+}
 
 /* ---- backing.c: opening what the store holds ---- */
 

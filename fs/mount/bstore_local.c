@@ -8,11 +8,14 @@
  * anywhere never leads out of the store, and O_NONBLOCK, so a FIFO swapped
  * in never hangs a worker. Nothing here decides what is trusted: callers
  * check sizes against the signature and every byte against the signed tree.
+ * Bytes the mount has verified and served are dropped from this machine's
+ * page cache (local_drop()): the mount's own cache keeps them.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +114,137 @@ static int local_list(const struct mfs_bstore *s, int dir, mfs_bstore_entry_fn f
 	return ret;
 }
 
+/*
+ * Dropping what was consumed (local_drop()). POSIX_FADV_DONTNEED drops whole
+ * folios only, never splitting one, and readahead on ext4 or XFS fills the
+ * page cache with folios of up to LOCAL_CHUNK, aligned to their size: a
+ * folio across the boundary of two 1 MiB reads survives a drop of each
+ * (226 of 256 MiB stayed cached; docs/performance.md). Widening a drop over
+ * its neighbour instead drops pages another worker is still copying (the
+ * kernel's readahead has several reads of a file in flight at once), which
+ * then come from disk. So the bytes consumed are counted per LOCAL_CHUNK of
+ * each open file, and a chunk is dropped whole once all of it was consumed:
+ * no page is dropped before every byte of it was served.
+ */
+#define LOCAL_CHUNK_SHIFT 21 /* 2 MiB: the PMD size of x86-64 and 4 KiB-page arm64 */
+#define LOCAL_CHUNK       (1ull << LOCAL_CHUNK_SHIFT)
+
+/* Bytes consumed per chunk of one open file, since the chunk was last dropped. */
+struct local_usage {
+	uint64_t size;   /* the file's size when first counted: one counter per chunk */
+	uint32_t done[]; /* calloc'd: untouched chunks of a sparse 1 TiB file cost no RSS */
+};
+
+/*
+ * By handle: handles are descriptors, unique in the process, and every one
+ * the mount opens is closed through local_close(), which forgets its entry.
+ * Guarded by usage_lock, taken for a few additions per read.
+ */
+static pthread_mutex_t usage_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct local_usage **usage;
+static size_t n_usage;
+
+/*
+ * usage_of() - the counters of handle @h, made on first use (usage_lock held)
+ * Return: the counters, or NULL (out of memory, fstat failed): then nothing
+ * is dropped, which costs memory, never a byte.
+ */
+static struct local_usage *usage_of(int h)
+{
+	struct local_usage *u;
+	struct stat st;
+	size_t n;
+
+	if (h < 0)
+		return NULL;
+	if ((size_t)h >= n_usage) {
+		size_t cap = (size_t)h + 64;
+		struct local_usage **t = realloc(usage, cap * sizeof(*t));
+
+		if (!t)
+			return NULL;
+		memset(t + n_usage, 0, (cap - n_usage) * sizeof(*t));
+		usage = t;
+		n_usage = cap;
+	}
+	if (usage[h])
+		return usage[h];
+	if (fstat(h, &st) || st.st_size <= 0)
+		return NULL;
+	n = (size_t)(((uint64_t)st.st_size + LOCAL_CHUNK - 1) >> LOCAL_CHUNK_SHIFT);
+	u = calloc(1, sizeof(*u) + n * sizeof(u->done[0]));
+	if (!u)
+		return NULL;
+	u->size = (uint64_t)st.st_size;
+	usage[h] = u;
+	return u;
+}
+
+/* Forgets the counters of handle @h, about to be closed. */
+static void usage_forget(int h)
+{
+	pthread_mutex_lock(&usage_lock);
+	if ((size_t)h < n_usage) {
+		free(usage[h]);
+		usage[h] = NULL;
+	}
+	pthread_mutex_unlock(&usage_lock);
+}
+
+/*
+ * usage_add() - count [@off, @end) as consumed (usage_lock held)
+ * @u: in/out: the file's counters; the chunks completed are reset to 0
+ * @from, @to: out: the chunks completed now, as a byte range (@from == @to:
+ *             none). Chunks inside the range are wholly consumed, so those
+ *             completed are always one run.
+ */
+static void usage_add(struct local_usage *u, uint64_t off, uint64_t end, uint64_t *from,
+                      uint64_t *to)
+{
+	*from = *to = 0;
+	if (end > u->size)
+		end = u->size;
+	for (uint64_t c = off >> LOCAL_CHUNK_SHIFT; off < end; c++) {
+		uint64_t c_end = (c + 1) << LOCAL_CHUNK_SHIFT;
+		uint64_t c_len = (c_end < u->size ? c_end : u->size) - (c << LOCAL_CHUNK_SHIFT);
+		uint64_t n = (end < c_end ? end : c_end) - off;
+
+		off += n;
+		/* A range read twice counts twice: the chunk goes early, a cost only. */
+		if (u->done[c] + n < c_len) {
+			u->done[c] += (uint32_t)n;
+			continue;
+		}
+		u->done[c] = 0;
+		if (*from == *to)
+			*from = c << LOCAL_CHUNK_SHIFT;
+		*to = (c << LOCAL_CHUNK_SHIFT) + c_len;
+	}
+}
+
+/*
+ * mfs_bstore_ops.drop: counts [@off, @off + @len) of @h as consumed and
+ * drops every chunk now wholly consumed from the page cache, with
+ * posix_fadvise(POSIX_FADV_DONTNEED), so that the model sits there once (the
+ * mount's copy), not twice. The last chunk ends at the end of the file,
+ * whose partial last page Linux drops too.
+ */
+static void local_drop(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len)
+{
+	struct local_usage *u;
+	uint64_t from = 0, to = 0;
+
+	(void)s;
+	pthread_mutex_lock(&usage_lock);
+	u = usage_of(h);
+	if (u)
+		usage_add(u, off, off + len, &from, &to);
+	pthread_mutex_unlock(&usage_lock);
+	/* Advice only: a failure leaves the pages cached, as --keep-backing-cache does. */
+	if (to > from)
+		(void)posix_fadvise(h, (off_t)from, (off_t)(to - from), POSIX_FADV_DONTNEED);
+}
+
 /* mfs_bstore_ops.pread: all of @len unless the file ends first. */
 static ssize_t local_pread(const struct mfs_bstore *s, int h, void *buf, size_t len, uint64_t off)
 {
@@ -118,12 +252,14 @@ static ssize_t local_pread(const struct mfs_bstore *s, int h, void *buf, size_t 
 	return mv_pread_full(h, buf, len, off);
 }
 
-/* mfs_bstore_ops.close */
+/* mfs_bstore_ops.close: also forgets what local_drop() counted for @h. */
 static void local_close(const struct mfs_bstore *s, int h)
 {
 	(void)s;
-	if (h >= 0)
-		close(h);
+	if (h < 0)
+		return;
+	usage_forget(h);
+	close(h);
 }
 
 /* mfs_bstore_ops.dup */
@@ -206,4 +342,5 @@ const struct mfs_bstore_ops mfs_bstore_local = {
     .dup = local_dup,
     .read_sig = local_read_sig,
     .watch = local_watch,
+    .drop = local_drop,
 };

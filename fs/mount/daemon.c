@@ -135,6 +135,7 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 			return mv_err_set(err, -ENOMEM, "mount: out of memory");
 	}
 	m->bstore.ops = &mfs_bstore_local;
+	m->bstore.keep_cache = o->keep_backing_cache;
 	m->store_fd = open(o->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (m->store_fd < 0)
 		return mv_err_set(err, -errno, "%s: store: %s", o->store,

@@ -74,6 +74,8 @@ struct mfs_mount_opts {
 	/* Missing trees (docs/mount.md, "Missing trees"): */
 	unsigned tree_builders;      /* builder threads, 1..16; 0: the default (2) */
 	unsigned tree_build_wait_ms; /* an open's wait for a build, ms; 0: the default (30 s) */
+	/* --keep-backing-cache: never drop served bytes from the store's cache */
+	bool keep_backing_cache;
 };
 
 /* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise (pickle_policy.c). */

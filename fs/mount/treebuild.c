@@ -163,12 +163,21 @@ struct tb_data {
 	int h;
 };
 
-/* mv_pread_fn over struct tb_data: the backing store's pread. */
+/*
+ * mv_pread_fn over struct tb_data: the backing store's pread, dropping what
+ * it read from the store's cache (unless --keep-backing-cache). A build is
+ * one pass over the whole file whose bytes are hashed, not served: kept, a
+ * 10 GiB model would push 10 GiB of other files (the mount's cached models)
+ * out of memory. Its waiting reader reads the file again from disk.
+ */
 static ssize_t tb_data_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
 	const struct tb_data *d = ctx;
+	ssize_t got = d->m->bstore.ops->pread(&d->m->bstore, d->h, buf, len, off);
 
-	return d->m->bstore.ops->pread(&d->m->bstore, d->h, buf, len, off);
+	if (got > 0)
+		mfs_bstore_drop(&d->m->bstore, d->h, off, (uint64_t)got);
+	return got;
 }
 
 static int tb_build(struct mfs_mount *m, struct mfs_tbjob *j)

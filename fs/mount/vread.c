@@ -16,6 +16,13 @@
  *
  * The tree a read borrows is ftree.c's; a failure the tree may be at fault
  * for rebuilds it once per file, then tries again (tree_retry()).
+ *
+ * Once a plain range is verified and about to be handed to the kernel, the
+ * store is told it was consumed (mfs_bstore_drop()): the reply lands in the
+ * mount's page cache (keep_cache), so the backing file's pages of it would
+ * be a second copy of the model (issue #15). The bytes served come from the
+ * thread's buffer, never from those pages, so dropping them cannot let an
+ * unverified byte through: a range read again is read and verified again.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -341,7 +348,7 @@ static const struct mv_hblock_ops no_hblock_ops = {
  * cache (hashing it again costs one block).
  */
 static int one_block_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
-                          const uint8_t **out, size_t *out_len)
+                          bool drop, const uint8_t **out, size_t *out_len)
 {
 	size_t size = (size_t)n->res->merkle.params.data_size;
 	struct mv_verify_failure fail = {0};
@@ -363,13 +370,23 @@ static int one_block_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint6
 		return -EIO;
 	}
 	mfs_count(&m->ctr.bytes_verified, size);
+	if (drop)
+		mfs_bstore_drop(&m->bstore, fd, off, len);
 	*out = buf + off;
 	*out_len = len;
 	return 0;
 }
 
-int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
-                  const uint8_t **out, size_t *out_len)
+/*
+ * file_read() - mfs_file_read(), and whether the backing pages may go
+ * @drop: in: true when the caller hands the bytes to the kernel, whose page
+ *        cache keeps them; false when they are used once in the daemon
+ *        (format detection, transcoding), where the backing file's pages
+ *        are the only cached copy and dropping them would cost a disk read
+ * The other parameters and the return are mfs_file_read()'s.
+ */
+static int file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
+                     bool drop, const uint8_t **out, size_t *out_len)
 {
 	struct mfs_zfile *zf;
 	uint64_t size = n->res->merkle.params.data_size, aoff, alen;
@@ -387,7 +404,7 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 		len = MFS_MAX_READ;
 	zf = mfs_file_packed(n);
 	if (!zf && mfs_file_one_block(n))
-		return one_block_read(m, n, fd, off, len, out, out_len);
+		return one_block_read(m, n, fd, off, len, drop, out, out_len);
 	tree = mfs_file_tree(n);
 	if (!tree)
 		return -ENOMEM;
@@ -416,9 +433,26 @@ int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off,
 	if (ret)
 		return ret;
 	mfs_count(&m->ctr.bytes_verified, alen);
+	/*
+	 * Only what is served: the kernel caches [@off, +@len), not the rest of
+	 * the blocks it was widened to (a 64 KiB block around a 4 KiB read).
+	 */
+	if (drop)
+		mfs_bstore_drop(&m->bstore, fd, off, len);
 	*out = buf + (off - aoff);
 	*out_len = len;
 	return 0;
+}
+
+/*
+ * mfs_file_read() (mount_int.h), for op_read(): the bytes go to the kernel,
+ * so the backing file's pages of them are dropped (file_read()). A packed
+ * copy's compressed pages are kept: see docs/performance.md, issue #15.
+ */
+int mfs_file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t off, size_t len,
+                  const uint8_t **out, size_t *out_len)
+{
+	return file_read(m, n, fd, off, len, true, out, out_len);
 }
 
 ssize_t mfs_vpread(void *ctx, void *buf, size_t len, uint64_t off)
@@ -429,7 +463,7 @@ ssize_t mfs_vpread(void *ctx, void *buf, size_t len, uint64_t off)
 	while (done < len) {
 		const uint8_t *p;
 		size_t got;
-		int ret = mfs_file_read(v->m, v->n, v->fd, off + done, len - done, &p, &got);
+		int ret = file_read(v->m, v->n, v->fd, off + done, len - done, false, &p, &got);
 
 		if (ret)
 			return ret;
