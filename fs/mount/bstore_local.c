@@ -129,23 +129,58 @@ static int local_list(const struct mfs_bstore *s, int dir, mfs_bstore_entry_fn f
 #define LOCAL_CHUNK_SHIFT 21 /* 2 MiB: the PMD size of x86-64 and 4 KiB-page arm64 */
 #define LOCAL_CHUNK       (1ull << LOCAL_CHUNK_SHIFT)
 
-/* Bytes consumed per chunk of one open file, since the chunk was last dropped. */
+/*
+ * Bytes consumed per chunk of one open file, shared by every handle of it
+ * (the reader's, a prefetch window's, a tree build's): a chunk that one
+ * handle partly read and another wholly read is still consumed. A chunk
+ * consumed whole once stays CHUNK_DONE: the mount's page cache has it, so a
+ * later read of it from the store (a racing reader's, a readahead's) is
+ * dropped again at once.
+ */
+#define CHUNK_DONE UINT32_MAX
 struct local_usage {
+	struct local_usage *next; /* the open files' list */
+	dev_t dev;
+	ino_t ino;
+	unsigned refs;   /* handles pointing here */
 	uint64_t size;   /* the file's size when first counted: one counter per chunk */
 	uint32_t done[]; /* calloc'd: untouched chunks of a sparse 1 TiB file cost no RSS */
 };
 
 /*
  * By handle: handles are descriptors, unique in the process, and every one
- * the mount opens is closed through local_close(), which forgets its entry.
- * Guarded by usage_lock, taken for a few additions per read.
+ * the mount opens is closed through local_close(), which drops its
+ * reference. Guarded by usage_lock, taken for a few additions per read.
  */
 static pthread_mutex_t usage_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct local_usage **usage;
 static size_t n_usage;
+static struct local_usage *files; /* every counted file with a handle open */
+
+/* The counters of the file @st, shared, made on first use (usage_lock held). */
+static struct local_usage *usage_file(const struct stat *st)
+{
+	struct local_usage *u;
+	size_t n;
+
+	for (u = files; u; u = u->next)
+		if (u->dev == st->st_dev && u->ino == st->st_ino &&
+		    u->size == (uint64_t)st->st_size)
+			return u;
+	n = (size_t)(((uint64_t)st->st_size + LOCAL_CHUNK - 1) >> LOCAL_CHUNK_SHIFT);
+	u = calloc(1, sizeof(*u) + n * sizeof(u->done[0]));
+	if (!u)
+		return NULL;
+	u->dev = st->st_dev;
+	u->ino = st->st_ino;
+	u->size = (uint64_t)st->st_size;
+	u->next = files;
+	files = u;
+	return u;
+}
 
 /*
- * usage_of() - the counters of handle @h, made on first use (usage_lock held)
+ * usage_of() - the counters of handle @h's file, on first use (usage_lock held)
  * Return: the counters, or NULL (out of memory, fstat failed): then nothing
  * is dropped, which costs memory, never a byte.
  */
@@ -153,7 +188,6 @@ static struct local_usage *usage_of(int h)
 {
 	struct local_usage *u;
 	struct stat st;
-	size_t n;
 
 	if (h < 0)
 		return NULL;
@@ -171,32 +205,39 @@ static struct local_usage *usage_of(int h)
 		return usage[h];
 	if (fstat(h, &st) || st.st_size <= 0)
 		return NULL;
-	n = (size_t)(((uint64_t)st.st_size + LOCAL_CHUNK - 1) >> LOCAL_CHUNK_SHIFT);
-	u = calloc(1, sizeof(*u) + n * sizeof(u->done[0]));
-	if (!u)
-		return NULL;
-	u->size = (uint64_t)st.st_size;
-	usage[h] = u;
+	u = usage_file(&st);
+	if (u) {
+		u->refs++;
+		usage[h] = u;
+	}
 	return u;
 }
 
-/* Forgets the counters of handle @h, about to be closed. */
+/* Handle @h is about to be closed: its file's counters go with its last handle. */
 static void usage_forget(int h)
 {
+	struct local_usage *u, **pp;
+
 	pthread_mutex_lock(&usage_lock);
-	if ((size_t)h < n_usage) {
-		free(usage[h]);
+	u = (size_t)h < n_usage ? usage[h] : NULL;
+	if (u) {
 		usage[h] = NULL;
+		if (--u->refs == 0) {
+			for (pp = &files; *pp != u; pp = &(*pp)->next)
+				;
+			*pp = u->next;
+			free(u);
+		}
 	}
 	pthread_mutex_unlock(&usage_lock);
 }
 
 /*
  * usage_add() - count [@off, @end) as consumed (usage_lock held)
- * @u: in/out: the file's counters; the chunks completed are reset to 0
- * @from, @to: out: the chunks completed now, as a byte range (@from == @to:
- *             none). Chunks inside the range are wholly consumed, so those
- *             completed are always one run.
+ * @u: in/out: the file's counters; chunks completed become CHUNK_DONE
+ * @from, @to: out: the chunks to drop now, done before or completed now, as
+ *             a byte range (@from == @to: none). A read spans at most two
+ *             chunks, so those to drop are always one run.
  */
 static void usage_add(struct local_usage *u, uint64_t off, uint64_t end, uint64_t *from,
                       uint64_t *to)
@@ -211,11 +252,11 @@ static void usage_add(struct local_usage *u, uint64_t off, uint64_t end, uint64_
 
 		off += n;
 		/* A range read twice counts twice: the chunk goes early, a cost only. */
-		if (u->done[c] + n < c_len) {
+		if (u->done[c] != CHUNK_DONE && u->done[c] + n < c_len) {
 			u->done[c] += (uint32_t)n;
 			continue;
 		}
-		u->done[c] = 0;
+		u->done[c] = CHUNK_DONE;
 		if (*from == *to)
 			*from = c << LOCAL_CHUNK_SHIFT;
 		*to = (c << LOCAL_CHUNK_SHIFT) + c_len;

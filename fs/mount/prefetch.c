@@ -47,7 +47,8 @@
 /* A READ this close after the run's end still continues it: concurrent
  * faults of one mapping arrive slightly out of order. */
 #define PF_SLACK         (4ull << 20)
-#define MFS_PF_MAX_DEPTH 32 /* folders below the mountpoint a --prefetch walk enters */
+#define PF_ALIGN         (2ull << 20) /* window boundaries (mfs_prefetch_on_read()) */
+#define MFS_PF_MAX_DEPTH 32           /* folders below the mountpoint a --prefetch walk enters */
 
 struct pf_job {
 	struct pf_job *next;
@@ -168,8 +169,16 @@ void mfs_prefetch_on_read(struct mfs_mount *m, struct mfs_node *n, struct mfs_pf
 	pushed = __atomic_load_n(&s->pushed, __ATOMIC_RELAXED);
 	if (pushed >= size || pushed > end + PF_WINDOW / 2)
 		return; /* enough ahead already */
-	from = pushed > end ? pushed : end;
-	to = end + PF_WINDOW < size ? end + PF_WINDOW : size;
+	/*
+	 * Windows start and end on PF_ALIGN boundaries (but at the end of the
+	 * file): the reader's own READs finish the piece before, and the store
+	 * drops the backing pages of whole 2 MiB pieces once one handle served
+	 * them (bstore_local.c), so a piece shared by two handles would stay.
+	 */
+	from = pushed > end ? pushed : (end + PF_ALIGN - 1) / PF_ALIGN * PF_ALIGN;
+	to = (end + PF_WINDOW) / PF_ALIGN * PF_ALIGN;
+	if (to > size)
+		to = size;
 	if (from >= to)
 		return;
 	/* One request per window: the handle's concurrent READs race for it. */

@@ -93,12 +93,15 @@ class FaultFS(FuseProcess):
 
 @contextlib.contextmanager
 def rig(tmp_path, keys, store, *extra):  # noqa: F811
-    """modelfs over faultfs: yields (faultfs, mount). The store is copied into SRC."""
+    """modelfs over faultfs: yields (faultfs, mount). The store is copied into SRC.
+    Verified read-ahead is off: these tests count what each reader's READs
+    meet, and a prefetch window is a second reader (its own faults are in
+    test_prefetch.py)."""
     src = tmp_path / "src"
     shutil.copytree(store, src / "store", symlinks=True)
     with FaultFS(src, tmp_path / "ff") as ff:
-        with Mount(ff.mnt / "store", tmp_path / "mnt", f"{keys['trusted']}.pub", *extra,
-                   cache=ff.mnt / "cache") as m:
+        with Mount(ff.mnt / "store", tmp_path / "mnt", f"{keys['trusted']}.pub", "--no-prefetch",
+                   *extra, cache=ff.mnt / "cache") as m:
             yield ff, m
 
 

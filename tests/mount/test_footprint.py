@@ -77,20 +77,25 @@ def mount(tmp_path, keys, *extra):
     return Mount(tmp_path / "store", tmp_path / "mnt", f"{keys['trusted']}.pub", *extra)
 
 
+@pytest.mark.parametrize("prefetch", [False, True], ids=["no-prefetch", "prefetch"])
 @pytest.mark.parametrize("backing_warm", [True, False], ids=["backing-cached", "backing-cold"])
-def test_full_read_leaves_one_copy(tmp_path, keys, store, backing_warm):
+def test_full_read_leaves_one_copy(tmp_path, keys, store, backing_warm, prefetch):
     _, model, data = store
     back = model / "big.bin"
     if backing_warm:
         warm(back)
         assert cached(back) >= SIZE // 2
-    with mount(tmp_path, keys) as m:
+    with mount(tmp_path, keys, *([] if prefetch else ["--no-prefetch"])) as m:
         path = m.mnt / "org" / "m" / "big.bin"
         assert read_all(path) == hashlib.sha256(data["big.bin"]).hexdigest()
         in_back, in_mnt = cached(back), cached(path)
         # Every 2 MiB chunk was consumed whole, so each was dropped; the
-        # partial last page of the file goes too.
-        assert in_back <= 2 * MiB, (in_back, in_mnt)
+        # partial last page of the file goes too. With verified read-ahead
+        # (the default), a reader's READ racing a window can re-read a
+        # chunk from the store after it was dropped: what stays is a few
+        # chunks near window edges, bounded by the windows, not the file.
+        limit = 0.1 * SIZE if prefetch else 2 * MiB
+        assert in_back <= limit, (in_back, in_mnt)
         assert in_mnt >= SIZE // 2, (in_back, in_mnt)
         assert in_back + in_mnt <= 1.1 * SIZE
         assert m.status()["counters"]["verify_failures"] == 0
@@ -131,7 +136,7 @@ def test_tree_build_drops_behind(tmp_path, keys, store):
     back = model / "big.bin"
     shutil.rmtree(model / ".modelfs" / "trees")
     warm(back)
-    with mount(tmp_path, keys) as m:
+    with mount(tmp_path, keys, "--no-prefetch") as m:  # the build's drops alone
         path = m.mnt / "org" / "m" / "big.bin"
         with open(path, "rb") as f:  # the open waits for the build
             # What is left: format detection's head and the readahead of
@@ -149,7 +154,7 @@ def test_tampered_block_after_drop_is_eio(tmp_path, keys, store):
     back = model / "big.bin"
     bad = 40 * MiB + 5000
     page = bad // 4096 * 4096
-    with mount(tmp_path, keys) as m:
+    with mount(tmp_path, keys, "--no-prefetch") as m:  # every chunk read by the reader
         path = m.mnt / "org" / "m" / "big.bin"
         assert read_all(path) == hashlib.sha256(data["big.bin"]).hexdigest()
         assert cached(back) <= 2 * MiB
