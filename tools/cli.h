@@ -42,6 +42,7 @@ int cmd_bom(int argc, char **argv);
 int cmd_attest(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
+int cmd_push(int argc, char **argv);
 /*
  * cli_mount.c: reads MOUNTPOINT/.modelfs/@name of a live modelfs mount into
  * a malloc'd, NUL-terminated *@text. Prints one line on failure and returns
@@ -88,6 +89,12 @@ void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage(const char *name);
 /* Prints an mv_err line ("modelfs: <msg>") and maps it to an exit status. */
 int cli_report(const struct mv_err *err);
+/*
+ * Loads a subcommand's trust inputs (--trust keys, --trust-ca CAs, keyless
+ * identities, --trust-root) into *@out (mv_trust_free it). Prints one line
+ * and returns EXIT_USAGE_IO on failure.
+ */
+int cli_load_trust(const struct mv_trust_inputs *in, struct mv_trust **out);
 /* Parses a decimal count in [@min, @max] into @out. -EINVAL on error. */
 int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
 /* Parses a size with an optional K/M/G suffix (binary). -EINVAL on error. */

@@ -120,3 +120,14 @@ int cli_parse_salt(const char *s, struct mv_tree_params *p)
 	p->salt_size = (uint8_t)n;
 	return 0;
 }
+
+int cli_load_trust(const struct mv_trust_inputs *in, struct mv_trust **out)
+{
+	struct mv_err err = {0};
+
+	if (!mv_trust_load(in, out, &err))
+		return EXIT_OK;
+	cli_error("%s", err.msg);
+	/* A trust file that cannot be read is an I/O error, not a failed check. */
+	return EXIT_USAGE_IO;
+}

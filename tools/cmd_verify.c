@@ -112,13 +112,8 @@ static int load_trust(const struct verify_args *a, struct mv_trust **out)
 	                                   .n_identities = a->n_identities,
 	                                   .sigstore_root = a->trust_root,
 	                                   .who = "verify"};
-	struct mv_err err = {0};
 
-	if (!mv_trust_load(&in, out, &err))
-		return EXIT_OK;
-	cli_error("%s", err.msg);
-	/* A trust file that cannot be read is an I/O error, not a failed check. */
-	return EXIT_USAGE_IO;
+	return cli_load_trust(&in, out);
 }
 
 /*

@@ -59,6 +59,10 @@ static const struct cli_command commands[] = {
      "show a mount's models and health (exit 0 healthy, 1 unhealthy, 3 not mounted, 4 stale)"},
     {"metrics", cmd_metrics, "metrics MOUNTPOINT",
      "print a mount's metrics in Prometheus text format"},
+    {"push", cmd_push,
+     "push --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--ca-cert FILE] [--insecure] "
+     "MODEL_DIR [http://]REGISTRY/REPO:TAG",
+     "verify a sealed model and publish it to an OCI registry (ModelPack, signature attached)"},
 };
 
 const struct cli_command *cli_find(const char *name)

@@ -46,20 +46,26 @@ def meson_list(path, var) -> list:
 
 
 FS_LIBS = {"format": "fs_format_sources", "transcode": "fs_transcode_sources",
-           "mount": "fs_mount_sources"}
+           "remote": "fs_remote_sources", "mount": "fs_mount_sources"}
 FS_FILES = {sub: meson_list(TOP / "fs" / sub / "meson.build", var)
             for sub, var in FS_LIBS.items()}
 
 # Headers a library's sources may not include: those of the libraries above.
 FORBIDDEN = {
     "verity": {"cache.h", "fs.h", "mount_int.h", "store_int.h", "fmt_internal.h",
-               "tx_internal.h", "cli.h", "fuse_lowlevel.h", "fuse.h"},
+               "tx_internal.h", "cli.h", "fuse_lowlevel.h", "fuse.h", "fsremote.h",
+               "remote_int.h", "push_int.h", "curl/curl.h"},
     "cache": {"fs.h", "mount_int.h", "store_int.h", "fmt_internal.h", "tx_internal.h",
-              "cli.h", "fuse_lowlevel.h", "fuse.h"},
+              "cli.h", "fuse_lowlevel.h", "fuse.h", "fsremote.h", "remote_int.h", "push_int.h"},
     "format": {"cache.h", "fs.h", "fstranscode.h", "fsmount.h", "tx_internal.h",
-               "mount_int.h", "store_int.h", "cli.h", "fuse_lowlevel.h", "fuse.h"},
+               "mount_int.h", "store_int.h", "cli.h", "fuse_lowlevel.h", "fuse.h",
+               "fsremote.h", "remote_int.h", "push_int.h"},
     "transcode": {"cache.h", "fs.h", "fsmount.h", "mount_int.h", "store_int.h", "cli.h",
-                  "fuse_lowlevel.h", "fuse.h"},
+                  "fuse_lowlevel.h", "fuse.h", "fsremote.h", "remote_int.h", "push_int.h"},
+    # OCI registries: on libverity and libcurl only
+    "remote": {"cache.h", "fs.h", "fsformat.h", "fstranscode.h", "fsmount.h", "fmt_internal.h",
+               "tx_internal.h", "mount_int.h", "store_int.h", "bstore.h", "cli.h",
+               "fuse_lowlevel.h", "fuse.h", "vpack.h", "vprov.h"},
     "mount": {"cli.h"},
 }
 FS_FOLDERS = ["fs/" + sub for sub in FS_LIBS]
@@ -89,6 +95,7 @@ GROUP_HEADERS = {
     "stats_int.h": {"status.c", "metrics.c"},
     "zpack_internal.h": {"zpack.c", "zpack_write.c", "zpack_model.c"},
     "policy_int.h": {"policy.c", "policy_check.c"},
+    "push_int.h": {"artifact.c", "push.c"},
 }
 
 
@@ -106,6 +113,8 @@ def test_internal_headers_stay_inside():
                 bad.append(f"{p.relative_to(TOP)} includes fmt_internal.h")
             if "tx_internal.h" in inc and library_of(p) != "transcode":
                 bad.append(f"{p.relative_to(TOP)} includes tx_internal.h")
+            if "remote_int.h" in inc and library_of(p) != "remote":
+                bad.append(f"{p.relative_to(TOP)} includes remote_int.h")
     assert not bad, "\n".join(bad)
 
 
@@ -166,18 +175,20 @@ def symbols(lib: pathlib.Path):
 
 # Each library, and the libraries above it whose symbols it may not use.
 LIBS = {
-    "verity": ["vpack", "vprov", "cache", "fsformat", "fstranscode", "fs"],
-    "vpack": ["vprov", "cache", "fsformat", "fstranscode", "fs"],
-    "vprov": ["vpack", "cache", "fsformat", "fstranscode", "fs"],
-    "cache": ["vprov", "fsformat", "fstranscode", "fs"],
-    "fsformat": ["vpack", "vprov", "cache", "fstranscode", "fs"],
-    "fstranscode": ["vpack", "vprov", "cache", "fs"],
+    "verity": ["vpack", "vprov", "cache", "fsformat", "fstranscode", "fs", "fsremote"],
+    "vpack": ["vprov", "cache", "fsformat", "fstranscode", "fs", "fsremote"],
+    "vprov": ["vpack", "cache", "fsformat", "fstranscode", "fs", "fsremote"],
+    "cache": ["vprov", "fsformat", "fstranscode", "fs", "fsremote"],
+    "fsformat": ["vpack", "vprov", "cache", "fstranscode", "fs", "fsremote"],
+    "fstranscode": ["vpack", "vprov", "cache", "fs", "fsremote"],
+    "fsremote": ["vpack", "vprov", "cache", "fsformat", "fstranscode", "fs"],
 }
 
 
 def static_lib(name) -> pathlib.Path:
     folder = {"verity": "verity", "vpack": "verity", "vprov": "verity", "cache": "cache",
-              "fsformat": "fs/format", "fstranscode": "fs/transcode", "fs": "fs/mount"}[name]
+              "fsformat": "fs/format", "fstranscode": "fs/transcode", "fs": "fs/mount",
+              "fsremote": "fs/remote"}[name]
     path = build_dir() / folder / f"lib{name}.a"
     if not path.exists():
         pytest.skip(f"{path} not built")
@@ -195,7 +206,7 @@ def test_no_library_uses_one_above_it(lib):
 
 
 def test_formats_and_core_need_no_fuse():
-    for lib in ("verity", "vpack", "vprov", "cache", "fsformat", "fstranscode"):
+    for lib in ("verity", "vpack", "vprov", "cache", "fsformat", "fstranscode", "fsremote"):
         _, undefined = symbols(static_lib(lib))
         fuse = sorted(s for s in undefined if s.startswith("fuse_"))
         assert not fuse, f"lib{lib}.a uses {fuse}"
@@ -203,7 +214,7 @@ def test_formats_and_core_need_no_fuse():
 
 def test_verity_core_needs_no_zstd():
     """Only libvpack (packing) uses libzstd."""
-    for lib in ("verity", "vprov", "fsformat", "fstranscode"):
+    for lib in ("verity", "vprov", "fsformat", "fstranscode", "fsremote"):
         _, undefined = symbols(static_lib(lib))
         zstd = sorted(s for s in undefined if s.startswith("ZSTD_"))
         assert not zstd, f"lib{lib}.a uses {zstd}"
@@ -235,3 +246,11 @@ def test_store_reached_only_through_the_backing_store_interface():
         for call in sorted(set(STORE_CALLS.findall(text))):
             bad.append(f"{p.relative_to(TOP)} calls {call}() (use m->bstore.ops)")
     assert not bad, "\n".join(bad)
+
+
+def test_only_fsremote_uses_curl():
+    """libcurl is libfsremote's (docs/dependencies.md): no other library calls it."""
+    for lib in ("verity", "vpack", "vprov", "cache", "fsformat", "fstranscode", "fs"):
+        _, undefined = symbols(static_lib(lib))
+        curl = sorted(s for s in undefined if s.startswith("curl_"))
+        assert not curl, f"lib{lib}.a uses {curl}"

@@ -1,0 +1,309 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * fsremote.h - libfsremote: models in OCI registries (docs/remote.md).
+ *
+ * References (REGISTRY/REPO[:TAG][@sha256:HEX]), an HTTP client on libcurl
+ * with TLS, timeouts and bounded responses, registry auth (anonymous, Basic,
+ * bearer tokens; credentials from the auth files users already have), the
+ * OCI distribution calls a push needs, the parsers of manifests, indexes and
+ * WWW-Authenticate challenges (fuzzed by tests/fuzz/fuzz_oci.c), and the
+ * push of a verified model as a CNCF ModelPack artifact with its signature
+ * and Merkle trees attached as a referrer.
+ *
+ * Conventions are libverity's: functions return 0 or a negative errno and
+ * fill a struct mv_err with one line naming the registry or reference and
+ * the reason; objects from *_new / *_parse are freed with the matching
+ * *_free, which accepts NULL. A client is not thread-safe: use one per
+ * thread. Nothing received from the network is trusted: every size is
+ * bounded, every digest checked where the protocol allows it.
+ */
+#ifndef MODELFS_FSREMOTE_H
+#define MODELFS_FSREMOTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "verity.h"
+
+/* Bounds on what a registry may send (docs/remote.md "Bounds"). */
+#define MFR_MANIFEST_MAX (4u << 20)  /* a manifest or index body */
+#define MFR_TOKEN_MAX    (64u << 10) /* a token endpoint's answer */
+#define MFR_ERRBODY_MAX  (64u << 10) /* an error body (kept for nothing but draining) */
+#define MFR_HEADER_MAX   8192u       /* one response header we keep */
+#define MFR_AUTHFILE_MAX (1u << 20)  /* an auth.json / config.json */
+#define MFR_DIGEST_LEN   71          /* "sha256:" + 64 hex */
+#define MFR_MAX_DESCS    65536u      /* layers of a manifest, entries of an index */
+
+/* Media types (OCI image spec, CNCF ModelPack, Sigstore, modelfs). */
+#define MFR_MT_MANIFEST      "application/vnd.oci.image.manifest.v1+json"
+#define MFR_MT_INDEX         "application/vnd.oci.image.index.v1+json"
+#define MFR_MT_EMPTY         "application/vnd.oci.empty.v1+json"
+#define MFR_AT_MODEL         "application/vnd.cncf.model.manifest.v1+json"
+#define MFR_MT_MODEL_CONFIG  "application/vnd.cncf.model.config.v1+json"
+#define MFR_MT_WEIGHT        "application/vnd.cncf.model.weight.v1.raw"
+#define MFR_MT_WEIGHT_CONFIG "application/vnd.cncf.model.weight.config.v1.raw"
+#define MFR_MT_DOC           "application/vnd.cncf.model.doc.v1.raw"
+#define MFR_MT_CODE          "application/vnd.cncf.model.code.v1.raw"
+#define MFR_MT_BUNDLE        "application/vnd.dev.sigstore.bundle.v0.3+json"
+#define MFR_MT_TREE          "application/vnd.modelfs.merkle-tree.v1"
+
+/* Annotations of a layer. */
+#define MFR_ANN_TITLE    "org.opencontainers.image.title"
+#define MFR_ANN_FILEPATH "org.cncf.model.filepath"
+#define MFR_ANN_METADATA "org.cncf.model.file.metadata+json"
+#define MFR_ANN_TREE_OF  "dev.modelfs.tree.of" /* a tree layer: its file's path */
+
+/* ------------------------------------------------------------------------
+ * References (ref.c)
+ * ------------------------------------------------------------------------ */
+
+/* A parsed reference: [http://|https://]REGISTRY/REPO[:TAG][@sha256:HEX]. */
+struct mfr_ref {
+	char *registry;                  /* host[:port], as written */
+	char *host;                      /* host alone, without brackets or port */
+	char *repo;                      /* lowercase path components */
+	char *tag;                       /* NULL if absent */
+	char digest[MFR_DIGEST_LEN + 1]; /* "sha256:..." or "" */
+	bool plain_http;                 /* written with http:// */
+};
+
+/**
+ * mfr_ref_parse() - parse and validate a reference (distribution's grammar)
+ * @s: in: the reference text
+ * @out: out: filled on success; free with mfr_ref_free()
+ * @err: out: one line naming @s and the reason
+ *
+ * No registry is implied: "docker.io" short names are refused (no dot,
+ * colon or "localhost" in the first component). Return: 0 or -EINVAL.
+ */
+int mfr_ref_parse(const char *s, struct mfr_ref *out, struct mv_err *err);
+/* Frees the strings of @r (not @r itself); @r may be zeroed or NULL. */
+void mfr_ref_free(struct mfr_ref *r);
+/* Is @host (no port) a loopback name: 127.0.0.0/8, ::1 or localhost? */
+bool mfr_host_is_loopback(const char *host);
+/* Is @s "sha256:" followed by 64 lowercase hex digits? */
+bool mfr_digest_valid(const char *s);
+/* Is @s a valid tag: [A-Za-z0-9_][A-Za-z0-9._-]{0,127}? */
+bool mfr_tag_valid(const char *s);
+
+/* ------------------------------------------------------------------------
+ * Parsers of what a registry sends (parse.c), fuzzed by fuzz_oci
+ * ------------------------------------------------------------------------ */
+
+/* A descriptor of a manifest, config, layer or index entry. */
+struct mfr_desc {
+	char *media_type;
+	char *artifact_type; /* index entries: NULL if absent */
+	char digest[MFR_DIGEST_LEN + 1];
+	uint64_t size;
+	char *title;    /* annotation org.opencontainers.image.title, or NULL */
+	char *filepath; /* annotation org.cncf.model.filepath, or NULL */
+};
+
+/* An image manifest. */
+struct mfr_manifest {
+	char *media_type; /* NULL if absent */
+	char *artifact_type;
+	struct mfr_desc config;
+	struct mfr_desc *layers;
+	size_t n_layers;
+	bool has_subject;
+	struct mfr_desc subject;
+};
+
+/* An image index (referrers API answers and the referrers tag schema). */
+struct mfr_index {
+	struct mfr_desc *manifests;
+	size_t n;
+};
+
+/**
+ * mfr_manifest_parse() - parse an OCI image manifest
+ * @json, @len: in: the body (untrusted, at most MFR_MANIFEST_MAX bytes)
+ * @out: out: the manifest; free with mfr_manifest_free()
+ * @err: out: the reason
+ *
+ * Requires schemaVersion 2, a valid config descriptor, valid layer
+ * descriptors (digest, size, media type), at most MFR_MAX_DESCS layers.
+ * Return: 0, -EBADMSG (malformed), -E2BIG, -ENOMEM.
+ */
+int mfr_manifest_parse(const char *json, size_t len, struct mfr_manifest **out, struct mv_err *err);
+void mfr_manifest_free(struct mfr_manifest *m);
+
+/**
+ * mfr_index_parse() - parse an OCI image index
+ * @json, @len: in: the body (untrusted)
+ * @out: out: the index; free with mfr_index_free()
+ * @err: out: the reason
+ *
+ * Return: 0, -EBADMSG, -E2BIG, -ENOMEM.
+ */
+int mfr_index_parse(const char *json, size_t len, struct mfr_index **out, struct mv_err *err);
+void mfr_index_free(struct mfr_index *ix);
+
+/* A WWW-Authenticate challenge. */
+struct mfr_challenge {
+	bool bearer;                   /* else Basic */
+	char *realm, *service, *scope; /* NULL when absent */
+};
+
+/**
+ * mfr_challenge_parse() - parse a WWW-Authenticate header value
+ * @value, @len: in: the value (untrusted, at most MFR_HEADER_MAX bytes)
+ * @out: out: the challenge; free its strings with mfr_challenge_free()
+ *
+ * Accepts "Basic ..." and "Bearer k=v,k="quoted",...". A Bearer challenge
+ * needs an https realm (http only for a loopback host). Return: 0,
+ * -EBADMSG, -ENOTSUP (another scheme), -ENOMEM.
+ */
+int mfr_challenge_parse(const char *value, size_t len, struct mfr_challenge *out);
+void mfr_challenge_free(struct mfr_challenge *c);
+
+/* ------------------------------------------------------------------------
+ * The registry client (http.c, auth.c, oci.c)
+ * ------------------------------------------------------------------------ */
+
+struct mfr_client;
+
+struct mfr_client_opts {
+	const char *ca_file;           /* --ca-cert: PEM CA file; NULL: the system CAs */
+	bool insecure;                 /* --insecure: plain http allowed to any host */
+	long connect_timeout_s;        /* 0: 15 s */
+	long low_speed_time_s;         /* 0: 30 s under 1 KiB/s aborts a transfer */
+	const char *const *auth_files; /* NULL: $REGISTRY_AUTH_FILE, XDG, ~/.docker */
+	size_t n_auth_files;
+};
+
+/**
+ * mfr_client_new() - a client of @ref's registry and repository
+ * @ref: in: the reference (copied)
+ * @o: in: options (may be NULL)
+ * @out: out: the client; free with mfr_client_free()
+ * @err: out: one line naming the registry
+ *
+ * Reads the credentials for the registry from the auth files (never
+ * logged). Refuses plain http to a host that is not loopback unless
+ * @o->insecure. No network I/O. Return: 0, -EPERM (plain http refused),
+ * -EINVAL (bad auth file), -ENOMEM.
+ */
+int mfr_client_new(const struct mfr_ref *ref, const struct mfr_client_opts *o,
+                   struct mfr_client **out, struct mv_err *err);
+void mfr_client_free(struct mfr_client *c);
+
+/* A request body read in order; @rewind restarts it for a retry (may be NULL). */
+struct mfr_body {
+	uint64_t size;
+	ssize_t (*read)(void *ctx, void *buf, size_t len); /* <0: abort, error in ctx */
+	int (*rewind)(void *ctx);
+	void *ctx;
+};
+
+/**
+ * mfr_blob_exists() - HEAD /v2/NAME/blobs/DIGEST
+ * @c: in: the client
+ * @digest: in: "sha256:..."
+ * @size: in: its size (not checked: a blob's digest names its bytes)
+ * @exists: out: whether the registry has it
+ * @err: out: one line naming the registry
+ *
+ * Return: 0, or a negative errno (-EACCES auth, -EIO, -ETIMEDOUT ...).
+ */
+int mfr_blob_exists(struct mfr_client *c, const char *digest, uint64_t size, bool *exists,
+                    struct mv_err *err);
+
+/**
+ * mfr_blob_upload() - monolithic upload: POST /v2/NAME/blobs/uploads/, PUT ?digest=
+ * @c: in: the client
+ * @digest: in: the blob's digest; the registry checks it too
+ * @body: in: the bytes, @body->size of them
+ * @err: out: one line naming the registry and the digest
+ *
+ * Return: 0, or a negative errno; a body read error aborts the transfer
+ * before its last byte, so the registry never commits the blob.
+ */
+int mfr_blob_upload(struct mfr_client *c, const char *digest, const struct mfr_body *body,
+                    struct mv_err *err);
+/* The same for bytes in memory. */
+int mfr_blob_upload_mem(struct mfr_client *c, const char *digest, const void *data, size_t len,
+                        struct mv_err *err);
+
+/**
+ * mfr_manifest_put() - PUT /v2/NAME/manifests/REF
+ * @c: in: the client
+ * @ref: in: a tag or a digest
+ * @media_type: in: the Content-Type
+ * @body, @len: in: the manifest bytes
+ * @err: out: the reason
+ *
+ * Return: 0 or a negative errno.
+ */
+int mfr_manifest_put(struct mfr_client *c, const char *ref, const char *media_type,
+                     const char *body, size_t len, struct mv_err *err);
+
+/**
+ * mfr_manifest_get() - GET /v2/NAME/manifests/REF
+ * @c: in: the client
+ * @ref: in: a tag or a digest; for a digest the body's SHA-256 must equal it
+ * @body, @len: out: the body (malloc'd, NUL-terminated), at most MFR_MANIFEST_MAX
+ * @media_type: out (may be NULL): its Content-Type, malloc'd
+ * @err: out: the reason
+ *
+ * Return: 0, -ENOENT (404), -EBADMSG (digest mismatch), -E2BIG, other errno.
+ */
+int mfr_manifest_get(struct mfr_client *c, const char *ref, char **body, size_t *len,
+                     char **media_type, struct mv_err *err);
+
+/**
+ * mfr_referrers_get() - the referrers of @digest, as an index
+ * @c: in: the client
+ * @digest: in: the subject manifest's digest
+ * @body, @len: out: index JSON (malloc'd), an empty index if there is none
+ * @api: out (may be NULL): true if the registry has the referrers API,
+ *       false if the answer came from the tag schema (sha256-HEX)
+ * @err: out: the reason
+ *
+ * Return: 0 or a negative errno.
+ */
+int mfr_referrers_get(struct mfr_client *c, const char *digest, char **body, size_t *len, bool *api,
+                      struct mv_err *err);
+
+/* The registry name of the client ("host:port"), for messages. */
+const char *mfr_client_registry(const struct mfr_client *c);
+
+/* ------------------------------------------------------------------------
+ * Push (artifact.c, push.c)
+ * ------------------------------------------------------------------------ */
+
+/* The ModelPack media type of a signed file, chosen by its name (docs/remote.md). */
+const char *mfr_file_media_type(const char *name);
+
+struct mfr_push_result {
+	char manifest_digest[MFR_DIGEST_LEN + 1];
+	char referrer_digest[MFR_DIGEST_LEN + 1];
+	size_t n_layers, n_uploaded; /* uploaded: not already in the registry */
+	uint64_t bytes_uploaded;
+	bool tag_schema; /* the referrers tag schema index was written */
+};
+
+/**
+ * mfr_push() - publish a verified model to @ref
+ * @c: in: a client of @ref's registry
+ * @ref: in: the reference, with a tag
+ * @model_dir: in: the model folder
+ * @m: in: its manifest, from a successful mv_model_verify() of @model_dir
+ * @res: out: digests and counts
+ * @err: out: one line naming the reference and the reason
+ *
+ * Uploads one raw layer per signed file, streaming each file while hashing
+ * it and aborting the upload if its SHA-256 differs from the signed one;
+ * then the config and the manifest (by tag), then the referrer carrying
+ * model.sig and the Merkle trees (by digest), and the referrers tag schema
+ * index when the registry lacks the referrers API. Return: 0, -EBADMSG (a
+ * file changed since verification), or another negative errno.
+ */
+int mfr_push(struct mfr_client *c, const struct mfr_ref *ref, const char *model_dir,
+             const struct mv_manifest *m, struct mfr_push_result *res, struct mv_err *err);
+
+#endif /* MODELFS_FSREMOTE_H */

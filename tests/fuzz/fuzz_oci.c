@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * fuzz_oci.c - libFuzzer target for what a registry sends (fs/remote/parse.c,
+ * fs/remote/ref.c): the first byte picks the parser, the rest is its input.
+ *   0: mfr_manifest_parse (an image manifest), 1: mfr_index_parse (a
+ *   referrers answer or tag schema index), 2: mfr_challenge_parse (a
+ *   WWW-Authenticate value), 3: mfr_ref_parse (a reference).
+ * A parsed result is walked, so every string and descriptor is touched.
+ * Links libfsremote alone.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fsremote.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* Touches every byte a descriptor holds (ASan sees a bad pointer). */
+static size_t walk_desc(const struct mfr_desc *d)
+{
+	size_t n = strlen(d->digest) + (size_t)(d->size & 1);
+
+	n += d->media_type ? strlen(d->media_type) : 0;
+	n += d->artifact_type ? strlen(d->artifact_type) : 0;
+	n += d->title ? strlen(d->title) : 0;
+	return n + (d->filepath ? strlen(d->filepath) : 0);
+}
+
+static void manifest(const char *s, size_t len)
+{
+	struct mfr_manifest *m = NULL;
+	size_t n = 0;
+
+	if (mfr_manifest_parse(s, len, &m, NULL))
+		return;
+	n += walk_desc(&m->config);
+	for (size_t i = 0; i < m->n_layers; i++)
+		n += walk_desc(&m->layers[i]);
+	if (m->has_subject && !mfr_digest_valid(m->subject.digest))
+		abort();
+	if (!mfr_digest_valid(m->config.digest) || n == 0)
+		abort();
+	mfr_manifest_free(m);
+}
+
+static void index_(const char *s, size_t len)
+{
+	struct mfr_index *ix = NULL;
+
+	if (mfr_index_parse(s, len, &ix, NULL))
+		return;
+	for (size_t i = 0; i < ix->n; i++)
+		if (!mfr_digest_valid(ix->manifests[i].digest) || !walk_desc(&ix->manifests[i]))
+			abort();
+	mfr_index_free(ix);
+}
+
+static void challenge(const char *s, size_t len)
+{
+	struct mfr_challenge c;
+
+	if (mfr_challenge_parse(s, len, &c))
+		return;
+	if (c.bearer &&
+	    (!c.realm || (strncmp(c.realm, "https://", 8) && strncmp(c.realm, "http://", 7))))
+		abort();
+	if (c.service)
+		(void)strlen(c.service);
+	if (c.scope)
+		(void)strlen(c.scope);
+	mfr_challenge_free(&c);
+}
+
+static void reference(const char *s)
+{
+	struct mfr_ref r;
+
+	if (mfr_ref_parse(s, &r, NULL))
+		return;
+	if (!r.registry || !r.host || !r.repo || (r.tag && !mfr_tag_valid(r.tag)) ||
+	    (r.digest[0] && !mfr_digest_valid(r.digest)))
+		abort();
+	mfr_ref_free(&r);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *s;
+
+	if (size < 1)
+		return 0;
+	s = malloc(size); /* size - 1 bytes and a NUL, away from the fuzzer's buffer */
+	if (!s)
+		return 0;
+	memcpy(s, data + 1, size - 1);
+	s[size - 1] = '\0';
+	switch (data[0] & 3) {
+	case 0: manifest(s, size - 1); break;
+	case 1: index_(s, size - 1); break;
+	case 2: challenge(s, size - 1); break;
+	default: reference(s); break;
+	}
+	free(s);
+	return 0;
+}
