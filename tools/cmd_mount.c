@@ -227,8 +227,10 @@ static int parse_o(struct mount_args *a, char *s)
 			ret = add_prefetch(a, opt + 9);
 		else if (strcmp(opt, "ready_after_prefetch") == 0)
 			a->o.ready_after_prefetch = true;
+		else if (strcmp(opt, "verified_readahead") == 0)
+			a->o.readahead = true;
 		else if (strcmp(opt, "no_prefetch") == 0)
-			a->o.no_readahead = true;
+			a->o.readahead = false;
 		else if (strncmp(opt, "uid=", 4) == 0)
 			ret = parse_id(opt + 4, "uid", &a->o.set_uid, &a->o.uid);
 		else if (strncmp(opt, "gid=", 4) == 0)
@@ -278,6 +280,7 @@ enum {
 	OPT_PREFETCH,
 	OPT_READY_AFTER_PREFETCH,
 	OPT_NO_PREFETCH,
+	OPT_VERIFIED_READAHEAD,
 	OPT_UNMOUNT_TIMEOUT,
 	OPT_UID,
 	OPT_GID,
@@ -310,6 +313,7 @@ static const struct option long_opts[] = {
     {"prefetch", required_argument, NULL, OPT_PREFETCH},
     {"ready-after-prefetch", no_argument, NULL, OPT_READY_AFTER_PREFETCH},
     {"no-prefetch", no_argument, NULL, OPT_NO_PREFETCH},
+    {"verified-readahead", no_argument, NULL, OPT_VERIFIED_READAHEAD},
     {"unmount-timeout", required_argument, NULL, OPT_UNMOUNT_TIMEOUT},
     {"uid", required_argument, NULL, OPT_UID},
     {"gid", required_argument, NULL, OPT_GID},
@@ -366,7 +370,8 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_READY_FILE: a->o.ready_file = optarg; break;
 		case OPT_PREFETCH: ret = add_prefetch(a, optarg); break;
 		case OPT_READY_AFTER_PREFETCH: a->o.ready_after_prefetch = true; break;
-		case OPT_NO_PREFETCH: a->o.no_readahead = true; break;
+		case OPT_NO_PREFETCH: a->o.readahead = false; break;
+		case OPT_VERIFIED_READAHEAD: a->o.readahead = true; break;
 		case OPT_WATCH: a->o.watch = true; break;
 		case OPT_UNMOUNT_TIMEOUT: ret = parse_timeout(a, optarg); break;
 		case OPT_UID: ret = parse_id(optarg, "--uid", &a->o.set_uid, &a->o.uid); break;
@@ -408,6 +413,7 @@ static void print_help(void)
 	      "                       trust_root=FILE, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
 	      "                       cache_size=SIZE, ready_file=PATH, watch,\n"
 	      "                       prefetch=PATTERN, ready_after_prefetch, no_prefetch,\n"
+	      "                       verified_readahead,\n"
 	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
 	      "                       gid=N, umask=MASK, control_access=WHO,\n"
 	      "                       tree_builders=N, tree_build_wait=SECONDS,\n"
@@ -448,8 +454,10 @@ static void print_help(void)
 	      "                       file name, or a model's folder) into the page cache;\n"
 	      "                       repeatable; progress in status.json\n"
 	      "  --ready-after-prefetch  write the ready file only once --prefetch is done\n"
-	      "  --no-prefetch        no verified read-ahead for sequential readers and\n"
-	      "                       mmap (on by default; docs/mount.md)\n"
+	      "  --verified-readahead verify the next 32 MiB of a sequential reader or mmap\n"
+	      "                       on other threads and push it into the page cache\n"
+	      "                       (experimental, off by default: docs/mount.md)\n"
+	      "  --no-prefetch        no verified read-ahead (the default)\n"
 	      "  --unmount-timeout S  on SIGTERM/SIGINT, unmount and exit within S seconds\n"
 	      "                       (default 10); a busy mount is detached lazily\n"
 	      "\nOwners and permissions (docs/mount.md): files and folders show the store's\n"

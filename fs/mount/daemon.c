@@ -341,7 +341,7 @@ int mfs_mount_main(const struct mfs_mount_opts *o, struct mv_err *err)
 		goto out;
 	}
 	reload = true;
-	if (!o->no_readahead && mfs_prefetch_start(m, d.se))
+	if (o->readahead && mfs_prefetch_start(m, d.se))
 		mfs_log(LOG_WARNING, "prefetch-off reason=\"cannot start its threads\"");
 	__atomic_store_n(&d.serving, true, __ATOMIC_RELEASE);
 	ret = serve(d.se, o);

@@ -59,8 +59,8 @@ struct mfs_mount_opts {
 	const char *const *prefetch;
 	size_t n_prefetch;
 	bool ready_after_prefetch;
-	bool no_readahead;        /* --no-prefetch: no verified read-ahead (prefetch.c) */
-	bool watch;               /* rescan the store when inotify sees a change */
+	bool readahead; /* --verified-readahead: verified read-ahead (prefetch.c); off by default */
+	bool watch;     /* rescan the store when inotify sees a change */
 	unsigned unmount_timeout; /* seconds from SIGTERM/SIGINT to exit; 0: default (10) */
 	/* how a model's signed name must fit its store path; 0: suffix */
 	enum mv_name_check name_check;

@@ -85,7 +85,7 @@ def test_full_read_leaves_one_copy(tmp_path, keys, store, backing_warm, prefetch
     if backing_warm:
         warm(back)
         assert cached(back) >= SIZE // 2
-    with mount(tmp_path, keys, *([] if prefetch else ["--no-prefetch"])) as m:
+    with mount(tmp_path, keys, *(["--verified-readahead"] if prefetch else [])) as m:
         path = m.mnt / "org" / "m" / "big.bin"
         assert read_all(path) == hashlib.sha256(data["big.bin"]).hexdigest()
         in_back, in_mnt = cached(back), cached(path)

@@ -1,8 +1,8 @@
 """Verified prefetch (issue #15; docs/mount.md, "Prefetch").
 
-Read-ahead: a sequential reader (read() or mmap faults) makes the daemon
-verify the next window on another thread and push it into the kernel's page
-cache with notify_store. Mount-time: --prefetch PATTERN reads matching files
+Read-ahead (--verified-readahead, off by default): a sequential reader
+(read() or mmap faults) makes the daemon verify the next window on another
+thread and push it into the kernel's page cache with notify_store. Mount-time: --prefetch PATTERN reads matching files
 through the mount once it answers; --ready-after-prefetch holds the ready
 file until then. What an attacker who writes the store must not get: a
 pushed byte that was not verified. Every tamper test therefore checks that
@@ -58,7 +58,7 @@ def model(tmp_path, keys):  # noqa: F811
 
 def test_mmap_reader_gets_verified_prefetched_bytes(tmp_path, keys, model):  # noqa: F811
     store, data = model
-    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub") as m:
+    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub", "--verified-readahead") as m:
         f = m.mnt / "org" / "m" / "model.safetensors"
         assert mmap_touch(f) == hashlib.sha256(data).digest()
         c = counters(m)
@@ -70,7 +70,7 @@ def test_mmap_reader_gets_verified_prefetched_bytes(tmp_path, keys, model):  # n
 def test_read_streaming_and_random_readers(tmp_path, keys, model):  # noqa: F811
     """A random reader asks for no window; a streaming one does."""
     store, data = model
-    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub") as m:
+    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub", "--verified-readahead") as m:
         f = m.mnt / "org" / "m" / "model.safetensors"
         fd = os.open(f, os.O_RDONLY)
         try:
@@ -93,7 +93,7 @@ def test_tampered_block_is_never_pushed(tmp_path, keys, model):  # noqa: F811
     store, data = model
     bad = 20 * MiB + 12345
     flip(store / "org" / "m" / "model.safetensors", bad)
-    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub") as m:
+    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub", "--verified-readahead") as m:
         f = m.mnt / "org" / "m" / "model.safetensors"
         with open(f, "rb") as fh:
             assert fh.read(MiB) == data[:MiB]  # starts the run: window [1 MiB, 33 MiB)
@@ -145,9 +145,12 @@ def test_mount_time_prefetch_reports_a_tampered_file(tmp_path, keys, model):  # 
         assert (m.mnt / "org" / "m" / "config.json").read_bytes() == b'{"a": 1}\n'
 
 
-def test_no_prefetch_option(tmp_path, keys, model):  # noqa: F811
+@pytest.mark.parametrize("opt", [[], ["--no-prefetch"], ["--verified-readahead", "-o", "no_prefetch"]],
+                         ids=["default", "no-prefetch", "last-wins"])
+def test_readahead_off(tmp_path, keys, model, opt):  # noqa: F811
+    """Verified read-ahead is off unless asked for (docs/mount.md, Prefetch)."""
     store, data = model
-    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub", "--no-prefetch") as m:
+    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub", *opt) as m:
         f = m.mnt / "org" / "m" / "model.safetensors"
         assert mmap_touch(f) == hashlib.sha256(data).digest()
         assert counters(m)["prefetch_jobs"] == 0
