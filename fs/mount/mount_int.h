@@ -771,7 +771,8 @@ struct mfs_pf_stream {
 int mfs_prefetch_start(struct mfs_mount *m, struct fuse_session *se);
 /* Stops and joins them, dropping queued windows. Idempotent. */
 void mfs_prefetch_stop(struct mfs_mount *m);
-/* After a verified READ of [@off, @off+@len) of @n on a handle with run @s:
+/* After a verified READ of [@off, @off+@len) of @n on a handle with run @s,
+ * before its reply (the handle may be released once the reply is sent):
  * queues the next window if the run is sequential. Any FUSE worker. */
 void mfs_prefetch_on_read(struct mfs_mount *m, struct mfs_node *n, struct mfs_pf_stream *s,
                           uint64_t off, size_t len);

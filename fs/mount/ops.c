@@ -690,8 +690,9 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_err(req, ret == -ENOMEM ? ENOMEM : EIO);
 		} else {
 			mfs_count(&m->ctr.bytes_served, len);
-			fuse_reply_buf(req, (const char *)p, len);
+			/* Before the reply: once it is sent, a RELEASE may free @fh. */
 			mfs_prefetch_on_read(m, n, &fh->pf, (uint64_t)off, len);
+			fuse_reply_buf(req, (const char *)p, len);
 		}
 	}
 	mfs_metrics_observe_read(m, now_ns() - start);

@@ -156,11 +156,11 @@ void mfs_prefetch_on_read(struct mfs_mount *m, struct mfs_node *n, struct mfs_pf
                           uint64_t off, size_t len)
 {
 	uint64_t size = n->res->merkle.params.data_size, end = off + len;
-	uint64_t run = __atomic_load_n(&s->run_end, __ATOMIC_RELAXED);
-	uint64_t pushed, from, to;
+	uint64_t run, pushed, from, to;
 
 	if (!m->pf || n->kind != MFS_N_FILE || !len)
 		return;
+	run = __atomic_load_n(&s->run_end, __ATOMIC_RELAXED);
 	/* Sequential: from the start, or continuing the run (with some slack). */
 	if (off != 0 && (off > run + PF_SLACK || off + PF_SLACK < run))
 		return (void)__atomic_store_n(&s->run_end, end, __ATOMIC_RELAXED);
