@@ -510,71 +510,65 @@ static void ca_clear(struct ss_ca *ca)
 	free(ca->uri);
 }
 
-/*
- * parse_logs() - parses an optional array of logs ("tlogs" or "ctlogs")
- * @label: in: the file
- * @top: in: the root object
- * @key: in: the member name
- * @out, @n: out: calloc'd array and its length (NULL, 0 when absent)
- * @err: out: the message on failure
- *
- * Return: 0, -EBADMSG or -ENOMEM. On failure *@out still holds what was
- * parsed, for ss_root_free().
- */
-static int parse_logs(const char *label, const cJSON *top, const char *key, struct ss_log **out,
-                      size_t *n, struct mv_err *err)
-{
-	const cJSON *arr, *item;
-	size_t count, i = 0;
-	char path[SS_PATH_SIZE];
-	int ret;
+/* Parses one element of a root's array into @elem (parse_log, parse_ca). */
+typedef int (*item_fn)(const char *label, const cJSON *item, const char *path, void *elem,
+                       struct mv_err *err);
 
-	if (ss_json_array(label, top, "", key, SS_MAX_ROOT_ITEMS, &arr, &count, err))
-		return -EBADMSG;
-	if (!count)
-		return 0;
-	*out = calloc(count, sizeof(**out));
-	if (!*out)
-		return mv_err_set(err, -ENOMEM, "%s: out of memory", label);
-	cJSON_ArrayForEach(item, arr)
-	{
-		ss_json_path(path, "%s[%zu]", key, i);
-		*n = ++i;
-		ret = parse_log(label, item, path, &(*out)[i - 1], err);
-		if (ret)
-			return ret;
-	}
-	return 0;
+static int log_item(const char *label, const cJSON *item, const char *path, void *elem,
+                    struct mv_err *err)
+{
+	return parse_log(label, item, path, elem, err);
+}
+
+static int ca_item(const char *label, const cJSON *item, const char *path, void *elem,
+                   struct mv_err *err)
+{
+	return parse_ca(label, item, path, elem, err);
 }
 
 /*
- * parse_cas() - parses an optional array of certificate authorities
- * ("certificateAuthorities" or "timestampAuthorities"); as parse_logs().
+ * parse_items() - parses an optional array of logs ("tlogs", "ctlogs") or
+ * certificate authorities ("certificateAuthorities", "timestampAuthorities")
+ * @label: in: the file
+ * @top: in: the root object
+ * @key: in: the member name
+ * @size, @fn: in: an element's size and its parser
+ * @n: out: the array's length (0 when absent)
+ * @ret: out: 0, -EBADMSG or -ENOMEM
+ * @err: out: the message on failure
+ *
+ * Return: the calloc'd array (NULL when absent), also on failure: it holds
+ * what was parsed, for ss_root_free().
  */
-static int parse_cas(const char *label, const cJSON *top, const char *key, struct ss_ca **out,
-                     size_t *n, struct mv_err *err)
+static void *parse_items(const char *label, const cJSON *top, const char *key, size_t size,
+                         item_fn fn, size_t *n, int *ret, struct mv_err *err)
 {
 	const cJSON *arr, *item;
 	size_t count, i = 0;
 	char path[SS_PATH_SIZE];
-	int ret;
+	char *out;
 
-	if (ss_json_array(label, top, "", key, SS_MAX_ROOT_ITEMS, &arr, &count, err))
-		return -EBADMSG;
+	*ret = 0;
+	if (ss_json_array(label, top, "", key, SS_MAX_ROOT_ITEMS, &arr, &count, err)) {
+		*ret = -EBADMSG;
+		return NULL;
+	}
 	if (!count)
-		return 0;
-	*out = calloc(count, sizeof(**out));
-	if (!*out)
-		return mv_err_set(err, -ENOMEM, "%s: out of memory", label);
+		return NULL;
+	out = calloc(count, size);
+	if (!out) {
+		*ret = mv_err_set(err, -ENOMEM, "%s: out of memory", label);
+		return NULL;
+	}
 	cJSON_ArrayForEach(item, arr)
 	{
 		ss_json_path(path, "%s[%zu]", key, i);
 		*n = ++i;
-		ret = parse_ca(label, item, path, &(*out)[i - 1], err);
-		if (ret)
-			return ret;
+		*ret = fn(label, item, path, out + (i - 1) * size, err);
+		if (*ret)
+			break;
 	}
-	return 0;
+	return out;
 }
 
 /*
@@ -638,13 +632,17 @@ int ss_root_parse(const char *label, const char *json, size_t len, struct ss_roo
 		ret = mv_err_set(err, -ENOMEM, "%s: out of memory", label);
 		goto out;
 	}
-	ret = parse_cas(label, top, "certificateAuthorities", &r->cas, &r->n_cas, err);
+	r->cas = parse_items(label, top, "certificateAuthorities", sizeof(*r->cas), ca_item,
+	                     &r->n_cas, &ret, err);
 	if (!ret)
-		ret = parse_cas(label, top, "timestampAuthorities", &r->tsas, &r->n_tsas, err);
+		r->tsas = parse_items(label, top, "timestampAuthorities", sizeof(*r->tsas), ca_item,
+		                      &r->n_tsas, &ret, err);
 	if (!ret)
-		ret = parse_logs(label, top, "tlogs", &r->tlogs, &r->n_tlogs, err);
+		r->tlogs = parse_items(label, top, "tlogs", sizeof(*r->tlogs), log_item,
+		                       &r->n_tlogs, &ret, err);
 	if (!ret)
-		ret = parse_logs(label, top, "ctlogs", &r->ctlogs, &r->n_ctlogs, err);
+		r->ctlogs = parse_items(label, top, "ctlogs", sizeof(*r->ctlogs), log_item,
+		                        &r->n_ctlogs, &ret, err);
 	if (ret)
 		goto out;
 	*out = r;
