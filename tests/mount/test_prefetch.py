@@ -164,3 +164,55 @@ def test_prefetch_pattern_needs_a_value(tmp_path, keys, model, modelfs):  # noqa
     p = modelfs("mount", "--trust", f"{keys['trusted']}.pub", "--prefetch", "", store,
                 tmp_path / "mnt")
     assert p.returncode == 2 and "--prefetch needs a pattern" in p.stderr
+
+
+def proc_threads_fds(pid: int) -> tuple:
+    """(threads, open descriptors) of process @pid, from /proc."""
+    threads = next(int(line.split()[1]) for line in
+                   pathlib.Path(f"/proc/{pid}/status").read_text().splitlines()
+                   if line.startswith("Threads:"))
+    return threads, len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_readahead_queue_is_bounded(tmp_path, keys, model):  # noqa: F811
+    """A local user who opens one file 300 times and starts a sequential run
+    on each handle asks for 300 read-ahead windows of 30 MiB at once. The
+    queue holds PF_QUEUE_MAX (64) of them and drops the rest, counted; the
+    daemon's threads stay the two prefetch workers and its descriptors stay
+    bounded by the handles the reader holds; every byte read is right, and
+    the queue drains once the handles are closed."""
+    store, data = model
+    n = 300
+    with Mount(store, tmp_path / "mnt", f"{keys['trusted']}.pub", "--verified-readahead") as m:
+        f = m.mnt / "org" / "m" / "model.safetensors"
+        t0, _ = proc_threads_fds(m.proc.pid)
+        fds, peak = [], (0, 0)
+        try:
+            for _ in range(n):
+                fd = os.open(f, os.O_RDONLY)
+                fds.append(fd)
+                # Empty the mount's cache so that the READ at 0 reaches the
+                # daemon; the 4 KiB READ at 0 starts the handle's run.
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+                assert os.pread(fd, 4096, 0) == data[:4096]
+                t, d = proc_threads_fds(m.proc.pid)
+                peak = (max(peak[0], t), max(peak[1], d))
+            c = counters(m)
+            assert c["prefetch_dropped"] > 0, c
+            assert c["prefetch_jobs"] + c["prefetch_dropped"] >= n - 10, c
+        finally:
+            for fd in fds:
+                os.close(fd)
+        # FUSE workers may come and go (libfuse's pool); prefetch adds two.
+        assert peak[0] <= t0 + 12, (t0, peak)
+        # A queued window holds no descriptor: a job opens its file when it runs.
+        assert peak[1] <= 64 + n, peak
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            c1 = counters(m)
+            time.sleep(0.5)
+            if counters(m)["prefetch_bytes"] == c1["prefetch_bytes"]:
+                break
+        assert mmap_touch(f) == hashlib.sha256(data).digest()
+        assert counters(m)["verify_failures"] == 0
