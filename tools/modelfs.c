@@ -6,10 +6,21 @@
  * libraries (verity/, cache/, fs/). When invoked as mount.modelfs or with
  * the mount(8) helper convention the mount subcommand is implied.
  */
+#define FUSE_USE_VERSION 312
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <curl/curl.h>
+#include <fuse_lowlevel.h>
+#include <openssl/crypto.h>
+#include <openssl/opensslv.h>
+#include <zlib.h>
+#include <zstd.h>
 
 #include "cli.h"
+#include "modelfs_build.h"
 
 static const struct cli_command commands[] = {
     {"digest", cmd_digest,
@@ -83,6 +94,41 @@ static void print_help(FILE *f)
 	        "Exit status: 0 success, 1 verification failed or unsafe, 2 usage or I/O error.\n");
 }
 
+/**
+ * print_version() - `modelfs --version`: what a bug report needs, one line each
+ * @f: in: the stream to print to
+ *
+ * Prints the version, the build (type, compiler), each library modelfs
+ * links as compiled against (its header) and as running (its version
+ * function), and the build's features: fuzzing, sanitizers, keyless
+ * (Sigstore) verification with its default trusted root, and OCI
+ * registries over libcurl.
+ */
+static void print_version(FILE *f)
+{
+	const curl_version_info_data *curl = curl_version_info(CURLVERSION_NOW);
+	const char *root = mv_sigstore_root_default();
+	const char *san = MODELFS_SANITIZERS;
+
+	fprintf(f, "modelfs %s\n", MV_VERSION);
+	fprintf(f, "build: %s, %s\n", MODELFS_BUILD_TYPE, MODELFS_COMPILER);
+	fprintf(f, "libfuse: compiled %d.%d, running %s\n", FUSE_MAJOR_VERSION, FUSE_MINOR_VERSION,
+	        fuse_pkgversion());
+	fprintf(f, "OpenSSL: compiled %s, running %s\n", OPENSSL_VERSION_TEXT,
+	        OpenSSL_version(OPENSSL_VERSION));
+	fprintf(f, "zstd: compiled %s, running %s\n", ZSTD_VERSION_STRING, ZSTD_versionString());
+	fprintf(f, "cJSON: compiled %d.%d.%d, running %s\n", CJSON_VERSION_MAJOR,
+	        CJSON_VERSION_MINOR, CJSON_VERSION_PATCH, cJSON_Version());
+	fprintf(f, "libcurl: compiled %s, running %s\n", LIBCURL_VERSION,
+	        curl ? curl->version : "unknown");
+	fprintf(f, "zlib: compiled %s, running %s\n", ZLIB_VERSION, zlibVersion());
+	fprintf(f, "fuzzing: %s\n", MODELFS_FUZZING ? "yes" : "no");
+	fprintf(f, "sanitizers: %s\n", strcmp(san, "none") == 0 || !*san ? "none" : san);
+	fprintf(f, "keyless (Sigstore): yes, default trusted root %s (%s)\n", root,
+	        access(root, R_OK) == 0 ? "present" : "missing");
+	fprintf(f, "remote (OCI registries, libcurl): yes\n");
+}
+
 int main(int argc, char **argv)
 {
 	const char *prog = strrchr(argv[0], '/');
@@ -103,7 +149,7 @@ int main(int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (strcmp(argv[1], "--version") == 0) {
-		printf("modelfs %s\n", MV_VERSION);
+		print_version(stdout);
 		return EXIT_OK;
 	}
 	const struct cli_command *cmd = cli_find(argv[1]);
