@@ -119,7 +119,8 @@ static int load_trust(const struct verify_args *a, struct mv_trust **out)
 /*
  * The signer for the summary: a keyless identity, a certificate subject, or
  * the OMS hint of the trusted key whose id matches (the hint is what bundles
- * and users quote).
+ * and users quote) followed by its key id (what the mount, status.json,
+ * policies and the BOM print).
  */
 static void describe_signer(const struct verify_args *a, const struct mv_signer *s, char *out,
                             size_t len)
@@ -139,7 +140,8 @@ static void describe_signer(const struct verify_args *a, const struct mv_signer 
 		mv_key_hint(k, hint);
 		mv_key_free(k);
 		if (strcmp(id, s->key_id) == 0) {
-			snprintf(out, len, "signer key %s", hint);
+			/* Both: the mount, status, policy and BOM name keys by id. */
+			snprintf(out, len, "signer key %s, key id %s", hint, id);
 			return;
 		}
 	}
