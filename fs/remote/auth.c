@@ -194,7 +194,8 @@ static int bearer(struct mfr_client *c, const struct mfr_challenge *ch, struct m
 {
 	char *url = token_url(c->curl, ch), *basic = NULL, *token = NULL;
 	struct mfr_resp rs = {0};
-	struct mfr_req rq = {.method = "GET", .max_body = MFR_TOKEN_MAX, .no_auth = !c->basic};
+	struct mfr_req rq = {
+	    .method = "GET", .max_body = MFR_TOKEN_MAX, .no_auth = !c->basic, .retry = true};
 	int ret = -ENOMEM;
 
 	if (!url)
@@ -203,7 +204,7 @@ static int bearer(struct mfr_client *c, const struct mfr_challenge *ch, struct m
 		goto out;
 	rq.url = url;
 	rq.auth = basic;
-	ret = mfr_http(c, &rq, &rs, err);
+	ret = mfr_request(c, &rq, &rs, err); /* its 401 is not negotiated: rq.auth or no_auth */
 	if (ret)
 		goto out;
 	if (rs.status == 401 || rs.status == 403) {
@@ -212,10 +213,13 @@ static int bearer(struct mfr_client *c, const struct mfr_challenge *ch, struct m
 		                 c->ref.registry, rs.status);
 		goto out;
 	}
-	ret = rs.status == 200 ? token_from(&rs, &token) : -EBADMSG;
+	/* a malformed answer is the service's fault: -EPROTO, not -EBADMSG (a changed file) */
+	ret = rs.status == 200 ? token_from(&rs, &token) : -EPROTO;
 	if (ret) {
-		mv_err_set(err, ret, "%s: no token from the token service (HTTP %ld)",
-		           c->ref.registry, rs.status);
+		ret = ret == -ENOMEM ? ret : -EPROTO;
+		mv_err_set(err, ret, "%s: no token from the token service (HTTP %ld%s)",
+		           c->ref.registry, rs.status,
+		           rs.status == 200 ? ", no usable \"token\" or \"access_token\"" : "");
 		goto out;
 	}
 	ret = set_auth(c, "Bearer", token);
@@ -240,10 +244,10 @@ int mfr_auth_answer(struct mfr_client *c, const char *www_auth, struct mv_err *e
 	}
 	ret = mfr_challenge_parse(www_auth, strlen(www_auth), &ch);
 	if (ret) {
-		mv_err_set(err, ret == -ENOTSUP ? -EACCES : ret,
-		           "%s: unsupported or malformed WWW-Authenticate challenge",
-		           c->ref.registry);
-		ret = ret == -ENOTSUP ? -EACCES : ret;
+		/* never -EBADMSG: push reads that as a file changed under it */
+		ret = ret == -ENOTSUP ? -EACCES : ret == -ENOMEM ? ret : -EPROTO;
+		mv_err_set(err, ret, "%s: %s WWW-Authenticate challenge", c->ref.registry,
+		           ret == -EACCES ? "unsupported" : "malformed");
 		goto out;
 	}
 	if (ch.bearer) {

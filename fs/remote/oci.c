@@ -55,6 +55,7 @@ int mfr_client_new(const struct mfr_ref *ref, const struct mfr_client_opts *o,
 	static const struct mfr_client_opts none = {0};
 	struct mfr_client *c = calloc(1, sizeof(*c));
 	int ret = -ENOMEM;
+	long t;
 
 	*out = NULL;
 	o = o ? o : &none;
@@ -64,8 +65,9 @@ int mfr_client_new(const struct mfr_ref *ref, const struct mfr_client_opts *o,
 	ret = make_base(c, o, err);
 	if (ret)
 		goto out;
-	c->connect_timeout_s = o->connect_timeout_s > 0 ? o->connect_timeout_s : 15;
-	c->low_speed_time_s = o->low_speed_time_s > 0 ? o->low_speed_time_s : 30;
+	t = mfr_env_timeout();
+	c->connect_timeout_s = o->connect_timeout_s > 0 ? o->connect_timeout_s : t ? t : 15;
+	c->low_speed_time_s = o->low_speed_time_s > 0 ? o->low_speed_time_s : t ? t : 30;
 	ret = -ENOMEM;
 	if (o->ca_file && !(c->ca_file = strdup(o->ca_file)))
 		goto out;
@@ -113,23 +115,33 @@ static char *url_of(const struct mfr_client *c, const char *kind, const char *wh
 	return url;
 }
 
-/* One line for an unexpected status of @what. */
-static int bad_status(const struct mfr_client *c, const char *what, long status, struct mv_err *err)
+/* One line for an unexpected status of @what, with the retries it took. */
+static int bad_status(const struct mfr_client *c, const char *what, const struct mfr_resp *rs,
+                      struct mv_err *err)
 {
+	long status = rs->status;
 	int code = status == 401 || status == 403 ? -EACCES : status == 404 ? -ENOENT : -EIO;
+	const char *label = status == 403 ? "forbidden" : status == 429 ? "too many requests" : "";
+	char note[192] = "";
 
+	if (status == 429 && rs->has_retry_after && rs->retry_after_s > MFR_RETRY_AFTER_MAX)
+		snprintf(note, sizeof(note), " (%s; Retry-After %ld s is over the %d s it waits)",
+		         label, rs->retry_after_s, MFR_RETRY_AFTER_MAX);
+	else if (rs->retries)
+		snprintf(note, sizeof(note), " (%s%s%d attempts)", label, *label ? "; " : "",
+		         rs->retries + 1);
+	else if (*label)
+		snprintf(note, sizeof(note), " (%s)", label);
 	return mv_err_set(err, code, "%s/%s: %s: HTTP %ld%s", c->ref.registry, c->ref.repo, what,
-	                  status,
-	                  status == 403   ? " (forbidden)"
-	                  : status == 429 ? " (too many requests)"
-	                                  : "");
+	                  status, note);
 }
 
 int mfr_blob_exists(struct mfr_client *c, const char *digest, uint64_t size, bool *exists,
                     struct mv_err *err)
 {
 	char *url = url_of(c, "blobs", digest);
-	struct mfr_req rq = {.method = "HEAD", .url = url, .max_body = MFR_ERRBODY_MAX};
+	struct mfr_req rq = {
+	    .method = "HEAD", .url = url, .max_body = MFR_ERRBODY_MAX, .retry = true};
 	struct mfr_resp rs = {0};
 	int ret = -ENOMEM;
 
@@ -142,7 +154,7 @@ int mfr_blob_exists(struct mfr_client *c, const char *digest, uint64_t size, boo
 	if (rs.status == 200)
 		*exists = true;
 	else if (rs.status != 404)
-		ret = bad_status(c, "blob HEAD", rs.status, err);
+		ret = bad_status(c, "blob HEAD", &rs, err);
 out:
 	mfr_resp_free(&rs);
 	free(url);
@@ -172,7 +184,9 @@ static char *upload_url(const struct mfr_client *c, const char *loc, const char 
 static int upload_start(struct mfr_client *c, char **loc, struct mv_err *err)
 {
 	char *url = url_of(c, "blobs", "uploads/");
-	struct mfr_req rq = {.method = "POST", .url = url, .max_body = MFR_ERRBODY_MAX};
+	/* a second session, if the first answer was lost, is only abandoned */
+	struct mfr_req rq = {
+	    .method = "POST", .url = url, .max_body = MFR_ERRBODY_MAX, .retry = true};
 	struct mfr_resp rs = {0};
 	int ret = -ENOMEM;
 
@@ -181,8 +195,13 @@ static int upload_start(struct mfr_client *c, char **loc, struct mv_err *err)
 	ret = mfr_request(c, &rq, &rs, err);
 	if (ret)
 		goto out;
-	if (rs.status != 202 || !rs.location) {
-		ret = bad_status(c, "blob upload start", rs.status, err);
+	if (rs.status != 202) {
+		ret = bad_status(c, "blob upload start", &rs, err);
+		goto out;
+	}
+	if (!rs.location) {
+		ret = mv_err_set(err, -EPROTO, "%s: blob upload start: HTTP 202 without a Location",
+		                 c->ref.registry);
 		goto out;
 	}
 	*loc = rs.location;
@@ -199,7 +218,8 @@ int mfr_blob_upload(struct mfr_client *c, const char *digest, const struct mfr_b
 	struct mfr_req rq = {.method = "PUT",
 	                     .content_type = "application/octet-stream",
 	                     .body = body,
-	                     .max_body = MFR_ERRBODY_MAX};
+	                     .max_body = MFR_ERRBODY_MAX,
+	                     .retry = true};
 	struct mfr_resp rs = {0};
 	char *loc = NULL, *url = NULL;
 	int ret = upload_start(c, &loc, err);
@@ -208,15 +228,16 @@ int mfr_blob_upload(struct mfr_client *c, const char *digest, const struct mfr_b
 		goto out;
 	url = upload_url(c, loc, digest);
 	if (!url) {
-		ret = mv_err_set(err, -EBADMSG, "%s: bad upload Location", c->ref.registry);
+		ret = mv_err_set(err, -EPROTO, "%s: blob upload start: unusable Location header",
+		                 c->ref.registry);
 		goto out;
 	}
 	rq.url = url;
 	ret = mfr_request(c, &rq, &rs, err);
 	if (!ret && rs.status != 201)
-		ret = bad_status(c, "blob upload", rs.status, err);
+		ret = bad_status(c, "blob upload", &rs, err);
 	if (!ret && rs.digest && strcmp(rs.digest, digest) != 0)
-		ret = mv_err_set(err, -EBADMSG, "%s: the registry stored %s as another digest",
+		ret = mv_err_set(err, -EPROTO, "%s: the registry stored %s as another digest",
 		                 c->ref.registry, digest);
 out:
 	mfr_resp_free(&rs);
@@ -256,6 +277,17 @@ int mfr_blob_upload_mem(struct mfr_client *c, const char *digest, const void *da
 	return mfr_blob_upload(c, digest, &body, err);
 }
 
+/* Is @digest ("sha256:HEX") the SHA-256 of @data? */
+static bool same_digest(const char *data, size_t len, const char *digest)
+{
+	uint8_t sum[32];
+	char hex[65];
+
+	mv_sha256(data, len, sum);
+	mv_hex_encode(sum, 32, hex);
+	return strncmp(digest, "sha256:", 7) == 0 && strcmp(digest + 7, hex) == 0;
+}
+
 int mfr_manifest_put(struct mfr_client *c, const char *ref, const char *media_type,
                      const char *body, size_t len, struct mv_err *err)
 {
@@ -266,7 +298,8 @@ int mfr_manifest_put(struct mfr_client *c, const char *ref, const char *media_ty
 	                     .url = url,
 	                     .content_type = media_type,
 	                     .body = &b,
-	                     .max_body = MFR_ERRBODY_MAX};
+	                     .max_body = MFR_ERRBODY_MAX,
+	                     .retry = true};
 	struct mfr_resp rs = {0};
 	int ret = -ENOMEM;
 
@@ -279,7 +312,11 @@ int mfr_manifest_put(struct mfr_client *c, const char *ref, const char *media_ty
 	}
 	ret = mfr_request(c, &rq, &rs, err);
 	if (!ret && rs.status != 201)
-		ret = bad_status(c, "manifest PUT", rs.status, err);
+		ret = bad_status(c, "manifest PUT", &rs, err);
+	if (!ret && rs.digest && !same_digest(body, len, rs.digest))
+		ret =
+		    mv_err_set(err, -EPROTO, "%s/%s:%s: the registry stored the manifest as %.80s",
+		               c->ref.registry, c->ref.repo, ref, rs.digest);
 out:
 	mfr_resp_free(&rs);
 	free(url);
@@ -307,8 +344,11 @@ int mfr_manifest_get(struct mfr_client *c, const char *ref, char **body, size_t 
                      char **media_type, struct mv_err *err)
 {
 	char *url = url_of(c, "manifests", ref);
-	struct mfr_req rq = {
-	    .method = "GET", .url = url, .accept = ACCEPT_MANIFESTS, .max_body = MFR_MANIFEST_MAX};
+	struct mfr_req rq = {.method = "GET",
+	                     .url = url,
+	                     .accept = ACCEPT_MANIFESTS,
+	                     .max_body = MFR_MANIFEST_MAX,
+	                     .retry = true};
 	struct mfr_resp rs = {0};
 	int ret = -ENOMEM;
 
@@ -318,7 +358,7 @@ int mfr_manifest_get(struct mfr_client *c, const char *ref, char **body, size_t 
 		goto out;
 	ret = mfr_request(c, &rq, &rs, err);
 	if (!ret && rs.status != 200)
-		ret = rs.status == 404 ? -ENOENT : bad_status(c, "manifest GET", rs.status, err);
+		ret = rs.status == 404 ? -ENOENT : bad_status(c, "manifest GET", &rs, err);
 	if (!ret)
 		ret = check_digest(c, ref, &rs, err);
 	if (ret)
@@ -361,10 +401,14 @@ int mfr_referrers_get(struct mfr_client *c, const char *digest, char **body, siz
                       struct mv_err *err)
 {
 	char *url = url_of(c, "referrers", digest);
-	struct mfr_req rq = {
-	    .method = "GET", .url = url, .accept = MFR_MT_INDEX, .max_body = MFR_MANIFEST_MAX};
+	struct mfr_req rq = {.method = "GET",
+	                     .url = url,
+	                     .accept = MFR_MT_INDEX,
+	                     .max_body = MFR_MANIFEST_MAX,
+	                     .retry = true};
 	struct mfr_resp rs = {0};
 	struct mfr_index *ix = NULL;
+	bool from_api = false;
 	int ret = -ENOMEM;
 
 	*body = NULL;
@@ -378,9 +422,10 @@ int mfr_referrers_get(struct mfr_client *c, const char *digest, char **body, siz
 		goto check;
 	}
 	if (!ret && rs.status != 200)
-		ret = bad_status(c, "referrers GET", rs.status, err);
+		ret = bad_status(c, "referrers GET", &rs, err);
 	if (ret)
 		goto out;
+	from_api = true;
 	if (api)
 		*api = true;
 	*body = rs.body;
@@ -389,8 +434,12 @@ int mfr_referrers_get(struct mfr_client *c, const char *digest, char **body, siz
 	if (!*body)
 		ret = empty_index(body, len);
 check:
-	if (!ret && *body)
-		ret = mfr_index_parse(*body, *len, &ix, err);
+	/* what the registry sent is malformed: a registry error, not -EBADMSG */
+	if (!ret && *body && mfr_index_parse(*body, *len, &ix, NULL))
+		ret =
+		    mv_err_set(err, -EPROTO, "%s/%s: the referrers of %s: not a valid OCI index%s",
+		               c->ref.registry, c->ref.repo, digest,
+		               from_api ? "" : " (referrers tag schema)");
 out:
 	if (ret) {
 		free(*body);

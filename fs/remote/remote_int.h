@@ -31,7 +31,14 @@ struct mfr_req {
 	size_t max_body;             /* bytes of the response kept; more is -E2BIG */
 	const char *auth;            /* overrides the client's header (token endpoint) */
 	bool no_auth;                /* send no Authorization header */
+	const char *range;           /* "bytes=A-B": a Range header (pull), or NULL */
+	bool retry;                  /* idempotent: resent on 429, 5xx, a dropped connection */
 };
+
+/* Retries of a request with .retry (docs/remote.md "Faults"). */
+#define MFR_RETRIES         3   /* sends after the first */
+#define MFR_BACKOFF_MS      500 /* doubled each time: 0.5 s, 1 s, 2 s */
+#define MFR_RETRY_AFTER_MAX 10  /* s: a longer Retry-After is not waited for */
 
 /* One response; free with mfr_resp_free(). */
 struct mfr_resp {
@@ -39,7 +46,12 @@ struct mfr_resp {
 	char *body; /* NUL-terminated, len bytes; NULL for none */
 	size_t len;
 	char *www_auth, *location, *content_type, *digest; /* headers, or NULL */
-	bool oci_subject; /* an OCI-Subject header: the registry indexes referrers */
+	bool oci_subject;    /* an OCI-Subject header: the registry indexes referrers */
+	char *content_range; /* the Content-Range header (a 206), or NULL */
+	bool has_retry_after;
+	long retry_after_s; /* Retry-After in seconds (a date is converted) */
+	int retries;        /* sends after the first (mfr_request) */
+	char *foreign;      /* the last hop's host:port if not the registry's, else NULL */
 };
 
 void mfr_resp_free(struct mfr_resp *r);
@@ -59,9 +71,16 @@ int mfr_http(struct mfr_client *c, const struct mfr_req *rq, struct mfr_resp *rs
              struct mv_err *err);
 
 /**
- * mfr_request() - mfr_http() with the auth flow: on a 401 with a challenge,
- *                 authenticate (auth.c) and send the request once more
- * Parameters and return as mfr_http(); a 401 after that is -EACCES.
+ * mfr_request() - mfr_http() with the auth flow and retries
+ *
+ * On a 401 with a challenge from the registry itself (not from a host it
+ * redirected to), unless @rq has no_auth or its own auth: authenticate
+ * (auth.c) and send the request once more. With @rq->retry, a 429, 500,
+ * 502, 503, 504 or a dropped connection is sent again, at most MFR_RETRIES
+ * times, after the Retry-After (if at most MFR_RETRY_AFTER_MAX s; a longer
+ * one is not waited for) or a doubling backoff. Timeouts are not retried.
+ * Parameters and return as mfr_http(); a 401 after answering is -EACCES;
+ * the last response is returned with rs->retries set.
  */
 int mfr_request(struct mfr_client *c, const struct mfr_req *rq, struct mfr_resp *rs,
                 struct mv_err *err);
@@ -89,6 +108,9 @@ int mfr_auth_answer(struct mfr_client *c, const char *www_auth, struct mv_err *e
  */
 int mfr_auth_lookup(const char *registry, const char *const *files, size_t n, char **basic,
                     struct mv_err *err);
+
+/* The timeout of MODELFS_HTTP_TIMEOUT (seconds, 1..3600), or 0 if unset. */
+long mfr_env_timeout(void);
 
 /* Frees @s after zeroing it (secrets). */
 void mfr_free_secret(char *s);
