@@ -43,6 +43,7 @@ int cmd_attest(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
 int cmd_push(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 /*
  * cli_mount.c: reads MOUNTPOINT/.modelfs/@name of a live modelfs mount into
  * a malloc'd, NUL-terminated *@text. Prints one line on failure and returns

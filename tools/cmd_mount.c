@@ -4,6 +4,8 @@
  *
  * Also serves the mount(8) convention "modelfs STORE MNT -o OPTS", so the
  * modelfs options can be given as -o trust=KEY,pickle=show,cache_dir=DIR.
+ * STORE may be oci://REGISTRY/REPO:TAG, the lazy mount of one model
+ * (fs/mount/bstore_oci.c), with --ca-cert and --insecure as for push.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -247,6 +249,10 @@ static int parse_o(struct mount_args *a, char *s)
 			ret = parse_build_wait(a, opt + 16);
 		else if (strcmp(opt, "keep_backing_cache") == 0)
 			a->o.keep_backing_cache = true;
+		else if (strncmp(opt, "ca_cert=", 8) == 0 && opt[8])
+			a->o.ca_cert = opt + 8;
+		else if (strcmp(opt, "insecure") == 0)
+			a->o.insecure = true;
 		else if (strcmp(opt, "relatime") == 0 || strcmp(opt, "norelatime") == 0 ||
 		         strcmp(opt, "strictatime") == 0 || strcmp(opt, "nostrictatime") == 0 ||
 		         strcmp(opt, "lazytime") == 0 || strcmp(opt, "nolazytime") == 0 ||
@@ -290,6 +296,8 @@ enum {
 	OPT_TREE_BUILDERS,
 	OPT_TREE_BUILD_WAIT,
 	OPT_KEEP_BACKING_CACHE,
+	OPT_CA_CERT,
+	OPT_INSECURE,
 };
 
 static const struct option long_opts[] = {
@@ -308,6 +316,8 @@ static const struct option long_opts[] = {
     {"tree-builders", required_argument, NULL, OPT_TREE_BUILDERS},
     {"tree-build-wait", required_argument, NULL, OPT_TREE_BUILD_WAIT},
     {"keep-backing-cache", no_argument, NULL, OPT_KEEP_BACKING_CACHE},
+    {"ca-cert", required_argument, NULL, OPT_CA_CERT},
+    {"insecure", no_argument, NULL, OPT_INSECURE},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"watch", no_argument, NULL, OPT_WATCH},
     {"prefetch", required_argument, NULL, OPT_PREFETCH},
@@ -381,6 +391,8 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_TREE_BUILDERS: ret = parse_builders(a, optarg); break;
 		case OPT_TREE_BUILD_WAIT: ret = parse_build_wait(a, optarg); break;
 		case OPT_KEEP_BACKING_CACHE: a->o.keep_backing_cache = true; break;
+		case OPT_CA_CERT: a->o.ca_cert = optarg; break;
+		case OPT_INSECURE: a->o.insecure = true; break;
 		case OPT_THREADS:
 			ret = cli_parse_uint(optarg, 0, 1024, &a->o.threads);
 			if (ret || a->o.threads == 0) {
@@ -417,7 +429,7 @@ static void print_help(void)
 	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
 	      "                       gid=N, umask=MASK, control_access=WHO,\n"
 	      "                       tree_builders=N, tree_build_wait=SECONDS,\n"
-	      "                       keep_backing_cache\n"
+	      "                       keep_backing_cache, ca_cert=FILE, insecure\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
 	      "  --trust-identity ID --trust-issuer URL\n"
@@ -460,6 +472,11 @@ static void print_help(void)
 	      "  --no-prefetch        no verified read-ahead (the default)\n"
 	      "  --unmount-timeout S  on SIGTERM/SIGINT, unmount and exit within S seconds\n"
 	      "                       (default 10); a busy mount is detached lazily\n"
+	      "\nA registry as the store (STORE = oci://REGISTRY/REPO:TAG or @sha256:HEX;\n"
+	      "docs/remote.md, \"Lazy mount\"): one model pushed by `modelfs push`, read\n"
+	      "block by block with ranged GETs; credentials from the auth files.\n"
+	      "  --ca-cert FILE       trust this PEM CA for the registry's TLS certificate\n"
+	      "  --insecure           allow plain http to a host that is not loopback\n"
 	      "\nOwners and permissions (docs/mount.md): files and folders show the store's\n"
 	      "owner, group and mode without write bits; the kernel enforces them.\n"
 	      "  --uid N              show every file and folder as owned by user N\n"

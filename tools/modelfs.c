@@ -74,6 +74,10 @@ static const struct cli_command commands[] = {
      "push --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--ca-cert FILE] [--insecure] "
      "MODEL_DIR [http://]REGISTRY/REPO:TAG",
      "verify a sealed model and publish it to an OCI registry (ModelPack, signature attached)"},
+    {"pull", cmd_pull,
+     "pull --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--ca-cert FILE] [--insecure] "
+     "[--jobs N] [--chunk-size SIZE] [http://]REGISTRY/REPO[:TAG][@sha256:HEX] DIR",
+     "download a pushed model, verify it and install it as DIR (resumable)"},
 };
 
 const struct cli_command *cli_find(const char *name)

@@ -3,7 +3,8 @@
  * bstore.h - the backing store interface of the mount (libfs): where the
  * models' bytes come from, and opening backing files (backing.c). Included
  * through mount_int.h by every file of the mount; implemented by
- * bstore_local.c (the local folder). See docs/architecture.md, "The backing
+ * bstore_local.c (the local folder) and bstore_oci.c (a model in an OCI
+ * registry). See docs/architecture.md, "The backing
  * store".
  */
 #ifndef MODELFS_BSTORE_H
@@ -38,7 +39,7 @@ struct stat;
 typedef int (*mfs_bstore_entry_fn)(void *ctx, const char *name, unsigned char d_type);
 struct mfs_bstore;
 struct mfs_bstore_ops {
-	const char *name; /* "local" */
+	const char *name; /* "local", "oci" */
 	/* @rel under folder @dir; @flags: O_RDONLY, O_DIRECTORY, O_PATH. */
 	int (*open)(const struct mfs_bstore *s, int dir, const char *rel, int flags);
 	int (*open_local)(const struct mfs_bstore *s, int dir, const char *rel, int flags);
@@ -63,6 +64,8 @@ struct mfs_bstore_ops {
 	 * a failure; NULL when the store caches nothing. See mfs_bstore_drop().
 	 */
 	void (*drop)(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len);
+	/* Frees the store's state at unmount, after every handle was closed; NULL: none. */
+	void (*fini)(struct mfs_bstore *s);
 };
 struct mfs_bstore {
 	const struct mfs_bstore_ops *ops;
@@ -70,6 +73,57 @@ struct mfs_bstore {
 	bool keep_cache; /* --keep-backing-cache: never call ops->drop */
 };
 extern const struct mfs_bstore_ops mfs_bstore_local;
+extern const struct mfs_bstore_ops mfs_bstore_oci;
+
+struct mfs_mount;
+struct mv_err;
+
+/* Does the STORE argument @store name a registry (oci://...)? */
+bool mfs_bstore_is_oci(const char *store);
+
+/**
+ * mfs_bstore_oci_setup() - make the model @uri names the mount's store (bstore_oci.c)
+ * @m: in/out: m->trust and the cache folder set; sets m->bstore, m->store_fd, m->store
+ * @uri: in: oci://REGISTRY/REPO:TAG or oci://REGISTRY/REPO@sha256:HEX
+ * @ca_file: in: --ca-cert (PEM CA file), or NULL for the system CAs
+ * @insecure: in: --insecure (plain http to any host)
+ * @err: out: one line naming the reference and the reason
+ * Resolves the reference once (the manifest digest is pinned for the
+ * mount's life), checks the layer paths, fetches model.sig and the trees
+ * into CACHE/oci/<hex>/model. Credentials come from the auth files only.
+ * Return: 0 or a negative errno; on failure m->bstore.ops->fini frees
+ * what was made.
+ */
+int mfs_bstore_oci_setup(struct mfs_mount *m, const char *uri, const char *ca_file, bool insecure,
+                         struct mv_err *err);
+
+/* What an oci:// store fetched at set-up, for mfs_oci_materialise(). */
+struct mfs_oci_fetched {
+	const char *what;   /* "REGISTRY/REPO@sha256:HEX", for messages */
+	const char *digest; /* the pinned manifest digest, "sha256:HEX" */
+	const char *sig;    /* the referrer's bundle, checked against its digest */
+	size_t sig_len;
+	uint64_t tree_bytes; /* bound on the trees fetched: 1/64 of the files + 1 MiB */
+};
+struct mfr_manifest;
+struct mfr_client;
+/**
+ * mfs_oci_materialise() - model.sig and the trees into CACHE/oci/<hex>/model (bstore_oci_cache.c)
+ * @m: in: the mount (its cache folder)
+ * @f: in: what was fetched
+ * @rm: in: the referrer's manifest: its tree layers (media type
+ *      application/vnd.modelfs.merkle-tree.v1, titled with the tree file's
+ *      name) are fetched, others ignored
+ * @c: in: a registry client of the store's repository
+ * @model_fd: out: CACHE/oci/<hex>/model, laid out as a model folder
+ * @err: out: one line naming the reference or folder and the reason
+ * A tree layer not named like a tree file, or past @f->tree_bytes, is
+ * skipped with a log line (the mount then builds that tree from the data).
+ * Return: 0, -EBADMSG (a tree's bytes do not match its digest) or -errno.
+ */
+int mfs_oci_materialise(struct mfs_mount *m, const struct mfs_oci_fetched *f,
+                        const struct mfr_manifest *rm, struct mfr_client *c, int *model_fd,
+                        struct mv_err *err);
 
 /**
  * mfs_bstore_drop() - tell the store that a range of a file was consumed

@@ -384,4 +384,5 @@ const struct mfs_bstore_ops mfs_bstore_local = {
     .read_sig = local_read_sig,
     .watch = local_watch,
     .drop = local_drop,
+    .fini = NULL,
 };

@@ -114,6 +114,20 @@ static void raise_nofile(void)
 	}
 }
 
+/* The local folder @o->store as the store: m->bstore, m->store_fd, m->store. */
+static int open_local_store(struct mfs_mount *m, const struct mfs_mount_opts *o, struct mv_err *err)
+{
+	m->bstore.ops = &mfs_bstore_local;
+	m->store_fd = open(o->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (m->store_fd < 0)
+		return mv_err_set(err, -errno, "%s: store: %s", o->store,
+		                  errno == ENOTDIR ? "not a directory" : strerror(errno));
+	m->store = realpath(o->store, NULL);
+	if (!m->store)
+		return mv_err_set(err, -errno, "%s: store: %s", o->store, strerror(errno));
+	return 0;
+}
+
 /* Checks the options and scans the store; nothing is mounted yet. */
 static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct mv_err *err)
 {
@@ -134,15 +148,19 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 		if (!m->policy_path)
 			return mv_err_set(err, -ENOMEM, "mount: out of memory");
 	}
-	m->bstore.ops = &mfs_bstore_local;
 	m->bstore.keep_cache = o->keep_backing_cache;
-	m->store_fd = open(o->store, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (m->store_fd < 0)
-		return mv_err_set(err, -errno, "%s: store: %s", o->store,
-		                  errno == ENOTDIR ? "not a directory" : strerror(errno));
-	m->store = realpath(o->store, NULL);
-	if (!m->store)
-		return mv_err_set(err, -errno, "%s: store: %s", o->store, strerror(errno));
+	if (mfs_bstore_is_oci(o->store)) {
+		/* Set up below, once the cache folder is open: it keeps the signature and trees. */
+		if (o->watch)
+			return mv_err_set(err, -EINVAL,
+			                  "%s: --watch: a registry store cannot be "
+			                  "watched",
+			                  o->store);
+	} else {
+		ret = open_local_store(m, o, err);
+		if (ret)
+			return ret;
+	}
 	ret = mfs_detach_stale(o->mountpoint, err);
 	if (!ret)
 		ret = check_mountpoint(o, err);
@@ -157,6 +175,11 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 	ret = mfs_cache_dir_open(m, o, err);
 	if (ret)
 		return ret;
+	if (mfs_bstore_is_oci(o->store)) {
+		ret = mfs_bstore_oci_setup(m, o->store, o->ca_cert, o->insecure, err);
+		if (ret)
+			return ret;
+	}
 	ret = mc_hblock_cache_new(o->hblock_cache_bytes, &m->hcache);
 	if (!ret)
 		ret = mc_frame_cache_new(o->frame_cache_bytes, &m->fcache);
@@ -233,8 +256,10 @@ static void mount_free(struct mfs_mount *m)
 	mv_trust_free(m->trust);
 	mv_policy_free(m->policy);
 	free(m->policy_path);
-	if (m->store_fd > 0)
-		close(m->store_fd);
+	if (m->store_fd >= 0 && m->bstore.ops)
+		m->bstore.ops->close(&m->bstore, m->store_fd);
+	if (m->bstore.ops && m->bstore.ops->fini)
+		m->bstore.ops->fini(&m->bstore);
 	if (m->cache_fd > 0)
 		close(m->cache_fd);
 	if (m->cache_base_fd > 0)

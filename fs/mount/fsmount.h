@@ -32,7 +32,7 @@ enum mfs_pickle_policy {
 
 /* Options of `modelfs mount`; cmd_mount.c fills them, mfs_mount_main obeys. */
 struct mfs_mount_opts {
-	const char *store;             /* directory of models */
+	const char *store;             /* directory of models, or oci://REGISTRY/REPO:TAG */
 	const char *mountpoint;        /* empty directory */
 	const char *const *trust_keys; /* public key files (PEM) */
 	size_t n_trust_keys;
@@ -76,6 +76,9 @@ struct mfs_mount_opts {
 	unsigned tree_build_wait_ms; /* an open's wait for a build, ms; 0: the default (30 s) */
 	/* --keep-backing-cache: never drop served bytes from the store's cache */
 	bool keep_backing_cache;
+	/* An oci:// store (docs/remote.md, "Lazy mount"): */
+	const char *ca_cert; /* --ca-cert: PEM CA file for the registry; NULL: system CAs */
+	bool insecure;       /* --insecure: plain http to any host */
 };
 
 /* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise (pickle_policy.c). */

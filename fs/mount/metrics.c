@@ -159,6 +159,10 @@ const struct mfs_counter_def mfs_counter_defs[] = {
             "Files of --prefetch patterns that could not be read (tampered, missing)."),
     COUNTER(prefetch_file_bytes, "prefetch_file_bytes", "modelfs_prefetch_file_bytes_total",
             "Bytes of --prefetch files read and verified through the mount."),
+    COUNTER(remote_requests, "remote_requests", "modelfs_remote_requests_total",
+            "Ranged GETs of a registry's blobs for reads (an oci:// store)."),
+    COUNTER(remote_bytes, "remote_bytes", "modelfs_remote_bytes_total",
+            "Bytes fetched from a registry's blobs for reads (an oci:// store)."),
 };
 const size_t mfs_n_counter_defs = sizeof(mfs_counter_defs) / sizeof(mfs_counter_defs[0]);
 

@@ -372,6 +372,8 @@ struct mfs_counters {
 	uint64_t prefetch_files;              /* --prefetch files read through the mount */
 	uint64_t prefetch_files_failed;       /* --prefetch files that failed (tampered...) */
 	uint64_t prefetch_file_bytes;         /* bytes of --prefetch files read */
+	uint64_t remote_requests;             /* ranged GETs of an oci:// store (bstore_oci.c) */
+	uint64_t remote_bytes;                /* bytes they fetched */
 	uint64_t read_hist[MFS_READ_BUCKETS]; /* read latencies, per bucket (metrics.c) */
 	uint64_t read_ns_sum;                 /* their sum, in nanoseconds */
 };

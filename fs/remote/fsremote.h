@@ -168,10 +168,10 @@ void mfr_challenge_free(struct mfr_challenge *c);
 struct mfr_client;
 
 struct mfr_client_opts {
-	const char *ca_file;           /* --ca-cert: PEM CA file; NULL: the system CAs */
-	bool insecure;                 /* --insecure: plain http allowed to any host */
-	long connect_timeout_s;        /* 0: 15 s */
-	long low_speed_time_s;         /* 0: 30 s under 1 KiB/s aborts a transfer */
+	const char *ca_file;    /* --ca-cert: PEM CA file; NULL: the system CAs */
+	bool insecure;          /* --insecure: plain http allowed to any host */
+	long connect_timeout_s; /* 0: $MODELFS_HTTP_TIMEOUT, else 15 s */
+	long low_speed_time_s;  /* 0: $MODELFS_HTTP_TIMEOUT, else 30 s under 1 KiB/s aborts */
 	const char *const *auth_files; /* NULL: $REGISTRY_AUTH_FILE, XDG, ~/.docker */
 	size_t n_auth_files;
 };
@@ -305,5 +305,80 @@ struct mfr_push_result {
  */
 int mfr_push(struct mfr_client *c, const struct mfr_ref *ref, const char *model_dir,
              const struct mv_manifest *m, struct mfr_push_result *res, struct mv_err *err);
+
+/* ------------------------------------------------------------------------
+ * Pull (blob.c, pull.c): a pushed model back into a local store folder
+ * ------------------------------------------------------------------------ */
+
+#define MFR_RANGE_MAX       (256u << 20) /* one ranged GET (a chunk) */
+#define MFR_CHUNK_DEFAULT   (8u << 20)   /* bytes per ranged GET */
+#define MFR_CHUNK_MIN       (64u << 10)
+#define MFR_JOBS_DEFAULT    4u
+#define MFR_JOBS_MAX        32u
+#define MFR_PULL_MAX_BYTES  (4ull << 40)    /* all the blobs of a pull: 4 TiB */
+#define MFR_PULL_MAX_CHUNKS (1u << 20)      /* chunks of a pull; more: bigger chunks */
+#define MFR_PULL_STAGING    ".modelfs-pull" /* DIR + this: the staging folder */
+
+/**
+ * mfr_blob_get_range() - GET bytes [@off, @off + @len) of a blob (HTTP Range)
+ * @c: in: the client (one per thread)
+ * @digest: in: the blob's digest
+ * @off, @len: in: the range; @len at most MFR_RANGE_MAX
+ * @blob_size: in: the blob's size from its descriptor
+ * @data: out: exactly @len bytes, malloc'd (unchecked: the caller hashes the blob)
+ * @err: out: one line naming the registry and the digest
+ *
+ * A 206 must carry the Content-Range asked for; a 200 is accepted only for
+ * the whole blob. Return: 0, -ENOENT, -EACCES, -EPROTO (wrong
+ * Content-Range), -EIO (short body, other status), or another negative errno.
+ */
+int mfr_blob_get_range(struct mfr_client *c, const char *digest, uint64_t off, size_t len,
+                       uint64_t blob_size, char **data, struct mv_err *err);
+
+struct mfr_pull_opts {
+	const struct mv_trust *trust;        /* who may have signed the model */
+	const struct mfr_client_opts *copts; /* for the clients of the download threads */
+	unsigned jobs;                       /* download threads; 0: MFR_JOBS_DEFAULT */
+	uint32_t chunk_size;                 /* bytes per ranged GET; 0: MFR_CHUNK_DEFAULT */
+	mv_problem_fn problem;               /* the final check's problem lines (may be NULL) */
+	void *pctx;
+	mv_warn_fn warn; /* warnings (may be NULL) */
+	void *wctx;
+};
+
+struct mfr_pull_result {
+	char manifest_digest[MFR_DIGEST_LEN + 1];
+	char referrer_digest[MFR_DIGEST_LEN + 1];
+	size_t n_files, n_trees, n_trees_built;             /* built: not in the referrer */
+	uint64_t bytes;                                     /* of the files */
+	uint64_t chunks_fetched, chunks_reused, chunks_bad; /* bad: journalled, did not match */
+	uint64_t bytes_fetched;
+	char staging[4096]; /* the staging folder (kept after a transient failure) */
+};
+
+/**
+ * mfr_pull() - download, verify and install the model @ref names into @dir
+ * @c: in: a client of @ref's registry (the manifests and the signature)
+ * @ref: in: REGISTRY/REPO:TAG or @sha256:HEX (the manifest must hash to it)
+ * @dir: in: the target folder; must not exist, or be empty
+ * @o: in: trust, clients' options, threads, chunk size, report callbacks
+ * @res: out: digests and counts
+ * @err: out: one line naming the reference (or file) and the reason
+ *
+ * Order: the model manifest; its layer paths (untrusted: relative, no
+ * "..", no duplicates, nothing under .modelfs/ or named model.sig); the
+ * referrer's model.sig, verified against @o->trust before any file is
+ * downloaded, whose signed files must be exactly the layers (same digests
+ * and sizes); then every blob in chunks by @o->jobs threads into the
+ * staging folder DIR.modelfs-pull (resumable: docs/remote.md "Pull"); each
+ * blob's SHA-256 against its descriptor, each tree against the signed
+ * Merkle root (every block); the model assembled in STAGING/model, checked
+ * as `modelfs verify` does, and renamed to @dir. Return: 0; -EBADMSG or
+ * -EKEYREJECTED (verification failed: the staging folder is removed);
+ * other negative errno (registry, I/O: the staging folder is kept for a
+ * resume, its path in @res->staging).
+ */
+int mfr_pull(struct mfr_client *c, const struct mfr_ref *ref, const char *dir,
+             const struct mfr_pull_opts *o, struct mfr_pull_result *res, struct mv_err *err);
 
 #endif /* MODELFS_FSREMOTE_H */

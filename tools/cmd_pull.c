@@ -1,0 +1,184 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * cmd_pull.c - `modelfs pull REGISTRY/REPO[:TAG][@sha256:HEX] DIR`: download
+ * a model pushed by `modelfs push`, verify its signature, every blob and
+ * every tree, and install it as a store folder (docs/remote.md "Pull").
+ *
+ * Output: one line "pulled: ..." on stdout and exit 0. A model that does
+ * not verify (untrusted or bad signature, a blob or tree that does not match,
+ * a refused layer path) is exit 1 and leaves nothing; registry, auth and I/O
+ * errors are one line naming the registry and the reason (exit 2), and the
+ * staging folder DIR.modelfs-pull is kept so that the next run resumes.
+ * Credentials come from the auth files only.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "fsremote.h"
+
+struct pull_args {
+	const char **trust_keys, **trust_cas;
+	size_t n_trust_keys, n_trust_cas;
+	struct mfr_client_opts copts;
+	unsigned jobs;
+	unsigned long long chunk;
+	const char *ref, *dir;
+};
+
+static void on_line(void *ctx, const char *line)
+{
+	fprintf(stderr, "%s%s\n", (const char *)ctx, line);
+}
+
+/* Parses --jobs N and --chunk-size SIZE into @a; -1 with a line on error. */
+static int parse_number(int c, const char *arg, struct pull_args *a)
+{
+	if (c == 'j' && cli_parse_uint(arg, 1, MFR_JOBS_MAX, &a->jobs)) {
+		cli_error("pull: --jobs must be 1..%u", MFR_JOBS_MAX);
+		return -1;
+	}
+	if (c == 'z' && (cli_parse_size(arg, &a->chunk) || a->chunk < MFR_CHUNK_MIN ||
+	                 a->chunk > MFR_RANGE_MAX)) {
+		cli_error("pull: --chunk-size must be %uK..%uM", MFR_CHUNK_MIN >> 10,
+		          MFR_RANGE_MAX >> 20);
+		return -1;
+	}
+	return 0;
+}
+
+/* Parses argv into @a; returns 1 for --help, -1 on a usage error. */
+static int parse_args(int argc, char **argv, struct pull_args *a)
+{
+	static const struct option opts[] = {
+	    {"trust", required_argument, NULL, 't'},   {"trust-ca", required_argument, NULL, 'c'},
+	    {"ca-cert", required_argument, NULL, 'C'}, {"insecure", no_argument, NULL, 'k'},
+	    {"jobs", required_argument, NULL, 'j'},    {"chunk-size", required_argument, NULL, 'z'},
+	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1) {
+		switch (c) {
+		case 't': a->trust_keys[a->n_trust_keys++] = optarg; break;
+		case 'c': a->trust_cas[a->n_trust_cas++] = optarg; break;
+		case 'C': a->copts.ca_file = optarg; break;
+		case 'k': a->copts.insecure = true; break;
+		case 'j':
+		case 'z':
+			if (parse_number(c, optarg, a))
+				return -1;
+			break;
+		case 'h': return 1;
+		default: return -1;
+		}
+	}
+	if (optind + 2 != argc)
+		return -1;
+	if (!a->n_trust_keys && !a->n_trust_cas) {
+		cli_error("pull: give at least one --trust KEY.pub or --trust-ca CA.pem");
+		return -1;
+	}
+	a->ref = argv[optind];
+	a->dir = argv[optind + 1];
+	return 0;
+}
+
+/* Connects, pulls, prints the summary; one line on failure. Returns the exit status. */
+static int fetch(const struct pull_args *a, const struct mfr_ref *ref, const struct mv_trust *t)
+{
+	const struct mfr_pull_opts o = {.trust = t,
+	                                .copts = &a->copts,
+	                                .jobs = a->jobs,
+	                                .chunk_size = (uint32_t)a->chunk,
+	                                .problem = on_line,
+	                                .pctx = "",
+	                                .warn = on_line,
+	                                .wctx = "warning: "};
+	struct mfr_client *c = NULL;
+	struct mfr_pull_result res;
+	struct mv_err err = {0};
+	int ret;
+
+	memset(&res, 0, sizeof(res));
+	ret = mfr_client_new(ref, &a->copts, &c, &err);
+	if (!ret)
+		ret = mfr_pull(c, ref, a->dir, &o, &res, &err);
+	if (ret) {
+		cli_error("pull: %s", err.msg[0] ? err.msg : strerror(-ret));
+		if (ret == -EBADMSG || ret == -EKEYREJECTED) {
+			cli_error("pull: %s: the model does not verify; nothing installed", a->ref);
+			ret = EXIT_VERIFY;
+		} else {
+			if (res.staging[0])
+				cli_error("pull: partial download kept in %s; run again to resume",
+				          res.staging);
+			ret = EXIT_USAGE_IO;
+		}
+		goto out;
+	}
+	printf("pulled: %s/%s%s%s@%s into %s (%zu files, %llu bytes, %zu trees; %llu chunks "
+	       "fetched, %llu bytes; %llu chunks re-used, %llu fetched again; referrer %s)\n",
+	       ref->registry, ref->repo, ref->tag ? ":" : "", ref->tag ? ref->tag : "",
+	       res.manifest_digest, a->dir, res.n_files, (unsigned long long)res.bytes, res.n_trees,
+	       (unsigned long long)res.chunks_fetched, (unsigned long long)res.bytes_fetched,
+	       (unsigned long long)res.chunks_reused, (unsigned long long)res.chunks_bad,
+	       res.referrer_digest);
+out:
+	mfr_client_free(c);
+	return ret;
+}
+
+int cmd_pull(int argc, char **argv)
+{
+	struct pull_args a = {0};
+	struct mfr_ref ref = {0};
+	struct mv_trust *trust = NULL;
+	struct mv_err err = {0};
+	int ret = EXIT_USAGE_IO;
+
+	a.trust_keys = calloc((size_t)argc + 1, sizeof(char *));
+	a.trust_cas = calloc((size_t)argc + 1, sizeof(char *));
+	if (!a.trust_keys || !a.trust_cas) {
+		cli_error("pull: out of memory");
+		goto out;
+	}
+	ret = parse_args(argc, argv, &a);
+	if (ret) {
+		cli_usage("pull");
+		ret = ret > 0 ? EXIT_OK : EXIT_USAGE_IO;
+		goto out;
+	}
+	ret = EXIT_USAGE_IO;
+	if (mfr_ref_parse(a.ref, &ref, &err)) {
+		cli_error("pull: %s", err.msg);
+		goto out;
+	}
+	if (!ref.tag && !ref.digest[0]) {
+		cli_error("pull: %s: give a tag (REGISTRY/REPO:TAG) or a digest (@sha256:HEX)",
+		          a.ref);
+		goto out;
+	}
+	if (ref.plain_http && !a.copts.insecure && !mfr_host_is_loopback(ref.host)) {
+		cli_error("pull: %s: plain HTTP refused to a host that is not loopback (--insecure "
+		          "allows it)",
+		          ref.registry);
+		goto out;
+	}
+	ret = cli_load_trust(&(const struct mv_trust_inputs){.key_files = a.trust_keys,
+	                                                     .n_key_files = a.n_trust_keys,
+	                                                     .ca_files = a.trust_cas,
+	                                                     .n_ca_files = a.n_trust_cas,
+	                                                     .who = "pull"},
+	                     &trust);
+	if (!ret)
+		ret = fetch(&a, &ref, trust);
+out:
+	mv_trust_free(trust);
+	mfr_ref_free(&ref);
+	free(a.trust_keys);
+	free(a.trust_cas);
+	return ret;
+}
