@@ -78,6 +78,20 @@ static int parse_cache_size(struct mount_args *a, const char *s)
 	return 0;
 }
 
+/* --remote-cache-size / remote_cache_size=: the remote block cache bound, 0 (off) or 1M to 1P. */
+static int parse_remote_cache_size(struct mount_args *a, const char *s)
+{
+	unsigned long long size;
+
+	if (cli_parse_size(s, &size) || (size && size < (1u << 20)) || size > (1ull << 50)) {
+		cli_error("mount: bad --remote-cache-size '%s' (0, or 1M to 1P)", s);
+		return -EINVAL;
+	}
+	a->o.remote_cache_bytes = size;
+	a->o.no_remote_cache = size == 0;
+	return 0;
+}
+
 /* Parses a decimal number 0..@max. 0 or -EINVAL. */
 /* --unmount-timeout / unmount_timeout=: seconds, 1 to 3600. */
 static int parse_timeout(struct mount_args *a, const char *s)
@@ -253,6 +267,8 @@ static int parse_o(struct mount_args *a, char *s)
 			a->o.ca_cert = opt + 8;
 		else if (strcmp(opt, "insecure") == 0)
 			a->o.insecure = true;
+		else if (strncmp(opt, "remote_cache_size=", 18) == 0)
+			ret = parse_remote_cache_size(a, opt + 18);
 		else if (strcmp(opt, "relatime") == 0 || strcmp(opt, "norelatime") == 0 ||
 		         strcmp(opt, "strictatime") == 0 || strcmp(opt, "nostrictatime") == 0 ||
 		         strcmp(opt, "lazytime") == 0 || strcmp(opt, "nolazytime") == 0 ||
@@ -298,6 +314,7 @@ enum {
 	OPT_KEEP_BACKING_CACHE,
 	OPT_CA_CERT,
 	OPT_INSECURE,
+	OPT_REMOTE_CACHE_SIZE,
 };
 
 static const struct option long_opts[] = {
@@ -318,6 +335,7 @@ static const struct option long_opts[] = {
     {"keep-backing-cache", no_argument, NULL, OPT_KEEP_BACKING_CACHE},
     {"ca-cert", required_argument, NULL, OPT_CA_CERT},
     {"insecure", no_argument, NULL, OPT_INSECURE},
+    {"remote-cache-size", required_argument, NULL, OPT_REMOTE_CACHE_SIZE},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"watch", no_argument, NULL, OPT_WATCH},
     {"prefetch", required_argument, NULL, OPT_PREFETCH},
@@ -393,6 +411,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_KEEP_BACKING_CACHE: a->o.keep_backing_cache = true; break;
 		case OPT_CA_CERT: a->o.ca_cert = optarg; break;
 		case OPT_INSECURE: a->o.insecure = true; break;
+		case OPT_REMOTE_CACHE_SIZE: ret = parse_remote_cache_size(a, optarg); break;
 		case OPT_THREADS:
 			ret = cli_parse_uint(optarg, 0, 1024, &a->o.threads);
 			if (ret || a->o.threads == 0) {
@@ -429,7 +448,8 @@ static void print_help(void)
 	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
 	      "                       gid=N, umask=MASK, control_access=WHO,\n"
 	      "                       tree_builders=N, tree_build_wait=SECONDS,\n"
-	      "                       keep_backing_cache, ca_cert=FILE, insecure\n"
+	      "                       keep_backing_cache, ca_cert=FILE, insecure,\n"
+	      "                       remote_cache_size=SIZE\n"
 	      "  --trust KEY.pub      trust this public key (repeatable)\n"
 	      "  --trust-ca CA.pem    trust certificates issued by this CA (repeatable)\n"
 	      "  --trust-identity ID --trust-issuer URL\n"
@@ -477,6 +497,9 @@ static void print_help(void)
 	      "block by block with ranged GETs; credentials from the auth files.\n"
 	      "  --ca-cert FILE       trust this PEM CA for the registry's TLS certificate\n"
 	      "  --insecure           allow plain http to a host that is not loopback\n"
+	      "  --remote-cache-size SIZE\n"
+	      "                       bound of the verified block cache of remote files in\n"
+	      "                       the cache folder (default 10G; 0: none)\n"
 	      "\nOwners and permissions (docs/mount.md): files and folders show the store's\n"
 	      "owner, group and mode without write bits; the kernel enforces them.\n"
 	      "  --uid N              show every file and folder as owned by user N\n"

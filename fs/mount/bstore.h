@@ -69,8 +69,9 @@ struct mfs_bstore_ops {
 };
 struct mfs_bstore {
 	const struct mfs_bstore_ops *ops;
-	void *priv;      /* the store's own state */
-	bool keep_cache; /* --keep-backing-cache: never call ops->drop */
+	void *priv;                  /* the store's own state */
+	bool keep_cache;             /* --keep-backing-cache: never call ops->drop */
+	uint64_t remote_cache_bytes; /* --remote-cache-size (oci:// only); 0: no block cache */
 };
 extern const struct mfs_bstore_ops mfs_bstore_local;
 extern const struct mfs_bstore_ops mfs_bstore_oci;

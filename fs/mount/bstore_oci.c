@@ -13,8 +13,10 @@
  * store is then a virtual folder tree: a root holding the model folder at
  * the repository's path (REPO "org/demo": STORE/org/demo/), holding
  * model.sig and the layer files at their paths. A file's bytes are ranged
- * GETs of its layer blob, one per pread() (the caller asks block-aligned
- * ranges: nothing is widened), on a small pool of registry clients.
+ * GETs of its layer blob on a small pool of registry clients: through the
+ * remote block cache in the cache folder (bstore_oci_blocks.c,
+ * --remote-cache-size), which fetches whole 64 KiB chunks on a miss, or,
+ * with the cache off, one GET per pread() of exactly the range asked.
  *
  * Nothing here decides what is trusted: model.sig is verified against the
  * mount's trust set by store.c as for a local folder, tree headers against
@@ -34,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bstore_oci_int.h"
 #include "fsremote.h"
 #include "mount_int.h"
 
@@ -73,6 +76,7 @@ struct oci_store {
 	uint32_t handles[OCI_MAX_HANDLES]; /* entry index + 1; 0: free slot */
 	struct mfr_client *pool[OCI_CLIENTS];
 	bool busy[OCI_CLIENTS];
+	struct mfs_rcache *rc; /* the remote block cache (bstore_oci_blocks.c); NULL: none */
 };
 
 /* ---- the virtual store ---- */
@@ -453,19 +457,49 @@ static void ent_path(const struct oci_store *o, size_t idx, char *out, size_t le
 	}
 }
 
+/* A fetch of oci_pread(): the store and the last failure's reason. */
+struct oci_fetch {
+	struct oci_store *o;
+	struct mv_err err;
+};
+
 /*
- * mfs_bstore_ops.pread: ranged GETs of the file's layer blob, at most
- * OCI_READ_MAX bytes each; the range is not widened. A failure is -EIO with
- * a log line naming the model, the file and the reason.
+ * mfs_rcache_fetch_fn: ranged GETs of @d, at most OCI_READ_MAX bytes each,
+ * counted in remote_requests and remote_bytes. 0 or -errno (reason in ctx).
+ */
+static int oci_fetch(void *ctx, const struct mfr_desc *d, void *buf, size_t len, uint64_t off)
+{
+	struct oci_fetch *f = ctx;
+	size_t done = 0;
+	int ret;
+
+	while (done < len) {
+		size_t n = len - done < OCI_READ_MAX ? len - done : OCI_READ_MAX;
+
+		ret = get_range(f->o, d, (char *)buf + done, n, off + done, &f->err);
+		if (ret)
+			return ret;
+		done += n;
+		mfs_count(&f->o->m->ctr.remote_requests, 1);
+		mfs_count(&f->o->m->ctr.remote_bytes, n);
+	}
+	return 0;
+}
+
+/*
+ * mfs_bstore_ops.pread: from the remote block cache when there is one
+ * (whole 64 KiB chunks fetched into it on a miss), else ranged GETs of
+ * exactly the range asked. A failure is -EIO with a log line naming the
+ * model, the file and the reason.
  */
 static ssize_t oci_pread(const struct mfs_bstore *s, int h, void *buf, size_t len, uint64_t off)
 {
 	struct oci_store *o = s->priv;
 	char path[PATH_MAX], q[512], f[512], w[512];
-	struct mv_err err = {0};
+	struct oci_fetch fc = {.o = o};
 	struct oci_ent *e;
-	size_t cur, done = 0;
 	uint64_t size;
+	size_t cur;
 	int ret;
 
 	e = ent_of(s, h, &cur);
@@ -482,23 +516,20 @@ static ssize_t oci_pread(const struct mfs_bstore *s, int h, void *buf, size_t le
 		memcpy(buf, o->sig + off, len);
 		return (ssize_t)len;
 	}
-	while (done < len) {
-		size_t n = len - done < OCI_READ_MAX ? len - done : OCI_READ_MAX;
-
-		ret = get_range(o, e->layer, (char *)buf + done, n, off + done, &err);
-		if (ret) {
-			ent_path(o, cur, path, sizeof(path));
-			mfs_log(LOG_ERR,
-			        "remote-read-failure model=%s file=%s offset=%" PRIu64
-			        " length=%zu reason=%s",
-			        mfs_log_value(o->ref.repo, q, sizeof(q)),
-			        mfs_log_value(path, f, sizeof(f)), off + done, n,
-			        mfs_log_value(err.msg[0] ? err.msg : strerror(-ret), w, sizeof(w)));
-			return -EIO;
-		}
-		done += n;
-		mfs_count(&o->m->ctr.remote_requests, 1);
-		mfs_count(&o->m->ctr.remote_bytes, n);
+	if (o->rc)
+		ret = mfs_rcache_read(o->rc, (size_t)(e->layer - o->man->layers), e->layer, buf,
+		                      len, off, oci_fetch, &fc);
+	else
+		ret = oci_fetch(&fc, e->layer, buf, len, off);
+	if (ret) {
+		ent_path(o, cur, path, sizeof(path));
+		mfs_log(LOG_ERR,
+		        "remote-read-failure model=%s file=%s offset=%" PRIu64
+		        " length=%zu reason=%s",
+		        mfs_log_value(o->ref.repo, q, sizeof(q)), mfs_log_value(path, f, sizeof(f)),
+		        off, len,
+		        mfs_log_value(fc.err.msg[0] ? fc.err.msg : strerror(-ret), w, sizeof(w)));
+		return -EIO;
 	}
 	return (ssize_t)len;
 }
@@ -565,6 +596,7 @@ static void oci_fini(struct mfs_bstore *s)
 
 	if (!o)
 		return;
+	mfs_rcache_free(o->rc);
 	for (unsigned i = 0; i < OCI_CLIENTS; i++)
 		mfr_client_free(o->pool[i]);
 	for (size_t i = 0; i < o->n_ents; i++)
@@ -845,6 +877,9 @@ int mfs_bstore_oci_setup(struct mfs_mount *m, const char *uri, const char *ca_fi
 			f.tree_bytes += o->man->layers[i].size / 64 + 1;
 		ret = mfs_oci_materialise(m, &f, rm, c, &o->model_fd, err);
 	}
+	if (!ret && m->bstore.remote_cache_bytes &&
+	    mfs_rcache_new(m, m->bstore.remote_cache_bytes, o->man->n_layers, &o->rc))
+		ret = mv_err_set(err, -ENOMEM, "mount: out of memory");
 	if (!ret) {
 		m->store_fd = handle_new(o, 0);
 		ret = m->store_fd < 0 ? mv_err_set(err, m->store_fd, "mount: out of handles") : 0;

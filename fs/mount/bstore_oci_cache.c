@@ -22,13 +22,14 @@
 
 #include <openssl/evp.h>
 
+#include "bstore_oci_int.h"
 #include "fsremote.h"
 #include "mount_int.h"
 
 #define OCI_TREE_CHUNK (16u << 20) /* bytes per ranged GET of a tree download */
 
-/* Opens (creating it 0700) folder @name of @dfd, ours and writable by no one else. */
-static int own_dir(int dfd, const char *name)
+/* mfs_oci_own_dir() (bstore_oci_int.h): folder @name of @dfd, created 0700, checked ours. */
+int mfs_oci_own_dir(int dfd, const char *name)
 {
 	struct stat st;
 	int fd;
@@ -196,11 +197,11 @@ int mfs_oci_materialise(struct mfs_mount *m, const struct mfs_oci_fetched *f,
 	uint64_t bound = f->tree_bytes;
 	int oci = -1, top = -1, mod = -1, dot = -1, trees = -1, ret;
 
-	oci = own_dir(m->cache_base_fd, "oci");
-	top = oci < 0 ? oci : own_dir(oci, f->digest + 7);
-	mod = top < 0 ? top : own_dir(top, "model");
-	dot = mod < 0 ? mod : own_dir(mod, ".modelfs");
-	trees = dot < 0 ? dot : own_dir(dot, "trees");
+	oci = mfs_oci_own_dir(m->cache_base_fd, "oci");
+	top = oci < 0 ? oci : mfs_oci_own_dir(oci, f->digest + 7);
+	mod = top < 0 ? top : mfs_oci_own_dir(top, "model");
+	dot = mod < 0 ? mod : mfs_oci_own_dir(mod, ".modelfs");
+	trees = dot < 0 ? dot : mfs_oci_own_dir(dot, "trees");
 	if (trees < 0) {
 		ret =
 		    mv_err_set(err, trees, "%s/oci/%s: cannot create the model's cache folder: %s",

@@ -149,6 +149,7 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 			return mv_err_set(err, -ENOMEM, "mount: out of memory");
 	}
 	m->bstore.keep_cache = o->keep_backing_cache;
+	m->bstore.remote_cache_bytes = o->no_remote_cache ? 0 : o->remote_cache_bytes ?: 10ull << 30;
 	if (mfs_bstore_is_oci(o->store)) {
 		/* Set up below, once the cache folder is open: it keeps the signature and trees. */
 		if (o->watch)

@@ -79,6 +79,9 @@ struct mfs_mount_opts {
 	/* An oci:// store (docs/remote.md, "Lazy mount"): */
 	const char *ca_cert; /* --ca-cert: PEM CA file for the registry; NULL: system CAs */
 	bool insecure;       /* --insecure: plain http to any host */
+	/* --remote-cache-size: bound of the remote block cache; 0: default (10 GiB) */
+	uint64_t remote_cache_bytes;
+	bool no_remote_cache; /* --remote-cache-size 0 */
 };
 
 /* Parses "hide" / "show" / "deny" / "transcode"; -EINVAL otherwise (pickle_policy.c). */

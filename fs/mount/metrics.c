@@ -163,6 +163,15 @@ const struct mfs_counter_def mfs_counter_defs[] = {
             "Ranged GETs of a registry's blobs for reads (an oci:// store)."),
     COUNTER(remote_bytes, "remote_bytes", "modelfs_remote_bytes_total",
             "Bytes fetched from a registry's blobs for reads (an oci:// store)."),
+    COUNTER(remote_cache_hits, "remote_cache_hits", "modelfs_remote_cache_hits_total",
+            "64 KiB chunks of registry blobs read from the remote block cache."),
+    COUNTER(remote_cache_misses, "remote_cache_misses", "modelfs_remote_cache_misses_total",
+            "64 KiB chunks of registry blobs fetched into the remote block cache."),
+    COUNTER(remote_cache_bytes, "remote_cache_bytes", "modelfs_remote_cache_bytes_total",
+            "Bytes read from the remote block cache instead of the registry."),
+    COUNTER(remote_cache_evictions, "remote_cache_evictions",
+            "modelfs_remote_cache_evictions_total",
+            "Blobs removed from the remote block cache to keep it under its size."),
 };
 const size_t mfs_n_counter_defs = sizeof(mfs_counter_defs) / sizeof(mfs_counter_defs[0]);
 

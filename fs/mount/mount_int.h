@@ -374,6 +374,10 @@ struct mfs_counters {
 	uint64_t prefetch_file_bytes;         /* bytes of --prefetch files read */
 	uint64_t remote_requests;             /* ranged GETs of an oci:// store (bstore_oci.c) */
 	uint64_t remote_bytes;                /* bytes they fetched */
+	uint64_t remote_cache_hits;           /* 64 KiB chunks read from the remote block cache */
+	uint64_t remote_cache_misses;         /* chunks fetched into it */
+	uint64_t remote_cache_bytes;          /* bytes read from it */
+	uint64_t remote_cache_evictions;      /* blobs evicted from it */
 	uint64_t read_hist[MFS_READ_BUCKETS]; /* read latencies, per bucket (metrics.c) */
 	uint64_t read_ns_sum;                 /* their sum, in nanoseconds */
 };

@@ -237,6 +237,7 @@ STORE_CALLS_ALLOWED = {
     "prefetch.c": "the mountpoint: --prefetch reads files through the mount",
     "bstore_oci.c": "a registry as a backing store: its model folder in the cache folder",
     "bstore_oci_cache.c": "a registry's signature and trees written to the cache folder",
+    "bstore_oci_blocks.c": "a registry's blob chunks kept in the cache folder (oci-blobs/)",
 }
 
 
