@@ -64,6 +64,15 @@ struct mfs_bstore_ops {
 	 * a failure; NULL when the store caches nothing. See mfs_bstore_drop().
 	 */
 	void (*drop)(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len);
+	/*
+	 * Bytes [@off, @off + @len) of file @h failed verification: forget any
+	 * copy the store keeps of them (a cached chunk), so that the next
+	 * pread() fetches them from their source again. Returns 1 if a copy
+	 * was forgotten (one more read may succeed), 0 if there was none, or a
+	 * negative errno. NULL when the store keeps no copy. See
+	 * mfs_bstore_refetch().
+	 */
+	int (*refetch)(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len);
 	/* Frees the store's state at unmount, after every handle was closed; NULL: none. */
 	void (*fini)(struct mfs_bstore *s);
 };
@@ -141,6 +150,22 @@ static inline void mfs_bstore_drop(const struct mfs_bstore *s, int h, uint64_t o
 {
 	if (!s->keep_cache && s->ops->drop && len)
 		s->ops->drop(s, h, off, len);
+}
+
+/**
+ * mfs_bstore_refetch() - after a failed verification, may the read be tried again?
+ * @s: in: the store
+ * @h: in: a file handle of @s
+ * @off, @len: in: the bytes that failed
+ * A store that keeps a local copy of remote bytes (the remote block cache)
+ * forgets it, and the caller reads and verifies once more: a damaged copy
+ * then heals from the source instead of failing every read until it is
+ * evicted. The bytes read again are verified like any others.
+ * Return: true if the caller should read once more.
+ */
+static inline bool mfs_bstore_refetch(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len)
+{
+	return s->ops->refetch && s->ops->refetch(s, h, off, len) > 0;
 }
 
 /* ---- backing.c: opening what the store holds ---- */

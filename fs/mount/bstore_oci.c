@@ -615,6 +615,17 @@ static void oci_fini(struct mfs_bstore *s)
 	s->priv = NULL;
 }
 
+/* mfs_bstore_ops.refetch: forget the cached chunks of bytes that failed verification. */
+static int oci_refetch(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len)
+{
+	struct oci_store *o = s->priv;
+	struct oci_ent *e = ent_of(s, h, NULL);
+
+	if (!e || e->dir || e->sig || !o->rc)
+		return 0;
+	return mfs_rcache_forget(o->rc, (size_t)(e->layer - o->man->layers), e->layer, off, len);
+}
+
 const struct mfs_bstore_ops mfs_bstore_oci = {
     .name = "oci",
     .open = oci_open,
@@ -627,6 +638,7 @@ const struct mfs_bstore_ops mfs_bstore_oci = {
     .read_sig = oci_read_sig,
     .watch = oci_watch,
     .drop = NULL,
+    .refetch = oci_refetch,
     .fini = oci_fini,
 };
 

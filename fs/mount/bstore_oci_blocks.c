@@ -24,8 +24,10 @@
  *
  * Nothing read from here is trusted: the bytes go up to vread.c, which
  * verifies every block against the signed Merkle tree as for a fetched one.
- * A damaged chunk therefore gives EIO (not wrong bytes) until its blob is
- * removed or evicted.
+ * A damaged chunk fails there; vread.c then asks the store to forget it
+ * (mfs_rcache_forget(), through mfs_bstore_refetch()) and reads once more,
+ * so the chunk is fetched from the registry again: the reader gets the
+ * right bytes, or EIO if the registry's are wrong too, never wrong bytes.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -524,6 +526,41 @@ int mfs_rcache_new(struct mfs_mount *m, uint64_t limit, size_t n_blobs, struct m
 	}
 	*out = rc;
 	return 0;
+}
+
+int mfs_rcache_forget(struct mfs_rcache *rc, size_t slot, const struct mfr_desc *d, uint64_t off,
+                      uint64_t len)
+{
+	static const uint8_t zeros[RC_RUN_MAX / MFS_RC_CHUNK];
+	uint8_t marks[RC_RUN_MAX / MFS_RC_CHUNK];
+	uint64_t c, last;
+	struct rc_blob *b;
+	bool had = false;
+	int ret = 0;
+
+	if (!rc || slot >= rc->n || !len || off >= d->size || len > d->size - off)
+		return 0;
+	b = &rc->blobs[slot];
+	if (!blob_get(rc, b, d))
+		return 0; /* not cached: the bytes came from the registry */
+	for (c = off / MFS_RC_CHUNK, last = (off + len - 1) / MFS_RC_CHUNK; c <= last && !ret;) {
+		size_t n = last - c + 1 < sizeof(marks) ? (size_t)(last - c + 1) : sizeof(marks);
+		ssize_t got = mv_pread_full(b->map_fd, marks, n, RC_HDR_LEN + c);
+
+		for (ssize_t i = 0; i < got; i++)
+			had |= marks[i] == 1;
+		ret = mv_pwrite_full(b->map_fd, zeros, n, RC_HDR_LEN + c);
+		c += n;
+	}
+	pthread_rwlock_unlock(&b->lock);
+	if (had)
+		mfs_log(LOG_WARNING,
+		        "remote-cache-forget path=%s/oci-blobs/sha256/%s offset=%" PRIu64
+		        " length=%" PRIu64 " reason=\"failed verification; fetched again\"",
+		        rc->m->cache_base, d->digest + 7, off, len);
+	if (ret)
+		return ret;
+	return had ? 1 : 0;
 }
 
 void mfs_rcache_free(struct mfs_rcache *rc)

@@ -51,4 +51,15 @@ void mfs_rcache_free(struct mfs_rcache *rc);
 int mfs_rcache_read(struct mfs_rcache *rc, size_t slot, const struct mfr_desc *d, void *buf,
                     size_t len, uint64_t off, mfs_rcache_fetch_fn fetch, void *ctx);
 
+/**
+ * mfs_rcache_forget() - mark the chunks of [@off, @off + @len) of blob @d missing
+ * @rc, @slot, @d: as for mfs_rcache_read()
+ * Called when bytes the cache gave failed verification: the next read of
+ * them fetches them from the registry again (and refills the chunks).
+ * Return: 1 if a chunk was marked present before, 0 if none was (the bytes
+ * came from the registry: a retry would not help), or a negative errno.
+ */
+int mfs_rcache_forget(struct mfs_rcache *rc, size_t slot, const struct mfr_desc *d, uint64_t off,
+                      uint64_t len);
+
 #endif /* MODELFS_BSTORE_OCI_INT_H */

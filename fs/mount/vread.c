@@ -365,6 +365,13 @@ static int one_block_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint6
 	if (ret)
 		return ret;
 	ret = mv_verify_blocks(&tree, &no_hblock_ops, NULL, 0, buf, size, &fail);
+	if (ret && mfs_bstore_refetch(&m->bstore, fd, 0, size)) {
+		log_failure(m, n, ret, 0, &fail);
+		ret = backing_read(m, n, fd, buf, size, 0);
+		if (ret)
+			return ret;
+		ret = mv_verify_blocks(&tree, &no_hblock_ops, NULL, 0, buf, size, &fail);
+	}
 	if (ret) {
 		log_failure(m, n, ret, 0, &fail);
 		return -EIO;
@@ -430,6 +437,12 @@ static int file_read(struct mfs_mount *m, struct mfs_node *n, int fd, uint64_t o
 	if (ret)
 		return ret;
 	ret = verify(m, n, fd, aoff >> tree->geo.log_block_size, buf, (size_t)alen);
+	if (ret && mfs_bstore_refetch(&m->bstore, fd, aoff, alen)) {
+		/* A damaged local copy of remote bytes, forgotten: once more. */
+		ret = backing_read(m, n, fd, buf, (size_t)alen, aoff);
+		if (!ret)
+			ret = verify(m, n, fd, aoff >> tree->geo.log_block_size, buf, (size_t)alen);
+	}
 	if (ret)
 		return ret;
 	mfs_count(&m->ctr.bytes_verified, alen);
