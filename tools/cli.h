@@ -96,6 +96,49 @@ int cli_report(const struct mv_err *err);
  * and returns EXIT_USAGE_IO on failure.
  */
 int cli_load_trust(const struct mv_trust_inputs *in, struct mv_trust **out);
+
+/* ---- cli_trust.c: the signer options of verify, push and pull ---- */
+
+/* getopt codes of the signer options (a command's own must differ). */
+enum {
+	CLI_OPT_TRUST = 't',
+	CLI_OPT_TRUST_CA = 'c',
+	CLI_OPT_IDENTITY = 'I',
+	CLI_OPT_ISSUER = 'O',
+	CLI_OPT_TRUST_ROOT = 'R',
+};
+/* Their struct option entries, for a command's table. */
+#define CLI_TRUST_OPTIONS                                                                          \
+	{"trust", required_argument, NULL, CLI_OPT_TRUST},                                         \
+	    {"trust-ca", required_argument, NULL, CLI_OPT_TRUST_CA},                               \
+	    {"identity", required_argument, NULL, CLI_OPT_IDENTITY},                               \
+	    {"identity-provider", required_argument, NULL, CLI_OPT_ISSUER},                        \
+	    {"identity_provider", required_argument, NULL, CLI_OPT_ISSUER}, /* model_signing */    \
+	{                                                                                          \
+		"trust-root", required_argument, NULL, CLI_OPT_TRUST_ROOT                          \
+	}
+
+/* Whom to believe, as given on the command line (pointers into argv). */
+struct cli_trust_args {
+	const char **keys, **cas, **identities, **issuers;
+	size_t n_keys, n_cas, n_identities, n_issuers;
+	const char *root; /* --trust-root FILE, or NULL: the installed one */
+};
+/* Allocates room for @argc of each; 0, or -1 when out of memory. Free with cli_trust_free(). */
+int cli_trust_init(struct cli_trust_args *t, int argc);
+void cli_trust_free(struct cli_trust_args *t);
+/* Takes getopt's @c and its @arg if @c is a signer option: true; else false. */
+bool cli_trust_option(struct cli_trust_args *t, int c, const char *arg);
+/* The usage check after parsing: -1 with one line naming @who if no signer
+ * is given or identities and providers do not pair; else 0. */
+int cli_trust_check(const struct cli_trust_args *t, const char *who);
+/* cli_load_trust() of the options: EXIT_OK, or EXIT_USAGE_IO with one line. */
+int cli_trust_load(const struct cli_trust_args *t, const char *who, struct mv_trust **out);
+struct mfr_ref;
+/* Parses registry reference @text into @ref (free with mfr_ref_free()),
+ * refusing plain http to a host that is not loopback unless @insecure:
+ * 0, or -1 with one line naming @who. */
+int cli_remote_ref(const char *who, const char *text, bool insecure, struct mfr_ref *ref);
 /* Parses a decimal count in [@min, @max] into @out. -EINVAL on error. */
 int cli_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out);
 /* Parses a size with an optional K/M/G suffix (binary). -EINVAL on error. */

@@ -20,8 +20,7 @@
 #include "fsremote.h"
 
 struct pull_args {
-	const char **trust_keys, **trust_cas;
-	size_t n_trust_keys, n_trust_cas;
+	struct cli_trust_args trust;
 	struct mfr_client_opts copts;
 	unsigned jobs;
 	unsigned long long chunk;
@@ -53,17 +52,20 @@ static int parse_number(int c, const char *arg, struct pull_args *a)
 static int parse_args(int argc, char **argv, struct pull_args *a)
 {
 	static const struct option opts[] = {
-	    {"trust", required_argument, NULL, 't'},   {"trust-ca", required_argument, NULL, 'c'},
-	    {"ca-cert", required_argument, NULL, 'C'}, {"insecure", no_argument, NULL, 'k'},
-	    {"jobs", required_argument, NULL, 'j'},    {"chunk-size", required_argument, NULL, 'z'},
-	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+	    CLI_TRUST_OPTIONS,
+	    {"ca-cert", required_argument, NULL, 'C'},
+	    {"insecure", no_argument, NULL, 'k'},
+	    {"jobs", required_argument, NULL, 'j'},
+	    {"chunk-size", required_argument, NULL, 'z'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "hj:", opts, NULL)) != -1) {
+		if (cli_trust_option(&a->trust, c, optarg))
+			continue;
 		switch (c) {
-		case 't': a->trust_keys[a->n_trust_keys++] = optarg; break;
-		case 'c': a->trust_cas[a->n_trust_cas++] = optarg; break;
 		case 'C': a->copts.ca_file = optarg; break;
 		case 'k': a->copts.insecure = true; break;
 		case 'j':
@@ -75,12 +77,8 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
 		default: return -1;
 		}
 	}
-	if (optind + 2 != argc)
+	if (optind + 2 != argc || cli_trust_check(&a->trust, "pull"))
 		return -1;
-	if (!a->n_trust_keys && !a->n_trust_cas) {
-		cli_error("pull: give at least one --trust KEY.pub or --trust-ca CA.pem");
-		return -1;
-	}
 	a->ref = argv[optind];
 	a->dir = argv[optind + 1];
 	return 0;
@@ -136,12 +134,9 @@ int cmd_pull(int argc, char **argv)
 	struct pull_args a = {0};
 	struct mfr_ref ref = {0};
 	struct mv_trust *trust = NULL;
-	struct mv_err err = {0};
 	int ret = EXIT_USAGE_IO;
 
-	a.trust_keys = calloc((size_t)argc + 1, sizeof(char *));
-	a.trust_cas = calloc((size_t)argc + 1, sizeof(char *));
-	if (!a.trust_keys || !a.trust_cas) {
+	if (cli_trust_init(&a.trust, argc)) {
 		cli_error("pull: out of memory");
 		goto out;
 	}
@@ -152,33 +147,19 @@ int cmd_pull(int argc, char **argv)
 		goto out;
 	}
 	ret = EXIT_USAGE_IO;
-	if (mfr_ref_parse(a.ref, &ref, &err)) {
-		cli_error("pull: %s", err.msg);
+	if (cli_remote_ref("pull", a.ref, a.copts.insecure, &ref))
 		goto out;
-	}
 	if (!ref.tag && !ref.digest[0]) {
 		cli_error("pull: %s: give a tag (REGISTRY/REPO:TAG) or a digest (@sha256:HEX)",
 		          a.ref);
 		goto out;
 	}
-	if (ref.plain_http && !a.copts.insecure && !mfr_host_is_loopback(ref.host)) {
-		cli_error("pull: %s: plain HTTP refused to a host that is not loopback (--insecure "
-		          "allows it)",
-		          ref.registry);
-		goto out;
-	}
-	ret = cli_load_trust(&(const struct mv_trust_inputs){.key_files = a.trust_keys,
-	                                                     .n_key_files = a.n_trust_keys,
-	                                                     .ca_files = a.trust_cas,
-	                                                     .n_ca_files = a.n_trust_cas,
-	                                                     .who = "pull"},
-	                     &trust);
+	ret = cli_trust_load(&a.trust, "pull", &trust);
 	if (!ret)
 		ret = fetch(&a, &ref, trust);
 out:
 	mv_trust_free(trust);
 	mfr_ref_free(&ref);
-	free(a.trust_keys);
-	free(a.trust_cas);
+	cli_trust_free(&a.trust);
 	return ret;
 }

@@ -18,8 +18,7 @@
 #include "fsremote.h"
 
 struct push_args {
-	const char **trust_keys, **trust_cas;
-	size_t n_trust_keys, n_trust_cas;
+	struct cli_trust_args trust;
 	struct mfr_client_opts copts;
 	const char *model, *ref;
 };
@@ -33,28 +32,26 @@ static void on_line(void *ctx, const char *line)
 static int parse_args(int argc, char **argv, struct push_args *a)
 {
 	static const struct option opts[] = {
-	    {"trust", required_argument, NULL, 't'},   {"trust-ca", required_argument, NULL, 'c'},
-	    {"ca-cert", required_argument, NULL, 'C'}, {"insecure", no_argument, NULL, 'k'},
-	    {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+	    CLI_TRUST_OPTIONS,
+	    {"ca-cert", required_argument, NULL, 'C'},
+	    {"insecure", no_argument, NULL, 'k'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_trust_option(&a->trust, c, optarg))
+			continue;
 		switch (c) {
-		case 't': a->trust_keys[a->n_trust_keys++] = optarg; break;
-		case 'c': a->trust_cas[a->n_trust_cas++] = optarg; break;
 		case 'C': a->copts.ca_file = optarg; break;
 		case 'k': a->copts.insecure = true; break;
 		case 'h': return 1;
 		default: return -1;
 		}
 	}
-	if (optind + 2 != argc)
+	if (optind + 2 != argc || cli_trust_check(&a->trust, "push"))
 		return -1;
-	if (!a->n_trust_keys && !a->n_trust_cas) {
-		cli_error("push: give at least one --trust KEY.pub or --trust-ca CA.pem");
-		return -1;
-	}
 	a->model = argv[optind];
 	a->ref = argv[optind + 1];
 	return 0;
@@ -67,12 +64,7 @@ static int verify_model(const struct push_args *a, struct mv_manifest **m)
 	struct mv_trust *trust = NULL;
 	int ret;
 
-	ret = cli_load_trust(&(const struct mv_trust_inputs){.key_files = a->trust_keys,
-	                                                     .n_key_files = a->n_trust_keys,
-	                                                     .ca_files = a->trust_cas,
-	                                                     .n_ca_files = a->n_trust_cas,
-	                                                     .who = "push"},
-	                     &trust);
+	ret = cli_trust_load(&a->trust, "push", &trust);
 	if (ret)
 		goto out;
 	ret = mv_model_verify(a->model, trust, &o, on_line, "", on_line, "warning: ", m);
@@ -117,12 +109,9 @@ int cmd_push(int argc, char **argv)
 	struct push_args a = {0};
 	struct mfr_ref ref = {0};
 	struct mv_manifest *m = NULL;
-	struct mv_err err = {0};
 	int ret = EXIT_USAGE_IO;
 
-	a.trust_keys = calloc((size_t)argc + 1, sizeof(char *));
-	a.trust_cas = calloc((size_t)argc + 1, sizeof(char *));
-	if (!a.trust_keys || !a.trust_cas) {
+	if (cli_trust_init(&a.trust, argc)) {
 		cli_error("push: out of memory");
 		goto out;
 	}
@@ -133,18 +122,10 @@ int cmd_push(int argc, char **argv)
 		goto out;
 	}
 	ret = EXIT_USAGE_IO;
-	if (mfr_ref_parse(a.ref, &ref, &err)) {
-		cli_error("push: %s", err.msg);
+	if (cli_remote_ref("push", a.ref, a.copts.insecure, &ref))
 		goto out;
-	}
 	if (!ref.tag || ref.digest[0]) {
 		cli_error("push: %s: give a tag (REGISTRY/REPO:TAG), without a digest", a.ref);
-		goto out;
-	}
-	if (ref.plain_http && !a.copts.insecure && !mfr_host_is_loopback(ref.host)) {
-		cli_error("push: %s: plain HTTP refused to a host that is not loopback (--insecure "
-		          "allows it)",
-		          ref.registry);
 		goto out;
 	}
 	ret = verify_model(&a, &m);
@@ -153,7 +134,6 @@ int cmd_push(int argc, char **argv)
 out:
 	mv_manifest_free(m);
 	mfr_ref_free(&ref);
-	free(a.trust_keys);
-	free(a.trust_cas);
+	cli_trust_free(&a.trust);
 	return ret;
 }

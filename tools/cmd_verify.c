@@ -18,12 +18,8 @@
 
 struct verify_args {
 	struct mv_verify_opts o;
-	const char **trust_keys, **trust_cas, **ignores;
-	size_t n_trust_keys, n_trust_cas;
-	/* keyless: --identity and --identity-provider, paired in order */
-	const char **identities, **issuers;
-	size_t n_identities, n_issuers;
-	const char *trust_root; /* --trust-root FILE */
+	struct cli_trust_args trust; /* --trust, --trust-ca, --identity ..., --trust-root */
+	const char **ignores;
 	const char *model;
 	const char *policy;     /* --policy FILE.json, or NULL */
 	const char *model_path; /* --model-path: path matched by policy rules */
@@ -45,35 +41,27 @@ static void on_warning(void *ctx, const char *line)
 static int parse_args(int argc, char **argv, struct verify_args *a)
 {
 	static const struct option opts[] = {
-	    {"trust", required_argument, NULL, 't'},
-	    {"trust-ca", required_argument, NULL, 'c'},
+	    CLI_TRUST_OPTIONS,
 	    {"signature", required_argument, NULL, 's'},
 	    {"ignore-paths", required_argument, NULL, 'i'},
 	    {"ignore-unsigned-files", no_argument, NULL, 'u'},
 	    {"policy", required_argument, NULL, 'P'},
 	    {"model-path", required_argument, NULL, 'M'},
 	    {"name-check", required_argument, NULL, 'N'},
-	    {"identity", required_argument, NULL, 'I'},
-	    {"identity-provider", required_argument, NULL, 'O'},
-	    {"identity_provider", required_argument, NULL, 'O'}, /* model_signing's spelling */
-	    {"trust-root", required_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		if (cli_trust_option(&a->trust, c, optarg))
+			continue;
 		switch (c) {
-		case 't': a->trust_keys[a->n_trust_keys++] = optarg; break;
-		case 'c': a->trust_cas[a->n_trust_cas++] = optarg; break;
 		case 's': a->o.signature = optarg; break;
 		case 'i': a->ignores[a->o.n_ignore_paths++] = optarg; break;
 		case 'u': a->o.ignore_unsigned_files = true; break;
 		case 'P': a->policy = optarg; break;
 		case 'M': a->model_path = optarg; break;
-		case 'I': a->identities[a->n_identities++] = optarg; break;
-		case 'O': a->issuers[a->n_issuers++] = optarg; break;
-		case 'R': a->trust_root = optarg; break;
 		case 'N':
 			if (mv_name_check_parse(optarg, &a->name_check)) {
 				cli_error("verify: --name-check must be suffix, exact or off");
@@ -86,34 +74,10 @@ static int parse_args(int argc, char **argv, struct verify_args *a)
 	}
 	a->o.ignore_paths = a->ignores;
 	a->o.measure_packed = mv_zpack_measure; /* packed copies (libvpack) */
-	if (optind + 1 != argc)
+	if (optind + 1 != argc || cli_trust_check(&a->trust, "verify"))
 		return -1;
-	if (a->n_identities != a->n_issuers) {
-		cli_error("verify: give one --identity-provider URL for each --identity ID");
-		return -1;
-	}
-	if (!a->n_trust_keys && !a->n_trust_cas && !a->n_identities) {
-		cli_error("verify: give at least one --trust KEY.pub, --trust-ca CA.pem or "
-		          "--identity ID --identity-provider URL");
-		return -1;
-	}
 	a->model = argv[optind];
 	return 0;
-}
-
-static int load_trust(const struct verify_args *a, struct mv_trust **out)
-{
-	const struct mv_trust_inputs in = {.key_files = a->trust_keys,
-	                                   .n_key_files = a->n_trust_keys,
-	                                   .ca_files = a->trust_cas,
-	                                   .n_ca_files = a->n_trust_cas,
-	                                   .identities = a->identities,
-	                                   .issuers = a->issuers,
-	                                   .n_identities = a->n_identities,
-	                                   .sigstore_root = a->trust_root,
-	                                   .who = "verify"};
-
-	return cli_load_trust(&in, out);
 }
 
 /*
@@ -130,11 +94,11 @@ static void describe_signer(const struct verify_args *a, const struct mv_signer 
 		mv_signer_describe(s, out + 7, len - 7);
 		return;
 	}
-	for (size_t i = 0; i < a->n_trust_keys; i++) {
+	for (size_t i = 0; i < a->trust.n_keys; i++) {
 		struct mv_key *k = NULL;
 		char id[65], hint[65];
 
-		if (mv_key_load_public(a->trust_keys[i], &k, NULL))
+		if (mv_key_load_public(a->trust.keys[i], &k, NULL))
 			continue;
 		mv_key_id(k, id);
 		mv_key_hint(k, hint);
@@ -177,12 +141,8 @@ static int alloc_args(struct verify_args *a, int argc)
 {
 	size_t n = (size_t)argc + 1;
 
-	a->trust_keys = calloc(n, sizeof(char *));
-	a->trust_cas = calloc(n, sizeof(char *));
 	a->ignores = calloc(n, sizeof(char *));
-	a->identities = calloc(n, sizeof(char *));
-	a->issuers = calloc(n, sizeof(char *));
-	return a->trust_keys && a->trust_cas && a->ignores && a->identities && a->issuers ? 0 : -1;
+	return a->ignores && !cli_trust_init(&a->trust, argc) ? 0 : -1;
 }
 
 /*
@@ -280,7 +240,7 @@ int cmd_verify(int argc, char **argv)
 		ret = ret > 0 ? EXIT_OK : EXIT_USAGE_IO;
 		goto out;
 	}
-	ret = load_trust(&a, &trust);
+	ret = cli_trust_load(&a.trust, "verify", &trust);
 	if (ret)
 		goto out;
 	ret = mv_model_verify(a.model, trust, &a.o, on_problem, NULL, on_warning, NULL, &m);
@@ -297,10 +257,7 @@ int cmd_verify(int argc, char **argv)
 out:
 	mv_manifest_free(m);
 	mv_trust_free(trust);
-	free(a.trust_keys);
-	free(a.trust_cas);
+	cli_trust_free(&a.trust);
 	free(a.ignores);
-	free(a.identities);
-	free(a.issuers);
 	return ret;
 }

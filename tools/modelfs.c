@@ -71,12 +71,13 @@ static const struct cli_command commands[] = {
     {"metrics", cmd_metrics, "metrics MOUNTPOINT",
      "print a mount's metrics in Prometheus text format"},
     {"push", cmd_push,
-     "push --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--ca-cert FILE] [--insecure] "
-     "MODEL_DIR [http://]REGISTRY/REPO:TAG",
+     "push (--trust KEY.pub | --trust-ca CA.pem | --identity ID --identity-provider URL) ... "
+     "[--trust-root FILE] [--ca-cert FILE] [--insecure] MODEL_DIR [http://]REGISTRY/REPO:TAG",
      "verify a sealed model and publish it to an OCI registry (ModelPack, signature attached)"},
     {"pull", cmd_pull,
-     "pull --trust KEY.pub [--trust ...] [--trust-ca CA.pem ...] [--ca-cert FILE] [--insecure] "
-     "[--jobs N] [--chunk-size SIZE] [http://]REGISTRY/REPO[:TAG][@sha256:HEX] DIR",
+     "pull (--trust KEY.pub | --trust-ca CA.pem | --identity ID --identity-provider URL) ... "
+     "[--trust-root FILE] [--ca-cert FILE] [--insecure] [--jobs N] [--chunk-size SIZE] "
+     "[http://]REGISTRY/REPO[:TAG][@sha256:HEX] DIR",
      "download a pushed model, verify it and install it as DIR (resumable)"},
 };
 

@@ -30,6 +30,7 @@
 struct xfer {
 	const struct mfr_req *rq;
 	struct mfr_resp *rs;
+	CURL *curl; /* the handle, for the status of the response being read */
 	size_t cap;
 	size_t hdr_total; /* header bytes of this hop */
 	int body_err;     /* the request body's reader failed */
@@ -69,9 +70,18 @@ long mfr_env_timeout(void)
 static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx)
 {
 	struct xfer *x = ctx;
-	size_t n = size * nmemb;
+	size_t n = size * nmemb, limit = x->rq->max_body;
+	long code = 0;
 
-	if (n > x->rq->max_body || x->rs->len > x->rq->max_body - n) {
+	/*
+	 * max_body bounds what the caller asked for: a small blob's bytes. An
+	 * error's body (a 401's JSON before the auth flow answers it) may be
+	 * longer than that and is bounded by MFR_ERRBODY_MAX instead.
+	 */
+	curl_easy_getinfo(x->curl, CURLINFO_RESPONSE_CODE, &code);
+	if ((code < 200 || code > 299) && limit < MFR_ERRBODY_MAX)
+		limit = MFR_ERRBODY_MAX;
+	if (n > limit || x->rs->len > limit - n) {
 		x->too_big = true;
 		return 0; /* aborts the transfer */
 	}
@@ -385,7 +395,7 @@ static void describe(const struct mfr_client *c, const struct mfr_req *rq, char 
 static int exchange(struct mfr_client *c, const struct mfr_req *rq, struct mfr_resp *rs,
                     bool *transient, struct mv_err *err)
 {
-	struct xfer x = {.rq = rq, .rs = rs};
+	struct xfer x = {.rq = rq, .rs = rs, .curl = c->curl};
 	struct curl_slist *hdrs = make_headers(c, rq);
 	char what[256];
 	const char *why;

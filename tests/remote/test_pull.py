@@ -302,3 +302,22 @@ def test_tampered_tree_in_the_referrer_is_refused(registry, keys, tmp_path, env)
     p = pull(registry, f"{keys}.pub", "org/badtree:v1", dest, env, check=1)
     assert "does not match the signed Merkle root" in p.stderr
     assert not dest.exists() and not (tmp_path / ("out" + STAGING)).exists()
+
+
+def test_tiny_blobs_on_fresh_connections(registry, keys, tmp_path, env):
+    """Each download thread's first request meets the registry's 401 (its own
+    client has not answered the challenge yet), whose JSON body is longer
+    than a blob of a few bytes: the body limit of the blob must not apply
+    to the error's body (a pull failed with "response body over the size
+    limit" whenever a thread started on a tiny file)."""
+    m = tmp_path / "tiny"
+    m.mkdir()
+    for i in range(6):
+        (m / f"f{i}.txt").write_bytes(b"%d\n" % i)
+    run("seal", "--key", f"{keys}.key", "--name", "org/tiny", m, check=0)
+    push(registry, keys, m, "org/tiny:v1", env)
+    p = pull(registry, f"{keys}.pub", "org/tiny:v1", tmp_path / "out", env, "--jobs", "6",
+             check=0)
+    assert p.stdout.startswith("pulled: ")
+    for i in range(6):
+        assert (tmp_path / "out" / f"f{i}.txt").read_bytes() == b"%d\n" % i
