@@ -23,7 +23,9 @@ def log(msg):
 
 
 def binary_key(binary) -> str:
-    v = sh(binary, "--version").stdout.strip().replace(" ", "-")
+    # the first line (`modelfs X.Y.Z`); the lines after it name the build's
+    # libraries, and would make a file name too long
+    v = sh(binary, "--version").stdout.strip().splitlines()[0].replace(" ", "-")
     return f"{v}-g{GEN_VERSION}"
 
 

@@ -79,6 +79,7 @@ class Daemon:
 
     cmd = []
     ready_path = None
+    env = None  # the daemon's environment (None: ours)
 
     def __init__(self, mnt):
         self.mnt = pathlib.Path(mnt)
@@ -97,7 +98,7 @@ class Daemon:
     def __enter__(self):
         t0 = time.perf_counter()
         self.proc = subprocess.Popen([str(c) for c in self.cmd], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, env=self.env)
         end = t0 + 120
         while not self._ready():
             if self.proc.poll() is not None or time.perf_counter() > end:
@@ -140,8 +141,9 @@ class ModelfsMount(Daemon):
     stat'ed, or when the --ready-file appears if the binary has it."""
 
     def __init__(self, binary, store, mnt, pub, cache, extra=(), ready_rel=None,
-                 ready_file=None):
+                 ready_file=None, env=None):
         super().__init__(mnt)
+        self.env = env
         self.cmd = [binary, "mount", "-f", "--trust", pub, "--cache-dir", cache, *extra]
         if ready_file:
             self.cmd += ["--ready-file", ready_file]
@@ -611,3 +613,154 @@ def fio_iops(path, jobs, seconds, invalidate=True) -> float:
              f"--runtime={seconds}", "--group_reporting", "--output-format=json",
              f"--invalidate={1 if invalidate else 0}").stdout
     return json.loads(out[out.index("{"):])["jobs"][0]["read"]["iops"]
+
+
+class OciRegistry:
+    """Debian's docker-registry (CNCF distribution 2.8) on 127.0.0.1, a free
+    port, TLS with a self-signed certificate and htpasswd (bcrypt) auth,
+    storage under @root: started as tests/remote/oci_registry.py starts it
+    (not imported: that module is the tests'). A context manager: always
+    stopped. env() is an environment whose REGISTRY_AUTH_FILE holds the
+    credentials (modelfs and skopeo read it); curl_config() the same
+    credentials for curl -K, so no secret is on a command line."""
+
+    USER, PASSWORD = "bench", "bench-pass"
+
+    def __init__(self, root):
+        self.root = pathlib.Path(root)
+        self.proc = None
+
+    def __enter__(self):
+        import base64
+        import socket
+        import ssl
+        import urllib.error
+        import urllib.request
+
+        r = self.root
+        r.mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.host = f"127.0.0.1:{self.port}"
+        self.ca = r / "cert.pem"
+        sh("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+           r / "key.pem", "-out", self.ca, "-days", "2", "-subj", "/CN=127.0.0.1",
+           "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost")
+        self.cert_dir = r / "certs.d"
+        self.cert_dir.mkdir()
+        (self.cert_dir / "ca.crt").write_bytes(self.ca.read_bytes())
+        (r / "htpasswd").write_text(sh("htpasswd", "-Bbn", self.USER, self.PASSWORD).stdout)
+        (r / "data").mkdir()
+        (r / "config.yml").write_text(f"""version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {r / 'data'}
+http:
+  addr: 127.0.0.1:{self.port}
+  secret: modelfs-bench-{self.port}
+  tls:
+    certificate: {r / 'cert.pem'}
+    key: {r / 'key.pem'}
+auth:
+  htpasswd:
+    realm: modelfs-bench
+    path: {r / 'htpasswd'}
+""")
+        auth = base64.b64encode(f"{self.USER}:{self.PASSWORD}".encode()).decode()
+        self.auth_file = r / "auth.json"
+        self.auth_file.write_text(json.dumps({"auths": {self.host: {"auth": auth}}}))
+        self.curl_conf = r / "curl.conf"
+        self.curl_conf.write_text(f'user = "{self.USER}:{self.PASSWORD}"\n')
+        self.log = open(r / "registry.log", "wb")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(r / "config.yml")],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        end = time.time() + 30
+        while time.time() < end and self.proc.poll() is None:
+            try:
+                urllib.request.urlopen(f"https://{self.host}/v2/", context=ctx, timeout=5)
+            except urllib.error.HTTPError as e:
+                if e.code == 401:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("docker-registry did not start: " +
+                           (r / "registry.log").read_text()[-400:])
+
+    def get(self, path, accept=None) -> bytes:
+        """The body of a GET of @path (/v2/...) as the bench user."""
+        import base64
+        import ssl
+        import urllib.request
+
+        req = urllib.request.Request(f"https://{self.host}{path}")
+        tok = base64.b64encode(f"{self.USER}:{self.PASSWORD}".encode()).decode()
+        req.add_header("Authorization", "Basic " + tok)
+        if accept:
+            req.add_header("Accept", accept)
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        with urllib.request.urlopen(req, context=ctx, timeout=30) as r:
+            return r.read()
+
+    def env(self):
+        env = {k: v for k, v in os.environ.items() if k != "XDG_RUNTIME_DIR"}
+        env["REGISTRY_AUTH_FILE"] = str(self.auth_file)
+        env["HOME"] = str(self.root)  # no ~/.docker/config.json of the machine's
+        return env
+
+    def __exit__(self, *exc):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close() if hasattr(self, "log") else None
+        return False
+
+
+def curl_get(url, ca, conf) -> tuple:
+    """One GET of @url over TLS (CA @ca, credentials from curl config @conf)
+    to /dev/null, following redirects. Returns (bytes, seconds) as curl
+    measured them (time_total: connect, TLS, auth round trip, body)."""
+    out = sh("curl", "-sSfL", "--cacert", ca, "-K", conf, "-o", "/dev/null",
+             "-w", "%{size_download} %{time_total}", url).stdout.split()
+    return int(out[0]), float(out[1])
+
+
+def curl_ranges(url, ca, conf, size, chunk) -> tuple:
+    """The whole blob at @url as Range GETs of @chunk bytes, one after
+    another on one kept-alive connection (one curl, a config file with one
+    section per range: `next`), to /dev/null. Returns (bytes, seconds), the
+    wall time of the curl process."""
+    cred = pathlib.Path(conf).read_text()
+    parts = []
+    for off in range(0, size, chunk):
+        parts.append(f'{cred}url = "{url}"\nrange = "{off}-{min(off + chunk, size) - 1}"\n'
+                     f'output = "/dev/null"\ncacert = "{ca}"\nsilent\nshow-error\nfail\n'
+                     'location\n')
+    cfg = pathlib.Path(conf).with_suffix(".ranges")
+    cfg.write_text("next\n".join(parts))
+    t0 = time.perf_counter()
+    sh("curl", "-K", cfg)
+    return size, time.perf_counter() - t0
+
+
+def find_key(obj, key):
+    """The first value of @key anywhere in a parsed JSON document, or None."""
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        obj = list(obj.values())
+    if isinstance(obj, list):
+        for v in obj:
+            r = find_key(v, key)
+            if r is not None:
+                return r
+    return None

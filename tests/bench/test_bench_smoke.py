@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, modelfs_bin
 
 ROWS = ["L", "cold", "warm", "disk", "rand", "mmap", "prefetch", "load", "scale", "big", "pack",
-        "mem"]
+        "mem", "remote"]
 COLS = ["row", "setup", "figure", "unit", "ratio", "target", "result"]
 NUM = re.compile(r"^-?\d+(\.\d+)?$")
 
@@ -54,7 +54,7 @@ def test_quick_run_prints_one_table(tmp_path):
     measured = {r[0] for r in rows if r[2] != "n/a"}
     targets = {r[0] for r in rows if r[5]}
     assert targets >= {"cold", "warm", "disk", "rand", "mmap", "load", "scale", "big", "pack",
-                       "mem"} & measured
+                       "mem", "remote"} & measured
     # issue 15: L is openssl speed's; without --passthrough-hp every passthrough_hp
     # figure, the bound built on it and every target against it are n/a, not a failure
     assert any(r[0] == "L" and "openssl speed" in r[1] and NUM.match(r[2]) for r in rows), rows
@@ -69,6 +69,15 @@ def test_quick_run_prints_one_table(tmp_path):
     # issue 12: bytes of daemon memory per signed file, a figure in every run
     mem = [r for r in rows if r[0] == "mem" and r[3] == "B"]
     assert mem and all(NUM.match(r[2]) for r in mem), mem
+    # issue 16 item 7: the lazy mount's first byte and full read have a verdict
+    # (n/a only when docker-registry, htpasswd or curl is missing), cache hits
+    # a verdict or n/a (no --remote-cache-size yet)
+    remote = [r for r in rows if r[0] == "remote" and r[5]]
+    assert len(remote) == 3, remote
+    assert all(r[6] in ("met", "missed", "n/a") for r in remote), remote
+    # no docker-registry left running from the harness
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(tmp_path) not in ps
     # nothing left mounted under the work folder
     with open("/proc/self/mountinfo") as f:
         assert str(tmp_path) not in f.read()
