@@ -47,12 +47,13 @@
 #include "mount_int.h"
 
 #define MFS_RC_CHUNK  (64u << 10)          /* bytes per map byte; fills are aligned to it */
-#define RC_RUN_MAX    (64u * MFS_RC_CHUNK) /* bytes per fetch or disk read: 4 MiB */
-#define RC_HDR_LEN    64u                  /* the map's header */
-#define RC_MAGIC      "MFSRBC1\n"          /* the map's first 8 bytes */
-#define RC_TOUCH_SECS 60                   /* a hit touches its map at most this often */
-#define RC_HEX_LEN    64u                  /* a sha256 digest in hex */
-#define RC_SCAN_MAX   (1u << 20)           /* blobs an eviction scan considers */
+#define RC_RUN_MAX    (64u * MFS_RC_CHUNK) /* bytes per disk read, and per fetch of a read: 4 MiB */
+#define RC_SEQ_MAX    (256u * MFS_RC_CHUNK) /* a sequential reader's fetch, at most: 16 MiB */
+#define RC_HDR_LEN    64u                   /* the map's header */
+#define RC_MAGIC      "MFSRBC1\n"           /* the map's first 8 bytes */
+#define RC_TOUCH_SECS 60                    /* a hit touches its map at most this often */
+#define RC_HEX_LEN    64u                   /* a sha256 digest in hex */
+#define RC_SCAN_MAX   (1u << 20)            /* blobs an eviction scan considers */
 
 /* The map's header, in host byte order. */
 struct rc_hdr {
@@ -69,8 +70,15 @@ struct rc_blob {
 	int data_fd, map_fd;   /* -1: not open */
 	bool bypass;           /* not cached (bad digest, too big, unusable files) */
 	bool stale;            /* our pair was removed: reopen at next use */
-	unsigned gen;          /* rc->gen when the pair was opened */
-	time_t touched;        /* when the map's mtime was last set by us */
+	/* The fill in flight (rc_fill_run()), under fill_lock: at most one per blob. */
+	pthread_mutex_t fill_lock;
+	pthread_cond_t fill_done;
+	bool filling;
+	uint64_t fill_c0, fill_c1; /* its chunks */
+	uint64_t next_seq;         /* the chunk after the last fill: a miss there is sequential */
+	uint64_t seq_chunks;       /* that fill's length, doubled by each sequential miss */
+	unsigned gen;              /* rc->gen when the pair was opened */
+	time_t touched;            /* when the map's mtime was last set by us */
 };
 
 struct mfs_rcache {
@@ -400,7 +408,7 @@ static int rc_fill(struct mfs_rcache *rc, struct rc_blob *b, const struct mfr_de
 {
 	static bool warned;
 	uint64_t start = c0 * MFS_RC_CHUNK, end = c1 * MFS_RC_CHUNK;
-	uint8_t marks[RC_RUN_MAX / MFS_RC_CHUNK];
+	uint8_t marks[RC_SEQ_MAX / MFS_RC_CHUNK];
 	struct stat st;
 	uint8_t *tmp;
 	int ret;
@@ -433,6 +441,79 @@ static int rc_fill(struct mfs_rcache *rc, struct rc_blob *b, const struct mfr_de
 	ret = 0;
 out:
 	free(tmp);
+	return ret;
+}
+
+/*
+ * rc_widen() - the chunks a miss at [@c0, @c1) fetches: more for a sequential reader
+ * Why: a registry's cost is per request (ranged GETs of 1 MiB, what one FUSE
+ * READ asks, ran at 0.25 x the whole blob's rate over loopback TLS; 8 MiB at
+ * 0.74 x: docs/performance.md, "Remote"). A miss that starts where the
+ * blob's last fill ended fetches twice as much as that fill did, up to
+ * RC_SEQ_MAX, over chunks still missing, into the cache, where the reader's
+ * next READs find them. A first or random miss fetches what it needs, so
+ * that format detection and a random reader fetch no more than before.
+ * Under @b->fill_lock. Return: the end chunk of the fill.
+ */
+static uint64_t rc_widen(struct rc_blob *b, const struct mfr_desc *d, uint64_t c0, uint64_t c1)
+{
+	uint64_t n_chunks = (d->size + MFS_RC_CHUNK - 1) / MFS_RC_CHUNK, want, end;
+	uint8_t marks[RC_SEQ_MAX / MFS_RC_CHUNK];
+	ssize_t got;
+
+	if (c0 != b->next_seq || !b->seq_chunks)
+		return c1;
+	want = 2 * b->seq_chunks;
+	if (want > RC_SEQ_MAX / MFS_RC_CHUNK)
+		want = RC_SEQ_MAX / MFS_RC_CHUNK;
+	end = c0 + want < n_chunks ? c0 + want : n_chunks;
+	if (end <= c1)
+		return c1;
+	got = mv_pread_full(b->map_fd, marks, (size_t)(end - c1), RC_HDR_LEN + c1);
+	for (ssize_t i = 0; i < (got > 0 ? got : 0); i++)
+		if (marks[i] == 1)
+			return c1 + (uint64_t)i; /* stop at the first chunk already there */
+	return end;
+}
+
+/*
+ * rc_fill_run() - fill the missing run [@c0, @c1) that a read needs, once per blob at a time
+ * @b: in: read-locked, its pair open
+ * Return: 0 and the run's bytes [@off, +@len) in @out; 1 when another
+ * READ's fill was in flight over these chunks and is done (the caller reads
+ * the map again); or the fetch's negative errno.
+ */
+static int rc_fill_run(struct mfs_rcache *rc, struct rc_blob *b, const struct mfr_desc *d,
+                       uint64_t c0, uint64_t c1, uint8_t *out, size_t len, uint64_t off,
+                       mfs_rcache_fetch_fn fetch, void *ctx)
+{
+	uint64_t end;
+	bool waited = false;
+	int ret;
+
+	pthread_mutex_lock(&b->fill_lock);
+	while (b->filling && c0 < b->fill_c1 && b->fill_c0 < c1) {
+		pthread_cond_wait(&b->fill_done, &b->fill_lock);
+		waited = true;
+	}
+	if (waited) {
+		pthread_mutex_unlock(&b->fill_lock);
+		return 1;
+	}
+	end = rc_widen(b, d, c0, c1);
+	b->filling = true;
+	b->fill_c0 = c0;
+	b->fill_c1 = end;
+	pthread_mutex_unlock(&b->fill_lock);
+
+	ret = rc_fill(rc, b, d, c0, end, out, len, off, fetch, ctx);
+
+	pthread_mutex_lock(&b->fill_lock);
+	b->filling = false;
+	b->seq_chunks = c0 == b->next_seq ? end - c0 : c1 - c0;
+	b->next_seq = end;
+	pthread_cond_broadcast(&b->fill_done);
+	pthread_mutex_unlock(&b->fill_lock);
 	return ret;
 }
 
@@ -475,7 +556,11 @@ int mfs_rcache_read(struct mfs_rcache *rc, size_t slot, const struct mfr_desc *d
 			mfs_count(&rc->m->ctr.remote_cache_hits, c1 - c0);
 			mfs_count(&rc->m->ctr.remote_cache_bytes, n);
 		} else {
-			ret = rc_fill(rc, b, d, c0, c1, out + (pos - off), n, pos, fetch, ctx);
+			ret = rc_fill_run(rc, b, d, c0, c1, out + (pos - off), n, pos, fetch, ctx);
+			if (ret == 1) { /* another READ filled them: read the map again */
+				ret = 0;
+				continue;
+			}
 		}
 		pos = stop;
 	}
@@ -503,6 +588,9 @@ int mfs_rcache_new(struct mfs_mount *m, uint64_t limit, size_t n_blobs, struct m
 	pthread_rwlock_init(&rc->open_lock, NULL);
 	for (size_t i = 0; i < n_blobs; i++) {
 		pthread_rwlock_init(&rc->blobs[i].lock, NULL);
+		pthread_mutex_init(&rc->blobs[i].fill_lock, NULL);
+		pthread_cond_init(&rc->blobs[i].fill_done, NULL);
+		rc->blobs[i].next_seq = UINT64_MAX; /* no fill yet: the first is not sequential */
 		rc->blobs[i].data_fd = rc->blobs[i].map_fd = -1;
 	}
 	rc->top_fd = mfs_oci_own_dir(m->cache_base_fd, "oci-blobs");
@@ -570,6 +658,8 @@ void mfs_rcache_free(struct mfs_rcache *rc)
 	for (size_t i = 0; i < rc->n; i++) {
 		blob_close(&rc->blobs[i]);
 		pthread_rwlock_destroy(&rc->blobs[i].lock);
+		pthread_mutex_destroy(&rc->blobs[i].fill_lock);
+		pthread_cond_destroy(&rc->blobs[i].fill_done);
 	}
 	if (rc->dir_fd >= 0)
 		close(rc->dir_fd);

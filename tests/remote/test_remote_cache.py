@@ -79,6 +79,27 @@ def test_a_4k_read_fills_one_chunk(registry, keys, model, tmp_path):
         assert c["remote_cache_misses"] - before["remote_cache_misses"] == 1, c
 
 
+def test_a_sequential_reader_gets_fewer_larger_gets(registry, keys, model, tmp_path):
+    """A sequential reader's misses fetch twice as much each time (up to
+    16 MiB), so reading the 3 MiB file takes a few GETs, not one per 1 MiB
+    READ; a random 4 KiB read still fetches one 64 KiB chunk (above)."""
+    data = model["files"]["model.safetensors"]
+    with OciMount(registry, f"{model['name']}:v1", tmp_path / "mnt", keys["trusted"]) as m:
+        f = m.mnt / model["name"] / "model.safetensors"
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)  # one READ per pread
+            before = m.status()["counters"]  # after the lookup's format detection
+            got = b"".join(os.pread(fd, MiB, off) for off in range(0, len(data), MiB))
+        finally:
+            os.close(fd)
+        assert got == data
+        c = m.status()["counters"]
+        gets = c["remote_requests"] - before["remote_requests"]
+        assert 1 <= gets <= 3, (before, c)  # 1 MiB, then 2 MiB, then the rest
+        assert c["remote_bytes"] - before["remote_bytes"] <= len(data), (before, c)
+
+
 def test_cache_off_keeps_nothing(registry, keys, model, tmp_path):
     with OciMount(registry, f"{model['name']}:v1", tmp_path / "mnt", keys["trusted"],
                   "-o", "remote_cache_size=0") as m:
