@@ -45,7 +45,7 @@
 #define OCI_MAX_HANDLES   4096u      /* store handles open at once; more: -EMFILE */
 #define OCI_CLIENTS       8u         /* registry clients (connections) shared by readers */
 #define OCI_READ_MAX      (8u << 20) /* bytes per ranged GET of a pread */
-#define OCI_TRIES         3          /* attempts of a ranged GET (transient errors) */
+#define OCI_TRIES         2          /* attempts of a ranged GET (a broken connection) */
 #define OCI_MAX_REFERRERS 16u        /* signature referrers tried */
 #define OCI_DEV           0x6f6369u  /* st_dev of every entry ("oci") */
 
@@ -403,11 +403,18 @@ static void client_give(struct oci_store *o, int slot, bool broken)
 	pthread_mutex_unlock(&o->lock);
 }
 
-/* Is @ret (a ranged GET's) worth another attempt? */
+/*
+ * Is @ret (a ranged GET's) worth another attempt, on a fresh connection?
+ * Only a connection that broke: the client already retried 429, 5xx and
+ * dropped connections with backoff (http.c), and a timeout is not tried
+ * again, so that a read from a stalled registry gets EIO after one
+ * timeout (MODELFS_HTTP_TIMEOUT, else 30 s without progress), not several
+ * (a stacked retry made it about 3 minutes, with the kernel's own retry of
+ * the page).
+ */
 static bool transient(int ret)
 {
-	return ret == -EIO || ret == -ETIMEDOUT || ret == -ECONNRESET || ret == -ECONNREFUSED ||
-	       ret == -EAGAIN || ret == -EHOSTUNREACH;
+	return ret == -ECONNRESET || ret == -EAGAIN;
 }
 
 /**

@@ -32,21 +32,40 @@ static char *blob_url(const struct mfr_client *c, const char *digest)
 	return url;
 }
 
-/* Does "bytes A-B/T" (T may be "*") say exactly [@off, @off + @len) of @total? */
-static bool content_range_ok(const char *v, uint64_t off, uint64_t len, uint64_t total)
+/*
+ * Reads a decimal at *@p: digits only, no sign, no leading zero (but "0"),
+ * no overflow. Advances *@p past it. False if there is none.
+ */
+static bool parse_u64(const char **p, uint64_t *v)
 {
-	unsigned long long a, b;
-	char tail[24];
+	const char *s = *p;
 
-	if (!v || strncmp(v, "bytes ", 6) != 0)
+	*v = 0;
+	if (*s < '0' || *s > '9' || (s[0] == '0' && s[1] >= '0' && s[1] <= '9'))
 		return false;
-	if (sscanf(v + 6, "%llu-%llu/%20s", &a, &b, tail) != 3)
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (*v > (UINT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return false;
+		*v = *v * 10 + (uint64_t)(*s - '0');
+	}
+	*p = s;
+	return true;
+}
+
+bool mfr_content_range_ok(const char *v, uint64_t off, uint64_t len, uint64_t total)
+{
+	uint64_t a, b, t;
+
+	if (!v || !len || off > UINT64_MAX - (len - 1) || strncmp(v, "bytes ", 6) != 0)
 		return false;
-	if (a != off || b != off + len - 1)
+	v += 6;
+	if (!parse_u64(&v, &a) || *v++ != '-' || !parse_u64(&v, &b) || *v++ != '/')
 		return false;
-	if (strcmp(tail, "*") == 0)
+	if (a != off || b != off + (len - 1))
+		return false;
+	if (strcmp(v, "*") == 0)
 		return true;
-	return strtoull(tail, NULL, 10) == total && tail[0] >= '0' && tail[0] <= '9';
+	return parse_u64(&v, &t) && !*v && t == total && b < t;
 }
 
 /* The errno of an unexpected status. */
@@ -81,7 +100,7 @@ int mfr_blob_get_range(struct mfr_client *c, const char *digest, uint64_t off, s
 	ret = mfr_request(c, &rq, &rs, err);
 	if (ret)
 		goto out;
-	if (rs.status == 206 && !content_range_ok(rs.content_range, off, len, blob_size)) {
+	if (rs.status == 206 && !mfr_content_range_ok(rs.content_range, off, len, blob_size)) {
 		ret = mv_err_set(err, -EPROTO,
 		                 "%s/%s@%s: the registry answered bytes %" PRIu64 "-%" PRIu64
 		                 " with another Content-Range",
@@ -89,10 +108,14 @@ int mfr_blob_get_range(struct mfr_client *c, const char *digest, uint64_t off, s
 		goto out;
 	}
 	if (rs.status != 206 && !(rs.status == 200 && off == 0 && len == blob_size)) {
-		ret =
-		    mv_err_set(err, status_errno(rs.status), "%s/%s@%s: blob GET: HTTP %ld%s",
-		               c->ref.registry, c->ref.repo, digest, rs.status,
-		               rs.status == 200 ? " (the registry ignored the Range header)" : "");
+		char note[64] = "";
+
+		if (rs.status == 200)
+			snprintf(note, sizeof(note), " (the registry ignored the Range header)");
+		else if (rs.retries)
+			snprintf(note, sizeof(note), " (%d attempts)", rs.retries + 1);
+		ret = mv_err_set(err, status_errno(rs.status), "%s/%s@%s: blob GET: HTTP %ld%s",
+		                 c->ref.registry, c->ref.repo, digest, rs.status, note);
 		goto out;
 	}
 	if (rs.len != len) {

@@ -66,6 +66,18 @@ int mfr_part_open(struct mfr_part *p, int blobs_fd, const char *digest, uint64_t
  */
 int mfr_part_fetch(struct mfr_part *p, struct mfr_client *c, uint64_t idx, struct mv_err *err);
 
+/**
+ * mfr_content_range_ok() - does a Content-Range value say exactly the range asked?
+ * @v: in: the header's value (untrusted; NULL: no header)
+ * @off, @len: in: the range asked, @len > 0
+ * @total: in: the blob's size
+ *
+ * Only "bytes A-B/T", T a decimal or an asterisk, with A = @off, B = @off + @len - 1 and
+ * a decimal T = @total (so B < T): decimals without sign, leading zero or overflow,
+ * nothing else around them (the client trims the value's blanks).
+ */
+bool mfr_content_range_ok(const char *v, uint64_t off, uint64_t len, uint64_t total);
+
 /* Forgets every chunk of @p (truncates both files). 0 or a negative errno. */
 int mfr_part_reset(struct mfr_part *p, struct mv_err *err);
 

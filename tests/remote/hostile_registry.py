@@ -1,8 +1,10 @@
 """hostile_registry.py - a small OCI registry for the fault tests, in Python.
 
-It speaks just enough of the distribution API for `modelfs push` (blob HEAD
-and GET, POST/PATCH/PUT uploads, manifest PUT/GET/HEAD, the referrers API or
-its 404) over plain HTTP on 127.0.0.1 with a random port, and can be told,
+It speaks just enough of the distribution API for `modelfs push`, `modelfs
+pull` and the lazy mount (blob HEAD and GET, with `Range: bytes=A-B` answered
+206 and its Content-Range, POST/PATCH/PUT uploads kept in memory, manifest
+PUT/GET/HEAD by tag and by digest, the referrers API or its 404 and the tag
+schema index push writes) over plain HTTP on 127.0.0.1 with a random port, and can be told,
 per test, to misbehave on chosen requests (`reg.fault(...)`). Auth is Basic
 (a user and password), Bearer (tokens of a TokenService, see
 token_service.py) or none. Every request is recorded with its headers, so a
@@ -10,6 +12,10 @@ test can check what was sent where.
 
 Sink is the "other host" of the redirect tests: it accepts anything, records
 it, and answers HEAD with 404 and PUT with 201 and the body's digest.
+
+The faults of ranged reads (wrong Content-Range, a 200 with the whole blob,
+a short or long body, a flipped byte, a stall in the body) answer a blob GET
+from the blobs pushed to the registry itself.
 
 Servers are started by the fixtures (conftest.py) and always stopped; a
 stalled handler is released at stop.
@@ -127,6 +133,7 @@ class _Base:
         self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
                                        daemon=True)
         self.faults = []
+        self.release = threading.Event()  # set: stalled handlers give up (stall_body)
 
     # -- faults -----------------------------------------------------------
     def fault(self, method, pattern, action, times=None, before_auth=False):
@@ -273,9 +280,30 @@ class HostileRegistry(_Base):
             return h.send(405)
         data = self.blobs.get(digest)
         if data is None:
-            return h.send(404)
-        return h.send(200, data, {"Docker-Content-Digest": digest},
+            return h.send(404, b'{"errors":[{"code":"BLOB_UNKNOWN"}]}')
+        rng = asked_range(h, len(data))
+        if rng is None:
+            return h.send(200, data, {"Docker-Content-Digest": digest},
+                          "application/octet-stream")
+        if rng is False:
+            return h.send(416, headers={"Content-Range": f"bytes */{len(data)}"})
+        a, b = rng
+        return h.send(206, data[a:b + 1], {"Docker-Content-Digest": digest,
+                                            "Content-Range": f"bytes {a}-{b}/{len(data)}"},
                       "application/octet-stream")
+
+    def blob_of(self, h):
+        """(digest, bytes) of the blob a request names, or (None, None)."""
+        m = RE_OBJ.match(urlsplit(h.path).path)
+        if not m or m.group("kind") != "blobs":
+            return None, None
+        return m.group("ref"), self.blobs.get(m.group("ref"))
+
+    def clear_faults(self):
+        """Forget every fault and release the stalled handlers (between tests)."""
+        self.faults = []
+        self.release.set()
+        self.release = threading.Event()
 
     def _manifest(self, h, name, ref):
         if h.command == "PUT":
@@ -389,6 +417,125 @@ def slow_after(seconds, then):
     def act(h):
         time.sleep(seconds)
         then(h)
+    return act
+
+
+# -- faults of ranged blob GETs (registry.fault("GET", BLOB_PATH, ...)) ------------
+
+RE_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+
+
+def asked_range(h, size):
+    """(first, last) of the request's Range, None without one, False if unusable."""
+    v = h.headers.get("Range")
+    if v is None:
+        return None
+    m = RE_RANGE.match(v.strip())
+    if not m:
+        return False
+    a, b = int(m.group(1)), int(m.group(2))
+    if a > b or a >= size:
+        return False
+    return a, min(b, size - 1)
+
+
+def _ranged(app, h):
+    """(data, first, last) of a ranged blob GET; the whole blob without a Range."""
+    _, data = app.blob_of(h)
+    data = data or b""
+    rng = asked_range(h, len(data)) or (0, len(data) - 1)
+    return data, rng[0], rng[1]
+
+
+def _answer(h, status_, body, headers, length=None, close=False):
+    """Send STATUS and HEADERS with Content-Length LENGTH (len(body)), then BODY."""
+    h.send_response(status_)
+    for k, v in headers.items():
+        h.send_header(k, v)
+    h.send_header("Content-Type", "application/octet-stream")
+    h.send_header("Content-Length", str(len(body) if length is None else length))
+    h.end_headers()
+    try:
+        h.wfile.write(body)
+        h.wfile.flush()
+    except OSError:
+        pass
+    if close:
+        h.close_connection = True
+
+
+def wrong_content_range(app, shift=0, total=0):
+    """A 206 whose Content-Range is SHIFT bytes further (and its bytes), or
+    says a total TOTAL bytes off."""
+    def act(h):
+        data, a, b = _ranged(app, h)
+        a2, b2 = a + shift, b + shift
+        body = data[a2:b2 + 1].ljust(b - a + 1, b"\0")
+        _answer(h, 206, body, {"Content-Range": f"bytes {a2}-{b2}/{len(data) + total}"})
+    return act
+
+
+def whole_blob(app):
+    """A 200 with the whole blob, whatever range was asked."""
+    def act(h):
+        data, _, _ = _ranged(app, h)
+        _answer(h, 200, data, {})
+    return act
+
+
+def short_body(app, missing=100):
+    """The right 206 headers, MISSING bytes fewer than announced, connection closed."""
+    def act(h):
+        data, a, b = _ranged(app, h)
+        body = data[a:b + 1]
+        _answer(h, 206, body[:-missing], {"Content-Range": f"bytes {a}-{b}/{len(data)}"},
+                length=len(body), close=True)
+    return act
+
+
+def long_body(app, extra=100):
+    """The right Content-Range, but EXTRA more bytes (and Content-Length) than asked."""
+    def act(h):
+        data, a, b = _ranged(app, h)
+        _answer(h, 206, data[a:b + 1] + b"\0" * extra,
+                {"Content-Range": f"bytes {a}-{b}/{len(data)}"})
+    return act
+
+
+def flipped_byte(app, at=None):
+    """The right 206 with one byte flipped: the range's middle byte, or with AT the
+    byte at that offset of the blob (a range without it is served intact)."""
+    def act(h):
+        data, a, b = _ranged(app, h)
+        body = bytearray(data[a:b + 1])
+        if at is None:
+            body[len(body) // 2] ^= 0x5A
+        elif a <= at <= b:
+            body[at - a] ^= 0x5A
+        _answer(h, 206, bytes(body), {"Content-Range": f"bytes {a}-{b}/{len(data)}"})
+    return act
+
+
+def stall_body(app, sent=100):
+    """The right 206 headers and the body's first SENT bytes (under curl's 1024
+    bytes/s low-speed limit), then nothing until the fault is cleared
+    (clear_faults) or the server stops."""
+    def act(h):
+        data, a, b = _ranged(app, h)
+        body = data[a:b + 1]
+        release = app.release
+        h.send_response(206)
+        h.send_header("Content-Range", f"bytes {a}-{b}/{len(data)}")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        try:
+            h.wfile.write(body[:sent])
+            h.wfile.flush()
+        except OSError:
+            pass
+        while not release.wait(0.1) and not app.stopping.is_set():
+            pass
+        h.close_connection = True
     return act
 
 

@@ -110,7 +110,13 @@ auth:
     realm: modelfs-test
     path: {root / 'htpasswd'}
 """)
-    reg.log = open(root / "registry.log", "wb")
+    return _serve(reg)
+
+
+def _serve(reg: Registry) -> Registry:
+    """Runs docker-registry on reg's config and waits until it answers."""
+    root = reg.root
+    reg.log = open(root / "registry.log", "ab")
     reg.proc = subprocess.Popen(["docker-registry", "serve", str(root / "config.yml")],
                                 stdout=reg.log, stderr=subprocess.STDOUT)
     deadline = time.time() + 30
@@ -127,7 +133,13 @@ auth:
     pytest.fail("registry did not start:\n" + (root / "registry.log").read_text())
 
 
+def restart_registry(reg: Registry) -> Registry:
+    """Starts a stopped registry again: same port, certificate and storage."""
+    return _serve(reg)
+
+
 def stop_registry(reg: Registry):
+    """Stops the registry (again: nothing); restart_registry() starts it again."""
     if reg.proc and reg.proc.poll() is None:
         reg.proc.terminate()
         try:
@@ -135,7 +147,8 @@ def stop_registry(reg: Registry):
         except subprocess.TimeoutExpired:
             reg.proc.kill()
             reg.proc.wait()
-    reg.log.close()
+    if not reg.log.closed:
+        reg.log.close()
 
 
 def run(*args, env=None, check=None, timeout=300):
