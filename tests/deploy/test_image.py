@@ -19,8 +19,8 @@ stale mount and mounts again; the same app container, never restarted,
 reads the right bytes. A tampered block gives the app EIO. Every container,
 image tag of this test, mount and the registry are removed at the end.
 
-The sidecar mounts a store folder of the node, not a registry: the lazy
-mount of a remote model (issue #16, item 2) does not exist yet.
+A last test has the sidecar mount a model from the registry itself
+(`oci://`, the lazy mount) for the app container.
 """
 import hashlib
 import os
@@ -58,9 +58,13 @@ RUNTIME = ["--runtime", "runc"] if shutil.which("runc") else []
 LIMITS = ["--ulimit", "nofile=4096:4096", "--ulimit", "nproc=4096:4096"]
 
 
-def run_image(image, *args, volumes=(), entrypoint=None, detach=False, name=None, fuse=False):
-    """`podman run` of @image with @args; no network, volumes as (host, ctr, mode)."""
-    cmd = ["run", *LIMITS, "--network", "none"]
+def run_image(image, *args, volumes=(), entrypoint=None, detach=False, name=None, fuse=False,
+              network="none", env=()):
+    """`podman run` of @image with @args; no network unless asked, volumes as
+    (host, ctr, mode), @env as NAME=VALUE strings."""
+    cmd = ["run", *LIMITS, "--network", network]
+    for e in env:
+        cmd += ["-e", e]
     cmd += ["-d"] if detach else ["--rm"]
     if name:
         cmd += ["--name", name]
@@ -221,6 +225,60 @@ def test_sidecar_and_app_containers(tmp_path, pulled):
         podman("stop", "-t", "15", side)
         assert wait_app(app, "/shared/models/org/m/config.json", "err") == "err"
         assert not os.path.ismount(shared / "models")
+    finally:
+        podman("rm", "-f", side, app, check=False)
+        cleanup(tmp_path)
+
+
+def test_sidecar_mounts_a_remote_model(tmp_path, image, pulled):
+    """The sidecar container mounts a model from the registry lazily
+    (`oci://`, issue #16 item 2), with the registry's CA and an auth file
+    given as volumes; the app container reads it through the shared folder.
+    The host network reaches the registry on 127.0.0.1 (as a pod reaches a
+    node-local registry mirror)."""
+    reg = image["reg"]
+    model = tmp_path / "m"
+    model.mkdir()
+    files = {"weights.bin": os.urandom(2 << 20), "config.json": b'{"remote": true}\n'}
+    for n, b in files.items():
+        (model / n).write_bytes(b)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    vol = [(keys, "/keys", "rw"), (model, "/m", "rw")]
+    run_image(pulled, "keygen", "/keys/k", volumes=vol)
+    run_image(pulled, "seal", "--key", "/keys/k.key", "/m", volumes=vol)
+    auth = reg.write_auth_file(tmp_path / "auth.json")
+    env = reg.env(auth, tmp_path)
+    modelfs = os.environ.get("MODELFS_BIN", os.path.join(ROOT, "build", "tools", "modelfs"))
+    p = subprocess.run([modelfs, "push", "--trust", keys / "k.pub", "--ca-cert", reg.ca, model,
+                        f"{reg.host}/org/m:v1"], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "--bind", shared, shared], check=True)
+    subprocess.run(["mount", "--make-shared", shared], check=True)
+    (shared / "models").mkdir()
+    suffix = str(os.getpid())
+    side, app = f"modelfs-rsidecar-{suffix}", f"modelfs-rapp-{suffix}"
+    want = {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}
+    try:
+        run_image(pulled, "-c", "sleep 600", entrypoint="sh", name=app, detach=True,
+                  volumes=[(shared, "/shared", "rslave")])
+        run_image(pulled, "mount", "-f", "--trust", "/keys/k.pub", "--ca-cert", "/reg/ca.pem",
+                  "-o", "allow_other", f"oci://{reg.host}/org/m:v1", "/shared/models",
+                  name=side, detach=True, fuse=True, network="host",
+                  env=["REGISTRY_AUTH_FILE=/reg/auth.json"],
+                  volumes=[(keys, "/keys", "ro"), (reg.ca, "/reg/ca.pem", "ro"),
+                           (auth, "/reg/auth.json", "ro"), (shared, "/shared", "rshared")])
+        for n, w in want.items():
+            got = wait_app(app, f"/shared/models/org/m/{n}", w)
+            assert got == w, (n, got, podman("logs", side).stderr)
+        logs = podman("logs", side).stderr
+        assert "oci-resolved" in logs, logs
+        podman("stop", "-t", "15", side)
+        assert wait_app(app, "/shared/models/org/m/config.json", "err") == "err"
     finally:
         podman("rm", "-f", side, app, check=False)
         cleanup(tmp_path)
