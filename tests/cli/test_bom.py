@@ -25,7 +25,7 @@ STAMP = "2026-01-02T03:04:05Z"
 
 def validate(spec, bom_path):
     if not (NPM / "@cyclonedx" / "cyclonedx-library").is_dir() or not shutil.which("node"):
-        pytest.fail("CycloneDX validator missing: run tools/bootstrap (needs node and npm)")
+        pytest.fail("CycloneDX validator missing: run tools/bootstrap --test (needs node and npm)")
     p = subprocess.run(["node", str(VALIDATOR), spec, str(bom_path)], capture_output=True,
                        text=True, env={**os.environ, "NODE_PATH": str(NPM)}, timeout=120)
     assert p.returncode == 0 and p.stdout.strip() == "valid", p.stdout + p.stderr

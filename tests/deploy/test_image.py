@@ -162,6 +162,17 @@ def wait_app(name, path, want, timeout=30.0) -> str:
     return got
 
 
+def shared_folder(tmp_path):
+    """The node's emptyDir: a folder made a shared mount, with models/ in it
+    (detached by cleanup())."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "--bind", shared, shared], check=True)
+    subprocess.run(["mount", "--make-shared", shared], check=True)
+    (shared / "models").mkdir()
+    return shared
+
+
 def test_sidecar_and_app_containers(tmp_path, pulled):
     store = tmp_path / "store"
     model = store / "org" / "m"
@@ -174,11 +185,7 @@ def test_sidecar_and_app_containers(tmp_path, pulled):
     run_image(pulled, "seal", "--key", "/store/k.key", "/store/org/m", volumes=vol)
     want = {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}
 
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    subprocess.run(["mount", "--bind", shared, shared], check=True)
-    subprocess.run(["mount", "--make-shared", shared], check=True)
-    (shared / "models").mkdir()
+    shared = shared_folder(tmp_path)
     suffix = str(os.getpid())
     side, app = f"modelfs-sidecar-{suffix}", f"modelfs-app-{suffix}"
 
@@ -255,11 +262,7 @@ def test_sidecar_mounts_a_remote_model(tmp_path, image, pulled):
                        timeout=120)
     assert p.returncode == 0, p.stderr
 
-    shared = tmp_path / "shared"
-    shared.mkdir()
-    subprocess.run(["mount", "--bind", shared, shared], check=True)
-    subprocess.run(["mount", "--make-shared", shared], check=True)
-    (shared / "models").mkdir()
+    shared = shared_folder(tmp_path)
     suffix = str(os.getpid())
     side, app = f"modelfs-rsidecar-{suffix}", f"modelfs-rapp-{suffix}"
     want = {n: hashlib.sha256(b).hexdigest() for n, b in files.items()}

@@ -81,7 +81,7 @@ class Registry:
 
 def start_registry(root: pathlib.Path) -> Registry:
     if not shutil.which("docker-registry"):
-        pytest.fail("docker-registry not installed (run tools/bootstrap)")
+        pytest.fail("docker-registry not installed (run tools/bootstrap --test)")
     port = free_port()
     reg = Registry(root, port)
     make_cert(root)

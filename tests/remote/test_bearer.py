@@ -17,11 +17,12 @@ import urllib.request
 
 import pytest
 
-from remote.hostile_registry import (PASSWORD, USER, HostileRegistry, Sink, big_body,
+from remote.hostile_registry import (PASSWORD, USER, HostileRegistry, big_body,
                                      make_model, push_env, redirect, stall, status,
                                      write_auth)
 from remote.oci_registry import free_port, run
-from remote.test_hostile import HEAD_BLOB, POST_UPLOAD, PUT_UPLOAD, failed, pushed
+from remote.test_hostile import (HEAD_BLOB, POST_UPLOAD, PUT_UPLOAD, failed, pushed,  # noqa: F401
+                                 sink)  # sink: a fixture
 from remote.token_service import JwtSigner, TokenService
 
 
@@ -44,15 +45,6 @@ def servers():
     finally:
         reg.stop()
         ts.stop()
-
-
-@pytest.fixture
-def sink():
-    s = Sink().start()
-    try:
-        yield s
-    finally:
-        s.stop()
 
 
 def push(sealed, reg, tmp_path, password=PASSWORD, auth_host=None):
@@ -186,7 +178,7 @@ def token_registry(tmp_path):
     """Debian's docker-registry with `auth: token:` trusting a key the test
     makes; the token service signs JWTs with it. Plain HTTP on 127.0.0.1."""
     if not shutil.which("docker-registry"):
-        pytest.fail("docker-registry not installed (run tools/bootstrap)")
+        pytest.fail("docker-registry not installed (run tools/bootstrap --test)")
     signer = JwtSigner(tmp_path)
     ts = TokenService({USER: PASSWORD}, service="modelfs-test-registry", signer=signer).start()
     port = free_port()
