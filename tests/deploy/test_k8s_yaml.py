@@ -3,7 +3,7 @@
 Schema: Debian 12 packages no Kubernetes schema validator (no kubeconform,
 no kubeval), so the objects are checked against the Kubernetes OpenAPI
 schemas that the npm package kubernetes-models ships as compiled validators
-(offline; tools/bootstrap installs it into tests/.npm/k8s). Those check
+(offline; tools/bootstrap --test installs it into tests/.npm/k8s). Those check
 types, required fields and enums but not unknown fields, which are found
 with the type declarations the same package ships (StrictFields). The
 fields that matter for the sidecar pattern are checked one by one: the
@@ -260,7 +260,7 @@ def test_schema_validation():
     """Every object validates against the Kubernetes OpenAPI schemas."""
     node = shutil.which("node")
     if not node or not (NPM_K8S / "kubernetes-models").is_dir():
-        pytest.skip("kubernetes-models not installed (tools/bootstrap installs it with npm)")
+        pytest.skip("kubernetes-models not installed (tools/bootstrap --test installs it with npm)")
     docs = load("pod.yaml") + load("daemonset.yaml")
     p = subprocess.run([node, str(pathlib.Path(__file__).with_name("validate_k8s.mjs")),
                         str(NPM_K8S)], input=json.dumps(docs), capture_output=True,
@@ -344,7 +344,7 @@ def model_dts(obj) -> pathlib.Path:
 
 def test_no_unknown_fields():
     if not (NPM_K8S / "kubernetes-models").is_dir():
-        pytest.skip("kubernetes-models not installed (tools/bootstrap installs it with npm)")
+        pytest.skip("kubernetes-models not installed (tools/bootstrap --test installs it with npm)")
     strict = StrictFields(NPM_K8S)
     for obj in load("pod.yaml") + load("daemonset.yaml"):
         assert strict.check(obj, model_dts(obj), obj["kind"]) == []
