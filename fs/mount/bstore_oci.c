@@ -472,7 +472,8 @@ struct oci_fetch {
 
 /*
  * mfs_rcache_fetch_fn: ranged GETs of @d, at most OCI_READ_MAX bytes each,
- * counted in remote_requests and remote_bytes. 0 or -errno (reason in ctx).
+ * counted in remote_requests and remote_bytes, or in remote_failures when
+ * one fails (after the client's retries). 0 or -errno (reason in ctx).
  */
 static int oci_fetch(void *ctx, const struct mfr_desc *d, void *buf, size_t len, uint64_t off)
 {
@@ -484,8 +485,10 @@ static int oci_fetch(void *ctx, const struct mfr_desc *d, void *buf, size_t len,
 		size_t n = len - done < OCI_READ_MAX ? len - done : OCI_READ_MAX;
 
 		ret = get_range(f->o, d, (char *)buf + done, n, off + done, &f->err);
-		if (ret)
+		if (ret) {
+			mfs_count(&f->o->m->ctr.remote_failures, 1);
 			return ret;
+		}
 		done += n;
 		mfs_count(&f->o->m->ctr.remote_requests, 1);
 		mfs_count(&f->o->m->ctr.remote_bytes, n);

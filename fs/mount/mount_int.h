@@ -374,6 +374,7 @@ struct mfs_counters {
 	uint64_t prefetch_file_bytes;         /* bytes of --prefetch files read */
 	uint64_t remote_requests;             /* ranged GETs of an oci:// store (bstore_oci.c) */
 	uint64_t remote_bytes;                /* bytes they fetched */
+	uint64_t remote_failures;             /* ranged GETs that failed: that READ got EIO */
 	uint64_t remote_cache_hits;           /* 64 KiB chunks read from the remote block cache */
 	uint64_t remote_cache_misses;         /* chunks fetched into it */
 	uint64_t remote_cache_bytes;          /* bytes read from it */

@@ -242,6 +242,7 @@ def test_mount_read_fault(case, reg, hmount, model):
         failed_ctr = hmount.status()["counters"]
         if want == "eio":  # the counters count the GETs that served a read
             assert failed_ctr["remote_requests"] == before["remote_requests"]
+            assert failed_ctr["remote_failures"] > before["remote_failures"]
         # the fault is cleared: the same read gives the right bytes, same mount
         reg.clear_faults()
         again, _ = timed_pread(fd, n, off, 30)
