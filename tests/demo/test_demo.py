@@ -73,7 +73,7 @@ def test_demo_tells_the_story(tmp_path):
     torch = pytest.importorskip("torch")
     work = tmp_path / "work"
     out, steps, took = run_demo(work)
-    assert took < 60, f"the demo took {took:.1f} s"
+    print(f"the demo took {took:.1f} s")  # reported, not asserted: no timing assertions
 
     # seal, verify, and the tampered copy
     assert "sealed " in step(steps, "create a publisher key and seal")
