@@ -4,8 +4,9 @@
  *
  * Also serves the mount(8) convention "modelfs STORE MNT -o OPTS", so the
  * modelfs options can be given as -o trust=KEY,pickle=show,cache_dir=DIR.
- * STORE may be oci://REGISTRY/REPO:TAG, the lazy mount of one model
- * (fs/mount/bstore_oci.c), with --ca-cert and --insecure as for push.
+ * STORE may be oci://REGISTRY/REPO:TAG, the lazy mount of one model, or a
+ * store file of many (fs/mount/bstore_oci_setup.c), with --ca-cert and
+ * --insecure as for push.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -98,6 +99,16 @@ static int parse_timeout(struct mount_args *a, const char *s)
 {
 	if (cli_parse_uint(s, 1, 3600, &a->o.unmount_timeout)) {
 		cli_error("mount: bad --unmount-timeout '%s' (1 to 3600 seconds)", s);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* --watch-interval / watch_interval=: seconds between polls of a registry, 1 to 86400. */
+static int parse_watch_interval(struct mount_args *a, const char *s)
+{
+	if (cli_parse_uint(s, 1, 86400, &a->o.watch_interval_s)) {
+		cli_error("mount: bad --watch-interval '%s' (1 to 86400 seconds)", s);
 		return -EINVAL;
 	}
 	return 0;
@@ -257,6 +268,8 @@ static int parse_o(struct mount_args *a, char *s)
 			ret = parse_control(a, opt + 15);
 		else if (strncmp(opt, "unmount_timeout=", 16) == 0)
 			ret = parse_timeout(a, opt + 16);
+		else if (strncmp(opt, "watch_interval=", 15) == 0)
+			ret = parse_watch_interval(a, opt + 15);
 		else if (strncmp(opt, "tree_builders=", 14) == 0)
 			ret = parse_builders(a, opt + 14);
 		else if (strncmp(opt, "tree_build_wait=", 16) == 0)
@@ -299,6 +312,7 @@ enum {
 	OPT_CACHE_SIZE,
 	OPT_READY_FILE,
 	OPT_WATCH,
+	OPT_WATCH_INTERVAL,
 	OPT_PREFETCH,
 	OPT_READY_AFTER_PREFETCH,
 	OPT_NO_PREFETCH,
@@ -338,6 +352,7 @@ static const struct option long_opts[] = {
     {"remote-cache-size", required_argument, NULL, OPT_REMOTE_CACHE_SIZE},
     {"ready-file", required_argument, NULL, OPT_READY_FILE},
     {"watch", no_argument, NULL, OPT_WATCH},
+    {"watch-interval", required_argument, NULL, OPT_WATCH_INTERVAL},
     {"prefetch", required_argument, NULL, OPT_PREFETCH},
     {"ready-after-prefetch", no_argument, NULL, OPT_READY_AFTER_PREFETCH},
     {"no-prefetch", no_argument, NULL, OPT_NO_PREFETCH},
@@ -401,6 +416,7 @@ static int parse_args(int argc, char **argv, struct mount_args *a)
 		case OPT_NO_PREFETCH: a->o.readahead = false; break;
 		case OPT_VERIFIED_READAHEAD: a->o.readahead = true; break;
 		case OPT_WATCH: a->o.watch = true; break;
+		case OPT_WATCH_INTERVAL: ret = parse_watch_interval(a, optarg); break;
 		case OPT_UNMOUNT_TIMEOUT: ret = parse_timeout(a, optarg); break;
 		case OPT_UID: ret = parse_id(optarg, "--uid", &a->o.set_uid, &a->o.uid); break;
 		case OPT_GID: ret = parse_id(optarg, "--gid", &a->o.set_gid, &a->o.gid); break;
@@ -443,6 +459,7 @@ static void print_help(void)
 	      "                       trust_ca=CA, trust_identity=ID, trust_issuer=URL,\n"
 	      "                       trust_root=FILE, pickle=POLICY, policy=FILE, cache_dir=DIR,\n"
 	      "                       cache_size=SIZE, ready_file=PATH, watch,\n"
+	      "                       watch_interval=SECONDS,\n"
 	      "                       prefetch=PATTERN, ready_after_prefetch, no_prefetch,\n"
 	      "                       verified_readahead,\n"
 	      "                       unmount_timeout=SECONDS, name_check=MODE, uid=N,\n"
@@ -480,7 +497,9 @@ static void print_help(void)
 	      "                       a model is cached once, by the mount)\n"
 	      "  --ready-file PATH    write PATH (pid=, mountpoint=, models=) once the mount\n"
 	      "                       answers; removed when it stops (docs/operations.md)\n"
-	      "  --watch              rescan the store when it changes (live reload)\n"
+	      "  --watch              rescan the store when it changes (live reload); a\n"
+	      "                       registry is polled for tags that moved\n"
+	      "  --watch-interval S   seconds between those polls (default 60)\n"
 	      "  --prefetch PATTERN   once mounted, read and verify the files matching\n"
 	      "                       PATTERN (a glob of paths under the mountpoint, a\n"
 	      "                       file name, or a model's folder) into the page cache;\n"
@@ -492,9 +511,10 @@ static void print_help(void)
 	      "  --no-prefetch        no verified read-ahead (the default)\n"
 	      "  --unmount-timeout S  on SIGTERM/SIGINT, unmount and exit within S seconds\n"
 	      "                       (default 10); a busy mount is detached lazily\n"
-	      "\nA registry as the store (STORE = oci://REGISTRY/REPO:TAG or @sha256:HEX;\n"
-	      "docs/remote.md, \"Lazy mount\"): one model pushed by `modelfs push`, read\n"
-	      "block by block with ranged GETs; credentials from the auth files.\n"
+	      "\nA registry as the store (STORE = oci://REGISTRY/REPO:TAG or @sha256:HEX, or\n"
+	      "a store file mapping mount paths to such references; docs/remote.md, \"Lazy\n"
+	      "mount\"): models pushed by `modelfs push`, read block by block with ranged\n"
+	      "GETs; credentials from the auth files; SIGHUP or --watch picks up moved tags.\n"
 	      "  --ca-cert FILE       trust this PEM CA for the registry's TLS certificate\n"
 	      "  --insecure           allow plain http to a host that is not loopback\n"
 	      "  --remote-cache-size SIZE\n"

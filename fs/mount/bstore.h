@@ -3,7 +3,7 @@
  * bstore.h - the backing store interface of the mount (libfs): where the
  * models' bytes come from, and opening backing files (backing.c). Included
  * through mount_int.h by every file of the mount; implemented by
- * bstore_local.c (the local folder) and bstore_oci.c (a model in an OCI
+ * bstore_local.c (the local folder) and bstore_oci.c (models in an OCI
  * registry). See docs/architecture.md, "The backing
  * store".
  */
@@ -73,6 +73,14 @@ struct mfs_bstore_ops {
 	 * mfs_bstore_refetch().
 	 */
 	int (*refetch)(const struct mfs_bstore *s, int h, uint64_t off, uint64_t len);
+	/*
+	 * Looks for changes the store cannot report as events (a registry's
+	 * tags that moved) and makes them visible to the next walk; frees
+	 * what earlier changes left unused. Called by the reload thread only,
+	 * before a rescan. Returns how many models changed (0: no rescan
+	 * needed). NULL: changes come as inotify events (watch).
+	 */
+	int (*refresh)(struct mfs_bstore *s);
 	/* Frees the store's state at unmount, after every handle was closed; NULL: none. */
 	void (*fini)(struct mfs_bstore *s);
 };
@@ -81,6 +89,7 @@ struct mfs_bstore {
 	void *priv;                  /* the store's own state */
 	bool keep_cache;             /* --keep-backing-cache: never call ops->drop */
 	uint64_t remote_cache_bytes; /* --remote-cache-size (oci:// only); 0: no block cache */
+	unsigned poll_s;             /* --watch-interval: seconds between refreshes (oci://) */
 };
 extern const struct mfs_bstore_ops mfs_bstore_local;
 extern const struct mfs_bstore_ops mfs_bstore_oci;
@@ -88,23 +97,26 @@ extern const struct mfs_bstore_ops mfs_bstore_oci;
 struct mfs_mount;
 struct mv_err;
 
-/* Does the STORE argument @store name a registry (oci://...)? */
+/* Does the STORE argument @store name a registry (oci://...) or a store file (a regular file)? */
 bool mfs_bstore_is_oci(const char *store);
 
 /**
- * mfs_bstore_oci_setup() - make the model @uri names the mount's store (bstore_oci.c)
+ * mfs_bstore_oci_setup() - make the models @store names the mount's store (bstore_oci_setup.c)
  * @m: in/out: m->trust and the cache folder set; sets m->bstore, m->store_fd, m->store
- * @uri: in: oci://REGISTRY/REPO:TAG or oci://REGISTRY/REPO@sha256:HEX
+ * @store: in: oci://REGISTRY/REPO:TAG, oci://REGISTRY/REPO@sha256:HEX, or
+ *         the path of a store file mapping mount paths to such references
  * @ca_file: in: --ca-cert (PEM CA file), or NULL for the system CAs
  * @insecure: in: --insecure (plain http to any host)
- * @err: out: one line naming the reference and the reason
- * Resolves the reference once (the manifest digest is pinned for the
- * mount's life), checks the layer paths, fetches model.sig and the trees
- * into CACHE/oci/<hex>/model. Credentials come from the auth files only.
+ * @err: out: one line naming the reference or file and the reason
+ * Resolves each reference to a manifest digest (a digest is pinned; a tag
+ * is resolved again by ops->refresh), checks the layer paths, fetches
+ * model.sig and the trees into CACHE/oci/<hex>/model. Credentials come from
+ * the auth files only. One reference that fails fails the mount; a model of
+ * a store file that fails is refused and the others served.
  * Return: 0 or a negative errno; on failure m->bstore.ops->fini frees
  * what was made.
  */
-int mfs_bstore_oci_setup(struct mfs_mount *m, const char *uri, const char *ca_file, bool insecure,
+int mfs_bstore_oci_setup(struct mfs_mount *m, const char *store, const char *ca_file, bool insecure,
                          struct mv_err *err);
 
 /* What an oci:// store fetched at set-up, for mfs_oci_materialise(). */

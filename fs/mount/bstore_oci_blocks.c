@@ -670,3 +670,22 @@ void mfs_rcache_free(struct mfs_rcache *rc)
 	free(rc->blobs);
 	free(rc);
 }
+
+void mfs_rcache_release(struct mfs_rcache *rc, size_t slot)
+{
+	struct rc_blob *b;
+
+	if (!rc || slot >= rc->n)
+		return;
+	b = &rc->blobs[slot];
+	pthread_rwlock_wrlock(&b->lock);
+	blob_close(b);
+	b->bypass = false;
+	b->stale = false;
+	b->touched = 0;
+	pthread_rwlock_unlock(&b->lock);
+	pthread_mutex_lock(&b->fill_lock);
+	b->next_seq = UINT64_MAX;
+	b->seq_chunks = 0;
+	pthread_mutex_unlock(&b->fill_lock);
+}

@@ -150,14 +150,10 @@ static int prepare(struct mfs_mount *m, const struct mfs_mount_opts *o, struct m
 	}
 	m->bstore.keep_cache = o->keep_backing_cache;
 	m->bstore.remote_cache_bytes = o->no_remote_cache ? 0 : o->remote_cache_bytes ?: 10ull << 30;
-	if (mfs_bstore_is_oci(o->store)) {
-		/* Set up below, once the cache folder is open: it keeps the signature and trees. */
-		if (o->watch)
-			return mv_err_set(err, -EINVAL,
-			                  "%s: --watch: a registry store cannot be "
-			                  "watched",
-			                  o->store);
-	} else {
+	m->bstore.poll_s = o->watch_interval_s;
+	/* A registry is set up below, once the cache folder is open: it keeps signatures and trees.
+	 */
+	if (!mfs_bstore_is_oci(o->store)) {
 		ret = open_local_store(m, o, err);
 		if (ret)
 			return ret;

@@ -60,7 +60,9 @@ struct mfs_mount_opts {
 	size_t n_prefetch;
 	bool ready_after_prefetch;
 	bool readahead; /* --verified-readahead: verified read-ahead (prefetch.c); off by default */
-	bool watch;     /* rescan the store when inotify sees a change */
+	bool watch;     /* rescan the store when inotify sees a change (oci://: polls) */
+	unsigned
+	    watch_interval_s;     /* --watch-interval: seconds between polls of a registry; 0: 60 */
 	unsigned unmount_timeout; /* seconds from SIGTERM/SIGINT to exit; 0: default (10) */
 	/* how a model's signed name must fit its store path; 0: suffix */
 	enum mv_name_check name_check;

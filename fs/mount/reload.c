@@ -58,6 +58,8 @@ struct reloader {
 	int stop_fd;      /* eventfd: mfs_reload_stop() */
 	int in_fd;        /* inotify (--watch), or -1 */
 	bool watch_error; /* a watch could not be added: logged once */
+	bool poll;        /* --watch on a store without events: refresh every poll_s */
+	uint64_t next_poll;
 	pthread_t thread;
 	struct sigaction old_hup;
 };
@@ -241,6 +243,19 @@ static void drain(int fd)
 		;
 }
 
+/*
+ * Asks a store without events (a registry) for its changes: the tags that
+ * moved are linked before the rescan that follows. Return: models changed.
+ */
+static int refresh(struct reloader *r)
+{
+	struct mfs_bstore *bs = &r->m->bstore;
+	int n = bs->ops->refresh ? bs->ops->refresh(bs) : 0;
+
+	r->next_poll = now_ms() + 1000ull * (bs->poll_s ? bs->poll_s : 60);
+	return n;
+}
+
 static void *reload_thread(void *arg)
 {
 	struct reloader *r = arg;
@@ -259,6 +274,13 @@ static void *reload_thread(void *arg)
 			now = now_ms();
 			timeout = due > now ? (int)(due - now) : 0;
 		}
+		if (r->poll) {
+			now = now_ms();
+			if (now >= r->next_poll)
+				timeout = 0;
+			else if (timeout < 0 || r->next_poll - now < (uint64_t)timeout)
+				timeout = (int)(r->next_poll - now);
+		}
 		if (poll(p, 3, timeout) < 0 && errno != EINTR) {
 			mfs_log(LOG_ERR, "reload-stopped reason=\"poll: %s\"", strerror(errno));
 			break;
@@ -268,10 +290,16 @@ static void *reload_thread(void *arg)
 		if (p[1].revents & POLLIN) {
 			drain(hup_fd);
 			pending = false; /* this rescan sees whatever inotify reported */
+			refresh(r);
 			do_reload(r, "sighup");
 			continue;
 		}
 		now = now_ms();
+		if (r->poll && now >= r->next_poll) {
+			if (refresh(r) > 0)
+				do_reload(r, "watch");
+			continue;
+		}
 		if (p[2].revents & POLLIN) {
 			drain(r->in_fd);
 			if (!pending)
@@ -324,6 +352,12 @@ static int reloader_open(struct reloader *r, bool *watch)
 		return -errno;
 	if (!*watch)
 		return 0;
+	if (r->m->bstore.ops->refresh) { /* a registry: polled, see refresh() */
+		r->poll = true;
+		r->next_poll =
+		    now_ms() + 1000ull * (r->m->bstore.poll_s ? r->m->bstore.poll_s : 60);
+		return 0;
+	}
 	r->in_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (r->in_fd < 0) {
 		mfs_log(LOG_ERR, "watch-failed path=. reason=\"inotify: %s\" (use SIGHUP)",

@@ -76,7 +76,7 @@ class FuseProcess:
         while not is_mounted(self.mnt):
             if self.proc.poll() is not None or time.time() > deadline:
                 self.close()
-                raise AssertionError(f"{self.what} did not come up: {self.log()}")
+                raise AssertionError(f"{self.what} did not come up: {self.logpath.read_text()}")
             time.sleep(0.05)
         return self
 
