@@ -90,6 +90,9 @@ struct mfs_bstore {
 	bool keep_cache;             /* --keep-backing-cache: never call ops->drop */
 	uint64_t remote_cache_bytes; /* --remote-cache-size (oci:// only); 0: no block cache */
 	unsigned poll_s;             /* --watch-interval: seconds between refreshes (oci://) */
+	/* Files signed by SHA-256 alone (plain OMS) may be served, their tree derived
+	 * from data that hashed to it (store.c, plain_params()); oci:// only. */
+	bool whole_file_ok;
 };
 extern const struct mfs_bstore_ops mfs_bstore_local;
 extern const struct mfs_bstore_ops mfs_bstore_oci;

@@ -488,7 +488,8 @@ static ssize_t oci_pread(const struct mfs_bstore *s, int h, void *buf, size_t le
 	fc.mo = e->gen->model;
 	slot = ent_slot_of(o, e);
 	if (slot != OCI_NO_SLOT)
-		ret = mfs_rcache_read(o->rc, slot, e->layer, buf, len, off, oci_fetch, &fc);
+		ret = mfs_rcache_read(o->rc, slot, e->layer, buf, len, off, oci_fetch, &fc,
+		                      sizeof(fc)); /* o and mo live as long as the cache */
 	else
 		ret = oci_fetch(&fc, e->layer, buf, len, off);
 	if (ret) {
@@ -576,10 +577,11 @@ static void oci_fini(struct mfs_bstore *s)
 
 	if (!o)
 		return;
+	mfs_rcache_free(o->rc); /* first: its background fill uses the models' clients */
+	o->rc = NULL;
 	for (size_t i = 0; i < o->n_models; i++)
 		mfs_oci_model_fini(o, &o->models[i]);
 	free(o->models);
-	mfs_rcache_free(o->rc);
 	for (size_t i = 0; i < o->n_ents; i++)
 		if (o->ents[i]) {
 			free(o->ents[i]->name);

@@ -20,7 +20,8 @@
  * exclusive one, so a pair held open is always one pair. Eviction removes
  * least recently used whole blobs (the map's mtime: written at each fill,
  * touched at most once a minute by hits) once the bytes on disk pass the
- * bound, down to 7/8 of it.
+ * bound, down to 7/8 of it. A sequential reader's next window is fetched
+ * ahead of it by one background thread per cache (rc_ahead_*()).
  *
  * Nothing read from here is trusted: the bytes go up to vread.c, which
  * verifies every block against the signed Merkle tree as for a fetched one.
@@ -53,6 +54,9 @@
 #define RC_MAGIC      "MFSRBC1\n"           /* the map's first 8 bytes */
 #define RC_TOUCH_SECS 60                    /* a hit touches its map at most this often */
 #define RC_HEX_LEN    64u                   /* a sha256 digest in hex */
+#define RC_AHEAD_Q    32u                   /* background fills queued, at most */
+#define RC_FLY        4u                    /* fills of one blob in flight at once */
+#define RC_CTX_MAX    2048u                 /* bytes of a fetch context copied for one */
 #define RC_SCAN_MAX   (1u << 20)            /* blobs an eviction scan considers */
 
 /* The map's header, in host byte order. */
@@ -70,15 +74,32 @@ struct rc_blob {
 	int data_fd, map_fd;   /* -1: not open */
 	bool bypass;           /* not cached (bad digest, too big, unusable files) */
 	bool stale;            /* our pair was removed: reopen at next use */
-	/* The fill in flight (rc_fill_run()), under fill_lock: at most one per blob. */
+	/*
+	 * The fills in flight (rc_fill_run(), rc_ahead_run()), under fill_lock:
+	 * at most RC_FLY per blob, over chunks no other covers.
+	 */
 	pthread_mutex_t fill_lock;
 	pthread_cond_t fill_done;
-	bool filling;
-	uint64_t fill_c0, fill_c1; /* its chunks */
-	uint64_t next_seq;         /* the chunk after the last fill: a miss there is sequential */
-	uint64_t seq_chunks;       /* that fill's length, doubled by each sequential miss */
-	unsigned gen;              /* rc->gen when the pair was opened */
-	time_t touched;            /* when the map's mtime was last set by us */
+	unsigned n_fly;
+	uint64_t fly_c0[RC_FLY], fly_c1[RC_FLY]; /* their chunks; c1 == 0: a free entry */
+	uint64_t next_seq;   /* the chunk after the last fill: a miss there is sequential */
+	uint64_t seq_chunks; /* that fill's length, doubled by each sequential miss */
+	bool seq;            /* that fill was sequential: a reader goes through the blob */
+	unsigned gen;        /* rc->gen when the pair was opened */
+	time_t touched;      /* when the map's mtime was last set by us */
+	unsigned epoch;      /* bumped when the slot is released: queued fills lapse */
+	bool ahead_queued;   /* a background fill of this blob is queued (fill_lock) */
+};
+
+/* A background fill: chunks [c0, c1) of the blob in @slot, fetched ahead of its reader. */
+struct rc_ahead {
+	size_t slot;
+	unsigned epoch;
+	char digest[MFR_DIGEST_LEN + 1];
+	uint64_t size, c0, c1;
+	mfs_rcache_fetch_fn fetch;
+	size_t ctx_len;
+	unsigned char ctx[RC_CTX_MAX]; /* a copy of the reader's fetch context */
 };
 
 struct mfs_rcache {
@@ -92,6 +113,13 @@ struct mfs_rcache {
 	unsigned gen;               /* bumped by a scan that removed files (atomic) */
 	size_t n;
 	struct rc_blob *blobs;
+	/* The background fill (rc_ahead_thread()): one thread, started at first use. */
+	pthread_mutex_t ahead_lock;
+	pthread_cond_t ahead_cond;
+	pthread_t ahead_thread;
+	bool ahead_started, ahead_stop;
+	unsigned ahead_head, ahead_n;
+	struct rc_ahead *ahead_q; /* RC_AHEAD_Q entries, a ring */
 };
 
 /* One blob seen by an eviction scan. */
@@ -399,6 +427,7 @@ static bool blob_get(struct mfs_rcache *rc, struct rc_blob *b, const struct mfr_
 /**
  * rc_fill() - fetch chunks [@c0, @c1) of @d, store them, copy [@off, +@len) of them to @out
  * @b: in: read-locked, its pair open
+ * @out: out: the bytes asked, or NULL (a background fill: nothing asked)
  * Return: 0 or the fetch's negative errno. A failed write to the cache is
  * logged once and the bytes served anyway.
  */
@@ -421,7 +450,8 @@ static int rc_fill(struct mfs_rcache *rc, struct rc_blob *b, const struct mfr_de
 	ret = fetch(ctx, d, tmp, (size_t)(end - start), start);
 	if (ret)
 		goto out;
-	memcpy(out, tmp + (off - start), len);
+	if (out) /* NULL: a background fill, for the cache only */
+		memcpy(out, tmp + (off - start), len);
 	mfs_count(&rc->m->ctr.remote_cache_misses, c1 - c0);
 	/* Removed by another daemon meanwhile: do not fill an unlinked pair. */
 	if (fstat(b->map_fd, &st) != 0 || st.st_nlink == 0) {
@@ -476,12 +506,67 @@ static uint64_t rc_widen(struct rc_blob *b, const struct mfr_desc *d, uint64_t c
 	return end;
 }
 
+/* Is a chunk of [@c0, @c1) marked present in @b's map now? (Under fill_lock.) */
+static bool rc_any_present(struct rc_blob *b, uint64_t c0, uint64_t c1)
+{
+	uint8_t marks[RC_RUN_MAX / MFS_RC_CHUNK];
+	size_t n = c1 - c0 < sizeof(marks) ? (size_t)(c1 - c0) : sizeof(marks);
+	ssize_t got = mv_pread_full(b->map_fd, marks, n, RC_HDR_LEN + c0);
+
+	for (ssize_t i = 0; i < got; i++)
+		if (marks[i] == 1)
+			return true;
+	return false;
+}
+
+/* Does a fill in flight cover a chunk of [@c0, @c1)? (Under fill_lock.) */
+static bool fly_overlaps(const struct rc_blob *b, uint64_t c0, uint64_t c1)
+{
+	for (unsigned i = 0; i < RC_FLY; i++)
+		if (b->fly_c1[i] && c0 < b->fly_c1[i] && b->fly_c0[i] < c1)
+			return true;
+	return false;
+}
+
+/* @end, cut where a fill in flight after @c0 starts: no chunk is fetched twice. */
+static uint64_t fly_clamp(const struct rc_blob *b, uint64_t c0, uint64_t end)
+{
+	for (unsigned i = 0; i < RC_FLY; i++)
+		if (b->fly_c1[i] && b->fly_c0[i] >= c0 && b->fly_c0[i] < end)
+			end = b->fly_c0[i];
+	return end;
+}
+
+/* Records fill [@c0, @c1) in flight (a free entry exists). Return: its entry. */
+static unsigned fly_add(struct rc_blob *b, uint64_t c0, uint64_t c1)
+{
+	unsigned i = 0;
+
+	while (b->fly_c1[i])
+		i++;
+	b->fly_c0[i] = c0;
+	b->fly_c1[i] = c1;
+	b->n_fly++;
+	return i;
+}
+
+/* Fill @i ended: its chunks are marked (or failed); waiters read the map again. */
+static void fly_done(struct rc_blob *b, unsigned i)
+{
+	b->fly_c0[i] = b->fly_c1[i] = 0;
+	b->n_fly--;
+	pthread_cond_broadcast(&b->fill_done);
+}
+
 /*
- * rc_fill_run() - fill the missing run [@c0, @c1) that a read needs, once per blob at a time
+ * rc_fill_run() - fill the missing run [@c0, @c1) that a read needs
  * @b: in: read-locked, its pair open
- * Return: 0 and the run's bytes [@off, +@len) in @out; 1 when another
- * READ's fill was in flight over these chunks and is done (the caller reads
- * the map again); or the fetch's negative errno.
+ * Waits for a fill in flight over these chunks (another READ's, or the
+ * background fill's); widened for a sequential reader, but never over a
+ * chunk another fill is fetching, so no chunk is fetched twice.
+ * Return: 0 and the run's bytes [@off, +@len) in @out; 1 when the chunks
+ * were filled meanwhile (the caller reads the map again); or the fetch's
+ * negative errno.
  */
 static int rc_fill_run(struct mfs_rcache *rc, struct rc_blob *b, const struct mfr_desc *d,
                        uint64_t c0, uint64_t c1, uint8_t *out, size_t len, uint64_t off,
@@ -489,36 +574,183 @@ static int rc_fill_run(struct mfs_rcache *rc, struct rc_blob *b, const struct mf
 {
 	uint64_t end;
 	bool waited = false;
+	unsigned slot;
 	int ret;
 
 	pthread_mutex_lock(&b->fill_lock);
-	while (b->filling && c0 < b->fill_c1 && b->fill_c0 < c1) {
+	while (fly_overlaps(b, c0, c1) || b->n_fly == RC_FLY) {
 		pthread_cond_wait(&b->fill_done, &b->fill_lock);
 		waited = true;
 	}
-	if (waited) {
+	if (waited || rc_any_present(b, c0, c1)) {
+		/* Filled meanwhile (a background fill may end between the caller's map
+		 * read and here): read the map again rather than fetch twice. */
 		pthread_mutex_unlock(&b->fill_lock);
 		return 1;
 	}
-	end = rc_widen(b, d, c0, c1);
-	b->filling = true;
-	b->fill_c0 = c0;
-	b->fill_c1 = end;
+	end = fly_clamp(b, c0, rc_widen(b, d, c0, c1));
+	slot = fly_add(b, c0, end);
 	pthread_mutex_unlock(&b->fill_lock);
 
 	ret = rc_fill(rc, b, d, c0, end, out, len, off, fetch, ctx);
 
 	pthread_mutex_lock(&b->fill_lock);
-	b->filling = false;
-	b->seq_chunks = c0 == b->next_seq ? end - c0 : c1 - c0;
+	b->seq = c0 == b->next_seq;
+	b->seq_chunks = b->seq ? end - c0 : c1 - c0;
 	b->next_seq = end;
-	pthread_cond_broadcast(&b->fill_done);
+	fly_done(b, slot);
 	pthread_mutex_unlock(&b->fill_lock);
 	return ret;
 }
 
+/* ---- the background fill: a window ahead of a sequential reader ---- */
+
+/*
+ * rc_ahead_run() - one background fill
+ * Why: a fill on the reader's own READ stalls it for the whole GET (16 MiB
+ * at the most); fetched while the reader consumes the window before, the
+ * transfer overlaps the verification and the FUSE copies of those bytes,
+ * and the registry sends back-to-back. Only a blob whose pair a reader
+ * opened, under the same slot (@j->epoch), and only when no other fill of
+ * it is in flight; it stops at the first chunk already there. A failure is
+ * dropped: the reader's own miss fetches those chunks and meets the error.
+ */
+static void rc_ahead_run(struct mfs_rcache *rc, struct rc_ahead *j)
+{
+	struct rc_blob *b = &rc->blobs[j->slot];
+	struct mfr_desc d = {.size = j->size};
+	uint8_t marks[RC_SEQ_MAX / MFS_RC_CHUNK];
+	uint64_t c1 = j->c0;
+	unsigned fly;
+	ssize_t got;
+	int ret;
+
+	memcpy(d.digest, j->digest, sizeof(d.digest));
+	pthread_rwlock_rdlock(&b->lock);
+	pthread_mutex_lock(&b->fill_lock);
+	b->ahead_queued = b->epoch == j->epoch ? false : b->ahead_queued;
+	if (b->epoch != j->epoch || b->bypass || b->map_fd < 0 || b->n_fly == RC_FLY ||
+	    fly_overlaps(b, j->c0, j->c0 + 1) || __atomic_load_n(&b->stale, __ATOMIC_RELAXED))
+		goto out;
+	got = mv_pread_full(b->map_fd, marks, (size_t)(j->c1 - j->c0), RC_HDR_LEN + j->c0);
+	while (c1 < j->c1 && (ssize_t)(c1 - j->c0) < got && marks[c1 - j->c0] != 1)
+		c1++;
+	c1 = fly_clamp(b, j->c0, c1);
+	if (c1 == j->c0)
+		goto out;
+	fly = fly_add(b, j->c0, c1);
+	pthread_mutex_unlock(&b->fill_lock);
+	ret = rc_fill(rc, b, &d, j->c0, c1, NULL, 0, 0, j->fetch, j->ctx);
+	pthread_mutex_lock(&b->fill_lock);
+	if (!ret) {
+		b->seq = true;
+		b->seq_chunks = c1 - j->c0;
+		b->next_seq = c1;
+		mfs_count(&rc->m->ctr.remote_cache_ahead, c1 - j->c0);
+	}
+	fly_done(b, fly);
+out:
+	pthread_mutex_unlock(&b->fill_lock);
+	pthread_rwlock_unlock(&b->lock);
+}
+
+/* The background fill's thread: runs queued fills in order until mfs_rcache_free(). */
+static void *rc_ahead_thread(void *arg)
+{
+	struct mfs_rcache *rc = arg;
+	struct rc_ahead *j = malloc(sizeof(*j));
+
+	pthread_mutex_lock(&rc->ahead_lock);
+	while (j) {
+		while (!rc->ahead_stop && !rc->ahead_n)
+			pthread_cond_wait(&rc->ahead_cond, &rc->ahead_lock);
+		if (rc->ahead_stop)
+			break;
+		*j = rc->ahead_q[rc->ahead_head];
+		rc->ahead_head = (rc->ahead_head + 1) % RC_AHEAD_Q;
+		rc->ahead_n--;
+		pthread_mutex_unlock(&rc->ahead_lock);
+		rc_ahead_run(rc, j);
+		pthread_mutex_lock(&rc->ahead_lock);
+	}
+	pthread_mutex_unlock(&rc->ahead_lock);
+	free(j);
+	return NULL;
+}
+
+/* Queues @j, starting the thread at first use. Return: whether it was queued. */
+static bool rc_ahead_push(struct mfs_rcache *rc, const struct rc_ahead *j)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&rc->ahead_lock);
+	if (!rc->ahead_started && !rc->ahead_stop)
+		rc->ahead_started =
+		    mfs_start_thread(&rc->ahead_thread, rc_ahead_thread, rc, "remote-fill");
+	if (rc->ahead_started && !rc->ahead_stop && rc->ahead_n < RC_AHEAD_Q) {
+		rc->ahead_q[(rc->ahead_head + rc->ahead_n) % RC_AHEAD_Q] = *j;
+		rc->ahead_n++;
+		pthread_cond_signal(&rc->ahead_cond);
+		ok = true;
+	}
+	pthread_mutex_unlock(&rc->ahead_lock);
+	return ok;
+}
+
+/*
+ * rc_ahead_maybe() - after a read ending at @end of blob @d: queue the next window?
+ * @b: in: read-locked, its pair open
+ * Yes when the last fill was sequential (it began where the one before
+ * ended: a random reader, or the head reads of format detection, never
+ * start one), the read lies in the window it made, nothing is queued or in
+ * flight for the blob, and the blob goes on: the next window, twice the last (at most RC_SEQ_MAX),
+ * from where the last fill ended. @ctx (@ctx_len bytes; 0: no background fill) is copied: it may
+ * point only at what lives as long as the cache.
+ */
+static void rc_ahead_maybe(struct mfs_rcache *rc, struct rc_blob *b, size_t slot,
+                           const struct mfr_desc *d, uint64_t end, mfs_rcache_fetch_fn fetch,
+                           const void *ctx, size_t ctx_len)
+{
+	uint64_t n_chunks = (d->size + MFS_RC_CHUNK - 1) / MFS_RC_CHUNK,
+		 e = (end - 1) / MFS_RC_CHUNK;
+	struct rc_ahead *j;
+	uint64_t want;
+	bool go;
+
+	if (!ctx_len || ctx_len > RC_CTX_MAX || !end)
+		return;
+	pthread_mutex_lock(&b->fill_lock);
+	go = b->seq && !b->n_fly && !b->ahead_queued && b->seq_chunks && b->next_seq < n_chunks &&
+	     e < b->next_seq && e + b->seq_chunks >= b->next_seq;
+	if (go)
+		b->ahead_queued = true;
+	want = 2 * b->seq_chunks < RC_SEQ_MAX / MFS_RC_CHUNK ? 2 * b->seq_chunks
+	                                                     : RC_SEQ_MAX / MFS_RC_CHUNK;
+	pthread_mutex_unlock(&b->fill_lock);
+	if (!go)
+		return;
+	j = malloc(sizeof(*j));
+	if (j) {
+		j->slot = slot;
+		j->epoch = b->epoch;
+		memcpy(j->digest, d->digest, sizeof(j->digest));
+		j->size = d->size;
+		j->c0 = b->next_seq;
+		j->c1 = j->c0 + want < n_chunks ? j->c0 + want : n_chunks;
+		j->fetch = fetch;
+		j->ctx_len = ctx_len;
+		memcpy(j->ctx, ctx, ctx_len);
+	}
+	if (!j || !rc_ahead_push(rc, j)) {
+		pthread_mutex_lock(&b->fill_lock);
+		b->ahead_queued = false;
+		pthread_mutex_unlock(&b->fill_lock);
+	}
+	free(j);
+}
+
 int mfs_rcache_read(struct mfs_rcache *rc, size_t slot, const struct mfr_desc *d, void *buf,
-                    size_t len, uint64_t off, mfs_rcache_fetch_fn fetch, void *ctx)
+                    size_t len, uint64_t off, mfs_rcache_fetch_fn fetch, void *ctx, size_t ctx_len)
 {
 	uint8_t marks[RC_RUN_MAX / MFS_RC_CHUNK], *out = buf;
 	uint64_t pos = off, end;
@@ -564,6 +796,8 @@ int mfs_rcache_read(struct mfs_rcache *rc, size_t slot, const struct mfr_desc *d
 		}
 		pos = stop;
 	}
+	if (!ret)
+		rc_ahead_maybe(rc, b, slot, d, end, fetch, ctx, ctx_len);
 	pthread_rwlock_unlock(&b->lock);
 	rc_maybe_evict(rc);
 	return ret;
@@ -584,6 +818,14 @@ int mfs_rcache_new(struct mfs_mount *m, uint64_t limit, size_t n_blobs, struct m
 	rc->limit = limit;
 	rc->n = n_blobs;
 	rc->dir_fd = -1;
+	rc->ahead_q = calloc(RC_AHEAD_Q, sizeof(*rc->ahead_q));
+	if (!rc->ahead_q) {
+		free(rc->blobs);
+		free(rc);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&rc->ahead_lock, NULL);
+	pthread_cond_init(&rc->ahead_cond, NULL);
 	pthread_mutex_init(&rc->evict_lock, NULL);
 	pthread_rwlock_init(&rc->open_lock, NULL);
 	for (size_t i = 0; i < n_blobs; i++) {
@@ -655,6 +897,15 @@ void mfs_rcache_free(struct mfs_rcache *rc)
 {
 	if (!rc)
 		return;
+	pthread_mutex_lock(&rc->ahead_lock);
+	rc->ahead_stop = true; /* a fill in flight ends first: its GET is bounded by the timeouts */
+	pthread_cond_broadcast(&rc->ahead_cond);
+	pthread_mutex_unlock(&rc->ahead_lock);
+	if (rc->ahead_started)
+		pthread_join(rc->ahead_thread, NULL);
+	pthread_mutex_destroy(&rc->ahead_lock);
+	pthread_cond_destroy(&rc->ahead_cond);
+	free(rc->ahead_q);
 	for (size_t i = 0; i < rc->n; i++) {
 		blob_close(&rc->blobs[i]);
 		pthread_rwlock_destroy(&rc->blobs[i].lock);
@@ -678,14 +929,17 @@ void mfs_rcache_release(struct mfs_rcache *rc, size_t slot)
 	if (!rc || slot >= rc->n)
 		return;
 	b = &rc->blobs[slot];
-	pthread_rwlock_wrlock(&b->lock);
+	pthread_rwlock_wrlock(&b->lock); /* after any fill of the slot: they hold it read */
 	blob_close(b);
 	b->bypass = false;
 	b->stale = false;
 	b->touched = 0;
-	pthread_rwlock_unlock(&b->lock);
+	b->epoch++; /* a fill still queued for the old blob lapses */
 	pthread_mutex_lock(&b->fill_lock);
 	b->next_seq = UINT64_MAX;
 	b->seq_chunks = 0;
+	b->seq = false;
+	b->ahead_queued = false;
 	pthread_mutex_unlock(&b->fill_lock);
+	pthread_rwlock_unlock(&b->lock);
 }

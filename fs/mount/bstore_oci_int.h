@@ -25,7 +25,6 @@ struct mfs_bstore;
 #define OCI_HANDLE_BASE (1 << 30) /* far above any descriptor: never close()d by mistake */
 #define OCI_MAX_HANDLES 4096u     /* store handles open at once; more: -EMFILE */
 #define OCI_CLIENTS     8u        /* registry clients (connections) per model */
-#define OCI_MAX_MODELS  256u      /* models of a store file */
 #define OCI_SPARE_SLOTS 1024u     /* block-cache slots for layers of versions to come */
 #define OCI_NO_SLOT     SIZE_MAX  /* a layer read past the block cache */
 
@@ -164,12 +163,17 @@ void mfs_rcache_free(struct mfs_rcache *rc);
  * @buf: out: the bytes, as the disk or the registry gave them (unverified:
  *       the caller's caller, vread.c, checks them)
  * @fetch, @ctx: in: how to fetch a range from the registry
+ * @ctx_len: in: the bytes of @ctx, copied for a background fill ahead of a
+ *           sequential reader (it may point only at what lives as long as
+ *           the cache); 0: no background fill
  * Missing chunks are fetched whole (MFS_RC_CHUNK-aligned), written to the
- * data file, then marked in the map.
+ * data file, then marked in the map. A read inside the window the last
+ * fill of the blob made queues the next window (twice as long, up to
+ * 16 MiB) on the cache's background thread.
  * Return: 0 or the negative errno of a failed fetch.
  */
 int mfs_rcache_read(struct mfs_rcache *rc, size_t slot, const struct mfr_desc *d, void *buf,
-                    size_t len, uint64_t off, mfs_rcache_fetch_fn fetch, void *ctx);
+                    size_t len, uint64_t off, mfs_rcache_fetch_fn fetch, void *ctx, size_t ctx_len);
 
 /**
  * mfs_rcache_forget() - mark the chunks of [@off, @off + @len) of blob @d missing

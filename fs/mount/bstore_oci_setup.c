@@ -5,7 +5,8 @@
  * that move").
  *
  * STORE is one reference (oci://REGISTRY/REPO:TAG, the model at REPO's
- * path) or a store file: JSON mapping mount paths to references,
+ * path) or a store file: JSON mapping mount paths to references, parsed by
+ * mfr_store_file_parse() (fs/remote/storefile.c),
  *
  *     {"models": {"org/demo": "oci://registry.example/org/demo:v1", ...}}
  *
@@ -35,14 +36,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cjson/cJSON.h>
-
 #include "bstore_oci_int.h"
 #include "fsremote.h"
 #include "mount_int.h"
 
-#define OCI_MAX_REFERRERS  16u        /* signature referrers tried */
-#define OCI_STORE_FILE_MAX (1u << 20) /* bytes of a store file */
+#define OCI_MAX_REFERRERS 16u /* signature referrers tried */
 
 void mfs_oci_digest_of(const void *data, size_t len, char out[MFR_DIGEST_LEN + 1])
 {
@@ -51,33 +49,6 @@ void mfs_oci_digest_of(const void *data, size_t len, char out[MFR_DIGEST_LEN + 1
 	mv_sha256(data, len, sum);
 	memcpy(out, "sha256:", 7);
 	mv_hex_encode(sum, 32, out + 7);
-}
-
-/**
- * path_ok() - may an untrusted path name a file of a model, or a model of the store?
- * @p: in: the path (NULL: no)
- * Relative, components of 1 to NAME_MAX bytes, none "." or "..", under
- * PATH_MAX, not model.sig and nothing under .modelfs.
- */
-static bool path_ok(const char *p)
-{
-	const char *c = p;
-
-	if (!p || !*p || *p == '/' || strlen(p) >= PATH_MAX || !strcmp(p, MV_SIG_NAME))
-		return false;
-	if (!strncmp(p, ".modelfs", 8) && (p[8] == '\0' || p[8] == '/'))
-		return false;
-	while (*c) {
-		size_t l = strcspn(c, "/");
-
-		if (l == 0 || l > NAME_MAX || (l == 1 && c[0] == '.') ||
-		    (l == 2 && c[0] == '.' && c[1] == '.'))
-			return false;
-		c += l;
-		if (*c == '/' && !*++c)
-			return false; /* a trailing slash: an empty last component */
-	}
-	return true;
 }
 
 /* A layer's path: org.cncf.model.filepath, else its title. */
@@ -162,7 +133,7 @@ static int get_model(struct oci_store *o, struct oci_gen *g, struct mfr_client *
 	for (size_t i = 0; !ret && i < g->man->n_layers; i++) {
 		const char *p = layer_path(&g->man->layers[i]);
 
-		if (path_ok(p))
+		if (mfr_path_ok(p))
 			continue;
 		mv_name_printable(p ? p : "(none)", shown, sizeof(shown));
 		ret = mv_err_set(err, -EBADMSG,
@@ -513,28 +484,20 @@ void mfs_oci_model_fini(struct oci_store *o, struct oci_model *mo)
 	pthread_cond_destroy(&mo->free_client);
 }
 
-/* Is one of mount paths @a, @b equal to the other, or a folder above it? */
-static bool path_nested(const char *a, const char *b)
-{
-	size_t la = strlen(a), lb = strlen(b), l = la < lb ? la : lb;
-
-	return !strncmp(a, b, l) && (la == lb || (la < lb ? b[l] : a[l]) == '/');
-}
-
-/* Reads store file @path whole (at most OCI_STORE_FILE_MAX bytes). 0 or -errno. */
-static int read_store_file(const char *path, char **out, struct mv_err *err)
+/* Reads store file @path whole (at most MFR_STORE_FILE_MAX bytes). 0 or -errno. */
+static int read_store_file(const char *path, char **out, size_t *len, struct mv_err *err)
 {
 	struct stat st;
 	ssize_t got;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC), ret = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), ret = 0; /* the operator's, not the store's */
 
 	*out = NULL;
 	if (fd < 0)
 		return mv_err_set(err, -errno, "%s: store file: %s", path, strerror(errno));
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > OCI_STORE_FILE_MAX) {
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size > MFR_STORE_FILE_MAX) {
 		ret = mv_err_set(err, -EFBIG,
 		                 "%s: store file: not a regular file of at most %u bytes", path,
-		                 OCI_STORE_FILE_MAX);
+		                 MFR_STORE_FILE_MAX);
 		goto out;
 	}
 	*out = calloc(1, (size_t)st.st_size + 1);
@@ -545,86 +508,35 @@ static int read_store_file(const char *path, char **out, struct mv_err *err)
 	got = mv_pread_full(fd, *out, (size_t)st.st_size, 0);
 	if (got != st.st_size)
 		ret = mv_err_set(err, -EIO, "%s: store file: short read", path);
+	*len = (size_t)st.st_size;
 out:
 	close(fd);
 	return ret;
 }
 
 /**
- * parse_store_file() - the models of store file @path
+ * parse_store_file() - the models of store file @path (mfr_store_file_parse())
  * @o: in/out: fills o->models, o->n_models
  * @err: out: one line naming the file and the reason
- * {"models": {PATH: "oci://REGISTRY/REPO:TAG" or "...@sha256:HEX", ...}}:
- * 1 to OCI_MAX_MODELS models, each PATH a relative path (path_ok) not equal
- * to or inside another; no other key.
  * Return: 0, -EINVAL (a bad file) or another negative errno.
  */
 static int parse_store_file(struct oci_store *o, const char *path, struct mv_err *err)
 {
-	cJSON *root = NULL, *models, *it;
-	struct mv_err e2 = {0};
-	char *text = NULL, shown[256];
-	size_t n = 0;
-	int ret = read_store_file(path, &text, err);
+	struct mfr_store_entry *e = NULL;
+	char *text = NULL;
+	size_t n = 0, len = 0;
+	int ret = read_store_file(path, &text, &len, err);
 
-	if (ret)
-		return ret;
-	root = cJSON_Parse(text);
-	models = cJSON_GetObjectItemCaseSensitive(root, "models");
-	ret = -EINVAL;
-	if (!cJSON_IsObject(root) || !cJSON_IsObject(models)) {
-		mv_err_set(err, ret,
-		           "%s: store file: not JSON of the form {\"models\": {PATH: REF}}", path);
-		goto out;
+	if (!ret)
+		ret = mfr_store_file_parse(text, len, path, &e, &n, err);
+	if (!ret) {
+		o->models = calloc(n, sizeof(*o->models));
+		if (!o->models)
+			ret = mv_err_set(err, -ENOMEM, "mount: out of memory");
 	}
-	cJSON_ArrayForEach(it, root) if (strcmp(it->string, "models") != 0)
-	{
-		mv_name_printable(it->string, shown, sizeof(shown));
-		mv_err_set(err, ret, "%s: store file: unknown key \"%s\"", path, shown);
-		goto out;
-	}
-	n = (size_t)cJSON_GetArraySize(models);
-	if (!n || n > OCI_MAX_MODELS) {
-		mv_err_set(err, ret, "%s: store file: %zu models (1 to %u)", path, n,
-		           OCI_MAX_MODELS);
-		goto out;
-	}
-	o->models = calloc(n, sizeof(*o->models));
-	if (!o->models) {
-		ret = mv_err_set(err, -ENOMEM, "mount: out of memory");
-		goto out;
-	}
-	cJSON_ArrayForEach(it, models)
-	{
-		struct oci_model *mo = &o->models[o->n_models++];
-
-		mv_name_printable(it->string, shown, sizeof(shown));
-		if (!path_ok(it->string) || !cJSON_IsString(it)) {
-			mv_err_set(err, ret, "%s: store file: model \"%s\": %s", path, shown,
-			           cJSON_IsString(it) ? "refused path (absolute, \"..\", empty, or "
-			                                "reserved)"
-			                              : "its reference is not a string");
-			goto out;
-		}
-		for (size_t i = 0; i + 1 < o->n_models; i++)
-			if (path_nested(o->models[i].path, it->string)) {
-				mv_err_set(
-				    err, ret,
-				    "%s: store file: model \"%s\" is at or inside model \"%s\"",
-				    path, shown, o->models[i].path);
-				goto out;
-			}
-		ret = model_init(mo, it->string, it->valuestring, &e2);
-		if (ret) {
-			mv_err_set(err, ret, "%s: store file: model \"%s\": %s", path, shown,
-			           e2.msg);
-			goto out;
-		}
-		ret = -EINVAL;
-	}
-	ret = 0;
-out:
-	cJSON_Delete(root);
+	for (size_t i = 0; !ret && i < n; i++)
+		ret = model_init(&o->models[o->n_models++], e[i].path, e[i].ref, err);
+	mfr_store_entries_free(e, n);
 	free(text);
 	return ret;
 }
@@ -720,6 +632,7 @@ int mfs_bstore_oci_setup(struct mfs_mount *m, const char *store, const char *ca_
 	pthread_mutex_init(&o->hlock, NULL);
 	m->bstore.ops = &mfs_bstore_oci;
 	m->bstore.priv = o;
+	m->bstore.whole_file_ok = true; /* a layer's digest is its file's SHA-256 */
 	o->source = strdup(store);
 	m->store =
 	    strncmp(store, OCI_SCHEME, strlen(OCI_SCHEME)) ? realpath(store, NULL) : strdup(store);

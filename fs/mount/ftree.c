@@ -86,12 +86,16 @@ out:
 const struct mv_tree *mfs_file_tree(struct mfs_node *n)
 {
 	struct mv_tree *t = __atomic_load_n(&n->tree, __ATOMIC_ACQUIRE), *seen = NULL;
+	const struct mv_measurement *meas;
 
 	if (t || mfs_file_empty(n))
 		return t;
 	/* Checked at scan (store.c, check_resources()): only ENOMEM fails here. */
+	meas = mfs_node_meas(n);
+	if (!meas)
+		return NULL; /* a plain OMS file whose tree was not built yet */
 	t = malloc(sizeof(*t));
-	if (!t || mv_tree_init(t, &n->res->merkle.params, n->res->merkle.root)) {
+	if (!t || mv_tree_init(t, &meas->params, meas->root)) {
 		free(t);
 		return NULL;
 	}
@@ -163,13 +167,21 @@ static int ftree_install(struct mfs_mount *m, struct mfs_node *n, int fd, uint64
 	return 0;
 }
 
-/* The tree file's name in the cache folder (@name) and in the model (@rel). */
-static void tree_names(const struct mfs_node *n, char name[MV_TREE_NAME_MAX],
+/*
+ * The tree file's name in the cache folder (@name) and in the model (@rel).
+ * Return: false for a plain OMS file whose tree was not built yet (no name).
+ */
+static bool tree_names(const struct mfs_node *n, char name[MV_TREE_NAME_MAX],
                        char rel[sizeof(MV_TREES_DIR) + MV_TREE_NAME_MAX])
 {
+	const struct mv_measurement *meas = mfs_node_meas(n);
+
+	if (!meas)
+		return false;
 	/* The same content-addressed name in both places. */
-	mv_tree_file_name(&n->res->merkle, name);
+	mv_tree_file_name(meas, name);
 	snprintf(rel, sizeof(MV_TREES_DIR) + MV_TREE_NAME_MAX, "%s/%s", MV_TREES_DIR, name);
+	return true;
 }
 
 /* ---- the negative cache ---- */
@@ -339,8 +351,10 @@ static int ftree_load_as(struct mfs_mount *m, struct mfs_node *n, int data_fd,
 		ret = -EBADMSG; /* the one rebuild was tried and the data did not match */
 		goto out;
 	}
-	tree_names(n, name, rel);
-	if (!rebuild) {
+	/* A plain OMS file has no tree to find before its first build derived one. */
+	if (!rebuild && !mfs_node_meas(n))
+		why = "signed by SHA-256 only (plain OMS): the tree is derived from the data";
+	else if (!rebuild && tree_names(n, name, rel)) {
 		fd = tree_find(m, n, name, rel, &off, &in_model, &why);
 		if (mfs_fd_errno(fd)) {
 			ret = fd; /* a build would not get a descriptor either */
@@ -353,6 +367,10 @@ static int ftree_load_as(struct mfs_mount *m, struct mfs_node *n, int data_fd,
 			rebuild_spent(m, n);
 		if (ret || n->ft != old)
 			goto out; /* load_lock was let go: another waiter installed it */
+		if (!tree_names(n, name, rel)) {
+			ret = -EIO; /* built, yet nothing derived: not reached */
+			goto out;
+		}
 		fd = tree_open(m, n, MFS_AT_HOST, m->cache_fd, name, &off);
 		if (fd < 0) {
 			ret = fd;
@@ -397,7 +415,10 @@ static int ftree_reopen(struct mfs_mount *m, struct mfs_node *n, struct mfs_ftre
 	pthread_mutex_unlock(&n->lock);
 	if (fd >= 0)
 		goto out; /* another reader reopened it first */
-	tree_names(n, name, rel);
+	if (!tree_names(n, name, rel)) {
+		ret = -ENOENT; /* not reached: a tree was installed, so it has a name */
+		goto out;
+	}
 	if (ft->in_model)
 		fd = tree_open(m, n, MFS_AT_STORE_LOCAL, n->model->dirfd, rel, &off);
 	else

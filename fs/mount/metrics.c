@@ -174,6 +174,8 @@ const struct mfs_counter_def mfs_counter_defs[] = {
     COUNTER(remote_cache_evictions, "remote_cache_evictions",
             "modelfs_remote_cache_evictions_total",
             "Blobs removed from the remote block cache to keep it under its size."),
+    COUNTER(remote_cache_ahead, "remote_cache_ahead", "modelfs_remote_cache_ahead_total",
+            "64 KiB chunks fetched into the remote block cache ahead of a sequential reader."),
 };
 const size_t mfs_n_counter_defs = sizeof(mfs_counter_defs) / sizeof(mfs_counter_defs[0]);
 

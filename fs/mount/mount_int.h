@@ -269,14 +269,14 @@ struct mfs_node {
 	 * and for files of one block (mfs_file_one_block()).
 	 */
 	struct mv_tree *tree;
-	/* files, lazily: */
-	int fmt_known; /* atomic flag; fmt valid once set */
+	int fmt_known; /* files, lazily from here: atomic flag; fmt valid once set */
 	enum mfs_format fmt;
 	struct mfs_ftree *ft;
-	bool rebuilt;                 /* the one allowed rebuild was used */
-	int stored;                   /* enum mfs_stored, atomic */
-	struct mfs_zfile *zf;         /* packed copy, set once under load_lock (atomic pointer) */
-	struct mfs_ratelimit fail_rl; /* files: rate limit of failure log lines (log.c) */
+	struct mv_measurement *derived; /* plain OMS files: see mfs_node_meas() */
+	bool rebuilt;                   /* the one allowed rebuild was used */
+	int stored;                     /* enum mfs_stored, atomic */
+	struct mfs_zfile *zf;           /* packed copy, set once under load_lock (atomic pointer) */
+	struct mfs_ratelimit fail_rl;   /* files: rate limit of failure log lines (log.c) */
 	/*
 	 * Negative cache (ftree.c), guarded by @load_lock: the data identity
 	 * whose tree build failed because the bytes do not match the signed
@@ -379,15 +379,15 @@ struct mfs_counters {
 	uint64_t remote_cache_misses;         /* chunks fetched into it */
 	uint64_t remote_cache_bytes;          /* bytes read from it */
 	uint64_t remote_cache_evictions;      /* blobs evicted from it */
+	uint64_t remote_cache_ahead;          /* chunks fetched ahead of a sequential reader */
 	uint64_t read_hist[MFS_READ_BUCKETS]; /* read latencies, per bucket (metrics.c) */
 	uint64_t read_ns_sum;                 /* their sum, in nanoseconds */
 };
 
 /*
- * Missing trees are built off the FUSE workers (treebuild.c; docs/mount.md,
- * "Missing trees"): a per-mount pool of at most MFS_TB_MAX_BUILDERS
- * threads, started on demand, fed by a queue of at most MFS_TB_QUEUE_MAX
- * jobs; a thread that needs a tree waits for its job at most --tree-build-wait.
+ * Missing trees are built off the FUSE workers (treebuild.c; docs/mount.md, "Missing
+ * trees"): a pool of at most MFS_TB_MAX_BUILDERS threads, started on demand, fed by a
+ * queue of at most MFS_TB_QUEUE_MAX jobs; a waiter waits at most --tree-build-wait.
  */
 #define MFS_TB_DEFAULT_BUILDERS 2
 #define MFS_TB_MAX_BUILDERS     16

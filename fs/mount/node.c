@@ -175,6 +175,7 @@ void mfs_node_free(struct mfs_node *n)
 	} else {
 		pthread_mutex_destroy(&n->lock);
 		free(n->tree);
+		free(n->derived);
 	}
 	pthread_mutex_destroy(&n->load_lock);
 	free(n->kids);

@@ -72,28 +72,79 @@ int mfs_sig_read(struct mfs_mount *m, int dirfd, char **buf, size_t *len, char *
 }
 
 /*
+ * plain_params() - tree parameters for file @r of a plain OMS signature
+ * A store that allows it (whole_file_ok: a registry, whose layer digest is
+ * the file's SHA-256) serves files signed by SHA-256 alone: the tree is
+ * derived from the data at first open, with fs-verity's default parameters
+ * (SHA-256, 4 KiB blocks, no salt), and trusted only once the data hashed
+ * to the signed SHA-256 (treebuild.c). The size is the store's (unsigned
+ * until then: data of another size cannot hash to the signed digest). An
+ * empty file must be signed as empty: it is never read.
+ * Return: 0 or -EINVAL with @why.
+ */
+static int plain_params(struct mfs_mount *m, struct mfs_model *model, struct mv_resource *r,
+                        char *why, size_t why_len)
+{
+	static const uint8_t empty[32] = {0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14,
+	                                  0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
+	                                  0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c,
+	                                  0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55};
+	const struct mfs_bstore *bs = &m->bstore;
+	struct stat st;
+	int h, ret;
+
+	h = bs->ops->open(bs, model->dirfd, r->name, O_RDONLY);
+	ret = h < 0 ? h : bs->ops->stat(bs, h, NULL, &st);
+	if (h >= 0)
+		bs->ops->close(bs, h);
+	if (!ret && !S_ISREG(st.st_mode))
+		ret = -EINVAL;
+	if (ret) {
+		snprintf(why, why_len, "%.200s: signed by SHA-256 only, and not in the store: %s",
+		         r->name, strerror(-ret));
+		return -EINVAL;
+	}
+	memset(&r->merkle, 0, sizeof(r->merkle));
+	r->merkle.params.alg = MV_HASH_SHA256;
+	r->merkle.params.block_size = 4096;
+	r->merkle.params.data_size = (uint64_t)st.st_size;
+	if (!st.st_size && memcmp(r->sha256, empty, sizeof(empty)) != 0) {
+		snprintf(why, why_len, "%.200s: empty in the store, not signed as empty", r->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
  * Checks what the mount needs from each signed file. Trees themselves are
  * made at a file's first use (mfs_file_tree()): a signature of many files
  * costs no tree for the files never read.
  */
-static int check_resources(struct mfs_model *model, char *why, size_t why_len)
+static int check_resources(struct mfs_mount *m, struct mfs_model *model, char *why, size_t why_len)
 {
-	const struct mv_manifest *man = model->man;
+	struct mv_manifest *man = model->man;
 
 	for (size_t i = 0; i < man->n_res; i++) {
-		const struct mv_resource *r = &man->res[i];
+		struct mv_resource *r = &man->res[i];
 		uint8_t d[MV_MAX_DIGEST_SIZE];
 		struct mv_tree t;
 		size_t ds;
+		int ret;
 
 		if (!mv_resource_name_valid(r->name, false) || !components_fit(r->name)) {
 			snprintf(why, why_len, "invalid file name in signature: %.200s", r->name);
 			return -EINVAL;
 		}
-		if (!r->has_merkle) {
+		if (!r->has_merkle && !m->bstore.whole_file_ok) {
 			snprintf(why, why_len,
 			         "no Merkle roots (plain OMS signature); seal with modelfs");
 			return -EINVAL;
+		}
+		if (!r->has_merkle) {
+			ret = plain_params(m, model, r, why, why_len);
+			if (ret)
+				return ret;
+			continue;
 		}
 		if (r->merkle.params.data_size == 0)
 			continue;
@@ -260,7 +311,7 @@ static int model_load(struct mfs_mount *m, struct mfs_model *model, const char *
 		snprintf(why, sizeof(why), "%s", err.msg[0] ? err.msg : strerror(-ret));
 		goto refuse;
 	}
-	ret = check_resources(model, why, sizeof(why));
+	ret = check_resources(m, model, why, sizeof(why));
 	if (!ret)
 		ret = model_name_check(m, model, why, sizeof(why));
 	if (ret)

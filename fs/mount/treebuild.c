@@ -34,6 +34,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "mount_int.h"
 
 /*
@@ -152,15 +154,21 @@ static int tb_writer_open(struct mfs_mount *m, struct mfs_node *n, struct mv_tre
  *     decompressed frames of the packed copy @j->zf (bounded, see
  *     mv_zpack_measure)
  * The file gets its final name only if the root and digest equal the signed
- * ones; a concurrent builder of the same digest (another mount, another node
- * with the same content) writes identical bytes, and the rename is atomic.
- * Return: 0, -EBADMSG (the data does not match the signature), -ECANCELED
+ * ones (a plain OMS file: if its SHA-256 is the signed one, and its
+ * measurement is then kept as the node's derived root, tb_derive()); a concurrent builder of the
+ * same digest (another mount, another node with the same content) writes identical bytes, and the
+ * rename is atomic. Return: 0, -EBADMSG (the data does not match the signature), -ECANCELED
  * (unmounting), or -errno.
  */
-/* The plain data of a job: a handle of the backing store. */
+/*
+ * The plain data of a job: a handle of the backing store; for a file signed
+ * by SHA-256 alone (plain OMS), the SHA-256 of what was read, in order.
+ */
 struct tb_data {
 	struct mfs_mount *m;
 	int h;
+	EVP_MD_CTX *sha; /* NULL: the file has a signed root */
+	uint64_t next;   /* with @sha: the offset the next read must start at */
 };
 
 /*
@@ -172,20 +180,75 @@ struct tb_data {
  */
 static ssize_t tb_data_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
-	const struct tb_data *d = ctx;
-	ssize_t got = d->m->bstore.ops->pread(&d->m->bstore, d->h, buf, len, off);
+	struct tb_data *d = ctx;
+	ssize_t got;
 
+	if (d->sha && off != d->next)
+		return -EIO; /* the whole-file hash needs every byte once, in order */
+	got = d->m->bstore.ops->pread(&d->m->bstore, d->h, buf, len, off);
+	if (got > 0 && d->sha) {
+		if (EVP_DigestUpdate(d->sha, buf, (size_t)got) != 1)
+			return -ENOMEM;
+		d->next += (uint64_t)got;
+	}
 	if (got > 0)
 		mfs_bstore_drop(&d->m->bstore, d->h, off, (uint64_t)got);
 	return got;
 }
 
+/*
+ * tb_check() - does what was measured match what is signed?
+ * @n: in: the node; a plain OMS file (no signed root) is checked by the
+ *     SHA-256 of its data (@sha, fed in order by tb_data_pread())
+ * @meas: in: the measurement of the data
+ * @err: out: the reason
+ * Return: 0 or -EBADMSG.
+ */
+static int tb_check(const struct mfs_node *n, EVP_MD_CTX *sha, const struct mv_measurement *meas,
+                    struct mv_err *err)
+{
+	size_t ds = mv_hash_digest_size(n->res->merkle.params.alg);
+	uint8_t sum[EVP_MAX_MD_SIZE];
+	unsigned int len = 0;
+
+	if (!sha) {
+		if (memcmp(meas->root, n->res->merkle.root, ds) != 0 ||
+		    memcmp(meas->digest, n->res->merkle.digest, ds) != 0)
+			return mv_err_set(err, -EBADMSG,
+			                  "data does not match the signed root; tree not built");
+		return 0;
+	}
+	if (EVP_DigestFinal_ex(sha, sum, &len) != 1 || len != 32 ||
+	    memcmp(sum, n->res->sha256, 32) != 0)
+		return mv_err_set(err, -EBADMSG,
+		                  "data does not match the signed SHA-256; tree not derived");
+	return 0;
+}
+
+/*
+ * Keeps the measurement of a plain OMS file once its tree is in the cache
+ * folder: from now on its reads are checked against that root. Set once;
+ * a rebuild of the same checked data measures the same root. 0 or -ENOMEM.
+ */
+static int tb_derive(struct mfs_node *n, const struct mv_measurement *meas)
+{
+	struct mv_measurement *d = malloc(sizeof(*d)), *seen = NULL;
+
+	if (!d)
+		return -ENOMEM;
+	*d = *meas;
+	if (!__atomic_compare_exchange_n(&n->derived, &seen, d, false, __ATOMIC_ACQ_REL,
+	                                 __ATOMIC_ACQUIRE))
+		free(d);
+	return 0;
+}
+
 static int tb_build(struct mfs_mount *m, struct mfs_tbjob *j)
 {
 	struct mfs_node *n = j->n;
-	size_t ds = mv_hash_digest_size(n->res->merkle.params.alg);
 	struct mv_tree_writer w = {.dirfd = m->cache_fd, .fd = -1};
 	struct tb_sink sink = {.w = &w, .cancel = &j->cancel};
+	struct tb_data data = {.m = m, .h = j->data_fd};
 	char name[MV_TREE_NAME_MAX];
 	struct mv_measurement meas;
 	struct mv_err err = {0};
@@ -198,34 +261,39 @@ static int tb_build(struct mfs_mount *m, struct mfs_tbjob *j)
 	        n->model->path, n->res->name, j->zf ? "packed" : "plain", j->why,
 	        n->res->merkle.params.data_size);
 	ret = tb_writer_open(m, n, &w, &err);
+	if (!ret && !n->res->has_merkle &&
+	    (j->zf || !(data.sha = EVP_MD_CTX_new()) ||
+	     EVP_DigestInit_ex(data.sha, EVP_sha256(), NULL) != 1))
+		ret = j->zf ? -EINVAL : -ENOMEM; /* a plain OMS file has no packed copy */
 	if (ret)
 		goto out;
 	if (j->zf)
 		ret = mv_zpack_measure(j->zf->fd, n->res->name, &n->res->merkle.params, NULL,
 		                       tb_sink_fn, &sink, &meas, &err);
 	else
-		ret = mv_measure_pread(tb_data_pread, &(struct tb_data){m, j->data_fd},
-		                       &n->res->merkle.params, tb_sink_fn, &sink, &meas);
+		ret = mv_measure_pread(tb_data_pread, &data, &n->res->merkle.params, tb_sink_fn,
+		                       &sink, &meas);
 	if (__atomic_load_n(&j->cancel, __ATOMIC_RELAXED))
 		ret = -ECANCELED; /* whatever the sink's error became on the way up */
+	if (!ret)
+		ret = tb_check(n, data.sha, &meas, &err);
 	if (ret)
 		goto out;
-	if (memcmp(meas.root, n->res->merkle.root, ds) != 0 ||
-	    memcmp(meas.digest, n->res->merkle.digest, ds) != 0) {
-		ret = mv_err_set(&err, -EBADMSG,
-		                 "data does not match the signed root; tree not built");
-		goto out;
-	}
-	mv_tree_file_name(&n->res->merkle, name);
+	mv_tree_file_name(&meas, name); /* the signed root's name: they are equal */
 	ret = mv_tree_writer_commit(&w, &meas, name, true, NULL);
 	if (ret) {
 		mv_err_set(&err, ret, "cache folder: %s", strerror(-ret));
+		goto out;
+	}
+	if (!n->res->has_merkle && tb_derive(n, &meas)) {
+		ret = -ENOMEM;
 		goto out;
 	}
 	mfs_count(&m->ctr.trees_built, 1);
 	mfs_log(LOG_INFO, "tree-built model=%s file=%s ms=%" PRIu64, n->model->path, n->res->name,
 	        (mono_ns() - t0) / 1000000u);
 out:
+	EVP_MD_CTX_free(data.sha);
 	mv_tree_writer_abort(&w);
 	if (ret)
 		tb_log_failure(m, n, ret, &err);

@@ -248,6 +248,11 @@ static int decide_ckpt(struct mfs_mount *m, struct mfs_node *t, struct mfs_txvie
 		tx_hide(m, t, NULL);
 		return 0;
 	}
+	if (!src->res->has_merkle) {
+		/* The transcode cache is keyed by the signed fs-verity digest. */
+		tx_hide(m, t, "signed by SHA-256 only (plain OMS): not transcoded");
+		return 0;
+	}
 	ret = mfs_tx_src_open(m, src, &vc);
 	if (ret)
 		return -EIO;

@@ -54,4 +54,18 @@ static inline struct mfs_zfile *mfs_file_packed(struct mfs_node *n)
 	return __atomic_load_n(&n->zf, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * The trusted measurement (parameters, root) of file node @n: the signed
+ * one, or for a file of a plain OMS signature the one its tree build
+ * derived from data whose SHA-256 is the signed one (treebuild.c), NULL
+ * until then. n->derived is set once (compare-and-swap) and never freed
+ * before the node. Lock-free.
+ */
+static inline const struct mv_measurement *mfs_node_meas(const struct mfs_node *n)
+{
+	if (n->res->has_merkle)
+		return &n->res->merkle;
+	return __atomic_load_n(&n->derived, __ATOMIC_ACQUIRE);
+}
+
 #endif /* MODELFS_VREAD_INT_H */

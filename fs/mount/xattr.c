@@ -54,6 +54,8 @@ static int x_digest(struct mfs_mount *m, struct mfs_node *n, char **out)
 	const struct mv_tree_params *p = &n->res->merkle.params;
 	char prefix[16];
 
+	if (!n->res->has_merkle)
+		return -ENODATA; /* plain OMS: no fs-verity digest was signed */
 	snprintf(prefix, sizeof(prefix), "%s:", mv_hash_name(p->alg));
 	return xhex(n->res->merkle.digest, mv_hash_digest_size(p->alg), prefix, out);
 }

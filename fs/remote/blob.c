@@ -400,7 +400,7 @@ int mfr_dir_check_empty(const char *dir, struct mv_err *err)
 }
 
 /* A layer's path: relative, no "." / ".." / empty component, not ours. */
-bool mfr_pull_path_ok(const char *s)
+bool mfr_path_ok(const char *s)
 {
 	const char *c = s;
 

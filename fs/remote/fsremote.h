@@ -81,6 +81,41 @@ struct mfr_ref {
 int mfr_ref_parse(const char *s, struct mfr_ref *out, struct mv_err *err);
 /* Frees the strings of @r (not @r itself); @r may be zeroed or NULL. */
 void mfr_ref_free(struct mfr_ref *r);
+
+/*
+ * Is @s a path a model's file (a layer's) or a model (a store file's) may
+ * have: relative, no empty, "." or ".." component, no component over 255
+ * bytes, under 4096 bytes, not model.sig and nothing under .modelfs/?
+ */
+bool mfr_path_ok(const char *s);
+
+/* ---- store files (storefile.c): the models of a lazy mount of many ---- */
+
+#define MFR_STORE_MAX_MODELS 256u
+#define MFR_STORE_FILE_MAX   (1u << 20) /* bytes of a store file */
+
+/* One model of a store file: its mount path and its reference ("oci://..."). */
+struct mfr_store_entry {
+	char *path;
+	char *ref;
+};
+
+/**
+ * mfr_store_file_parse() - the models a store file names
+ * @text, @len: in: the file's bytes (not NUL-terminated; untrusted: fuzzed
+ *              by tests/fuzz/fuzz_storefile.c)
+ * @name: in: the file's name, for messages
+ * @out, @n: out: 1 to MFR_STORE_MAX_MODELS entries in file order; free
+ *           with mfr_store_entries_free()
+ * @err: out: one line naming @name and the reason
+ * {"models": {PATH: REF, ...}} and no other key; each PATH mfr_path_ok()
+ * and not equal to or inside another; each REF "oci://" and a reference
+ * with a tag or a digest.
+ * Return: 0, -EINVAL (not such a file) or -ENOMEM.
+ */
+int mfr_store_file_parse(const char *text, size_t len, const char *name,
+                         struct mfr_store_entry **out, size_t *n, struct mv_err *err);
+void mfr_store_entries_free(struct mfr_store_entry *e, size_t n);
 /* Is @host (no port) a loopback name: 127.0.0.0/8, ::1 or localhost? */
 bool mfr_host_is_loopback(const char *host);
 /* Is @s "sha256:" followed by 64 lowercase hex digits? */

@@ -243,7 +243,7 @@ static int check_paths(struct pull *p, struct mv_err *err)
 
 		p->items[i].layer = d;
 		p->items[i].path = path;
-		if (!mfr_pull_path_ok(path)) {
+		if (!mfr_path_ok(path)) {
 			mv_name_printable(path ? path : "(none)", shown, sizeof(shown));
 			return mv_err_set(err, -EBADMSG,
 			                  "%s: layer %zu: refused path \"%s\" (absolute, \"..\", "

@@ -101,16 +101,9 @@ int mfr_rm_tree_at(int dfd, const char *name, int depth);
 /* @dir must not exist, or be an empty folder (not a link): 0, -EEXIST, -ENOTEMPTY, -errno. */
 int mfr_dir_check_empty(const char *dir, struct mv_err *err);
 
-/*
- * Is @s a path a pull may create: relative, no empty, "." or ".."
- * component, no component over 255 bytes, under 4096 bytes, not model.sig
- * and nothing under .modelfs/?
- */
-bool mfr_pull_path_ok(const char *s);
-
 /**
  * mfr_open_parents() - open (creating, mode 0755) the folders of @path under @root
- * @root: in: the folder @path is relative to (a checked path: mfr_pull_path_ok())
+ * @root: in: the folder @path is relative to (a checked path: mfr_path_ok())
  * @path: in: "a/b/c"
  * @base: out: points at the last component of @path ("c")
  * @err: out: one line naming @path

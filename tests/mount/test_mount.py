@@ -704,7 +704,8 @@ def test_lifecycle_errors(tmp_path, keys):
     assert p.returncode == 2 and "not empty" in p.stderr
 
     p = mount_error(["--trust", pub, *cache, store / "m" / "a.txt", mnt], tmp_path)
-    assert p.returncode == 2 and "not a directory" in p.stderr
+    # a regular file as STORE is read as a store file (docs/remote.md): refused as one
+    assert p.returncode == 2 and "not a folder must be a store file" in p.stderr
 
     p = mount_error(["--trust", tmp_path / "missing.pub", *cache, store, mnt], tmp_path)
     assert p.returncode == 2 and "missing.pub" in p.stderr

@@ -285,8 +285,10 @@ def test_mount_registry_outage(registry, model, tmp_path):
     run("push", "--trust", model["pub"], "--ca-cert", registry.ca, model["dir"],
         f"{registry.host}/{REPO}:v1", env=env, check=0)
     data = model["files"][BIG]
+    # No block cache: every pread is a GET, none fetched ahead before the outage
+    # (test_remote_cache.py reads a cached model with the registry stopped).
     with EnvMount(f"{registry.host}/{REPO}:v1", tmp_path / "mnt", model["pub"], env,
-                  "--ca-cert", registry.ca) as m:
+                  "--ca-cert", registry.ca, "--remote-cache-size", "0") as m:
         fd = os.open(m.mnt / REPO / BIG, os.O_RDONLY)
         try:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)

@@ -193,6 +193,70 @@ def test_two_mounts_at_once_share_the_cache(registry, keys, model, tmp_path):
         read_all(rb, model["files"])
 
 
+@pytest.fixture
+def model_seq(registry, keys, auth, tmp_path):  # noqa: F811
+    """One 40 MiB file: several windows of a sequential reader."""
+    files = {"weights.bin": b"\0" + os.urandom(40 * MiB - 1)}
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "weights.bin").write_bytes(files["weights.bin"])
+    from remote.oci_registry import run
+    run("seal", "--key", f"{keys['trusted']}.key", "--name", "org/seqfill", d, check=0)
+    m = {"dir": d, "files": files, "name": "org/seqfill"}
+    push(registry, keys, m, "org/seqfill:v1")
+    return m
+
+
+def test_background_fill_runs_ahead_of_a_sequential_reader(registry, keys, model_seq,
+                                                           tmp_path):
+    """A sequential reader's next window is fetched on the cache's own thread while it
+    reads the one before: the bytes are right, and chunks were fetched ahead."""
+    data = model_seq["files"]["weights.bin"]
+    with OciMount(registry, "org/seqfill:v1", tmp_path / "mnt", keys["trusted"]) as m:
+        with open(m.mnt / "org" / "seqfill" / "weights.bin", "rb") as f:
+            got = b"".join(iter(lambda: f.read(MiB), b""))
+        assert got == data
+        c = m.status()["counters"]
+        assert c["remote_cache_ahead"] > 0, c
+        # every byte fetched once: ahead or on a miss, never both
+        assert c["remote_bytes"] <= len(data) + MiB, c
+        assert c["remote_requests"] <= 16, c
+        metrics = (m.mnt / ".modelfs" / "metrics.prom").read_text()
+        assert "modelfs_remote_cache_ahead_total" in metrics
+
+
+def test_background_fill_of_a_corrupted_blob_never_serves_its_bytes(registry, keys, model_seq,
+                                                                    tmp_path):
+    """Bytes fetched ahead are verified like any others: the corrupted block gives EIO
+    (after one fetch again), every byte before it is right."""
+    data = model_seq["files"]["weights.bin"]
+    import hashlib
+    hexd = hashlib.sha256(data).hexdigest()
+    blob = (registry.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256" /
+            hexd[:2] / hexd / "data")
+    bad = 21 * MiB + 4097  # inside a window fetched ahead
+    raw = bytearray(blob.read_bytes())
+    raw[bad] ^= 0xFF
+    blob.write_bytes(bytes(raw))
+    try:
+        with OciMount(registry, "org/seqfill:v1", tmp_path / "mnt", keys["trusted"]) as m:
+            got = bytearray()
+            with open(m.mnt / "org" / "seqfill" / "weights.bin", "rb", buffering=0) as f:
+                with pytest.raises(OSError) as ei:
+                    while True:
+                        b = f.read(MiB)
+                        if not b:
+                            break
+                        got += b
+            assert ei.value.errno == errno.EIO
+            assert len(got) <= bad and bytes(got) == data[:len(got)]
+            assert len(got) >= 20 * MiB  # the reads before the bad block succeeded
+            assert m.status()["counters"]["remote_cache_ahead"] > 0
+    finally:
+        raw[bad] ^= 0xFF
+        blob.write_bytes(bytes(raw))
+
+
 def test_registry_stopped_cached_model_still_reads(registry, keys, model, tmp_path):
     """Last in the module: it stops the module's registry for good."""
     cache = tmp_path / "shared.cache"
@@ -209,3 +273,4 @@ def test_registry_stopped_cached_model_still_reads(registry, keys, model, tmp_pa
         assert c["remote_bytes"] == before["remote_bytes"], c
         assert c["remote_cache_hits"] > 0, c
         assert "remote-read-failure" not in m.log()
+
