@@ -86,7 +86,15 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *ctx)
 		return 0; /* aborts the transfer */
 	}
 	if (x->rs->len + n + 1 > x->cap) {
-		size_t cap = x->cap ? x->cap : 4096;
+		/*
+		 * A ranged GET's body is the range asked: allocated once, whole, so
+		 * that megabytes are not copied again at each doubling (a lazy mount's
+		 * fills and pull's chunks; at most 64 MiB ahead of what arrived).
+		 */
+		size_t cap = x->cap ? x->cap
+		             : x->rq->range && code >= 200 && code <= 299 && limit < (64u << 20)
+		                 ? limit + 1
+		                 : 4096;
 		char *p;
 
 		while (cap < x->rs->len + n + 1)
