@@ -381,6 +381,7 @@ static int get_range(struct oci_store *o, struct oci_model *mo, const struct mfr
 {
 	char *data = NULL;
 	int ret = -EIO, slot;
+	uint64_t r0;
 
 	for (int t = 0; t < OCI_TRIES; t++) {
 		if (t)
@@ -389,7 +390,9 @@ static int get_range(struct oci_store *o, struct oci_model *mo, const struct mfr
 		slot = client_take(o, mo, err);
 		if (slot < 0)
 			return slot;
+		r0 = mfr_client_retries(mo->pool[slot]);
 		ret = mfr_blob_get_range(mo->pool[slot], d->digest, off, len, d->size, &data, err);
+		mfs_count(&o->m->ctr.remote_retries, mfr_client_retries(mo->pool[slot]) - r0);
 		client_give(mo, slot, ret != 0);
 		if (!ret) {
 			memcpy(buf, data, len);

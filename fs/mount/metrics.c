@@ -165,6 +165,9 @@ const struct mfs_counter_def mfs_counter_defs[] = {
             "Bytes fetched from a registry's blobs for reads (an oci:// store)."),
     COUNTER(remote_failures, "remote_failures", "modelfs_remote_failures_total",
             "Ranged GETs of a registry's blobs that failed after the client's retries (EIO)."),
+    COUNTER(remote_retries, "remote_retries", "modelfs_remote_retries_total",
+            "Ranged GETs of a registry's blobs sent again after a 429, a 5xx or a dropped "
+            "connection."),
     COUNTER(remote_cache_hits, "remote_cache_hits", "modelfs_remote_cache_hits_total",
             "64 KiB chunks of registry blobs read from the remote block cache."),
     COUNTER(remote_cache_misses, "remote_cache_misses", "modelfs_remote_cache_misses_total",

@@ -328,9 +328,7 @@ struct mfs_ftree {
  * holds and no reader used since the hand last passed (second chance: an
  * approximation of least recently used that costs the read path one relaxed
  * store). Trees in use are never closed, so @n may exceed @max by the trees
- * borrowed at that moment.
- *
- * Lock order: a node's load_lock, then @lock, then a node's lock. @lock is
+ * borrowed at that moment. Lock order: a node's load_lock, then @lock, then a node's lock. @lock is
  * taken only when a tree fd is opened, reopened or closed, never per read.
  * Set up lazily at the first use (after daemon.c raised RLIMIT_NOFILE).
  */
@@ -375,6 +373,7 @@ struct mfs_counters {
 	uint64_t remote_requests;             /* ranged GETs of an oci:// store (bstore_oci.c) */
 	uint64_t remote_bytes;                /* bytes they fetched */
 	uint64_t remote_failures;             /* ranged GETs that failed: that READ got EIO */
+	uint64_t remote_retries;              /* GETs resent by the client (429, 5xx, dropped) */
 	uint64_t remote_cache_hits;           /* 64 KiB chunks read from the remote block cache */
 	uint64_t remote_cache_misses;         /* chunks fetched into it */
 	uint64_t remote_cache_bytes;          /* bytes read from it */

@@ -225,6 +225,12 @@ struct mfr_client_opts {
  */
 int mfr_client_new(const struct mfr_ref *ref, const struct mfr_client_opts *o,
                    struct mfr_client **out, struct mv_err *err);
+/*
+ * Requests @c resent so far after a 429, a 5xx or a dropped connection
+ * (the retries of docs/remote.md "Faults"), for the mount's counters. The
+ * client is used by one thread at a time, so is this count.
+ */
+uint64_t mfr_client_retries(const struct mfr_client *c);
 void mfr_client_free(struct mfr_client *c);
 
 /* A request body read in order; @rewind restarts it for a retry (may be NULL). */

@@ -506,6 +506,7 @@ int mfr_request(struct mfr_client *c, const struct mfr_req *rq, struct mfr_resp 
 		if (wait < 0 || !can_resend(rq))
 			break;
 		retries++;
+		c->retries++;
 		mfr_resp_free(rs);
 		sleep_ms(wait);
 	}
@@ -524,4 +525,9 @@ out:
 	if (ret)
 		mfr_resp_free(rs);
 	return ret;
+}
+
+uint64_t mfr_client_retries(const struct mfr_client *c)
+{
+	return c ? c->retries : 0;
 }

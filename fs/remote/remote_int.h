@@ -19,6 +19,8 @@ struct mfr_client {
 	char *auth;  /* "Authorization: ..." header sent, or NULL; never logged */
 	bool auth_is_basic;
 	CURL *curl; /* one handle: its connections are kept alive */
+	uint64_t
+	    retries; /* requests resent (429, 5xx, a dropped connection): mfr_client_retries() */
 };
 
 /* One request. */

@@ -240,6 +240,8 @@ def test_mount_read_fault(case, reg, hmount, model):
             assert isinstance(got, OSError) and got.errno == errno.EIO, got
             assert "remote-read-failure" in hmount.log()
         failed_ctr = hmount.status()["counters"]
+        if times and name.endswith("-twice"):  # answered by the client's own retries
+            assert failed_ctr["remote_retries"] - before["remote_retries"] >= times, failed_ctr
         if want == "eio":  # the counters count the GETs that served a read
             assert failed_ctr["remote_requests"] == before["remote_requests"]
             assert failed_ctr["remote_failures"] > before["remote_failures"]
