@@ -251,3 +251,23 @@ def test_versions_replaced_are_freed(registry, keys, auth, tmp_path, monkeypatch
         assert f40 <= f10 + 4, samples
         assert r40 <= r10 * 1.25 + 2048, samples
         assert m.log().count("oci-moved") == 40
+
+
+def test_model_that_failed_appears_once_pushed(registry, keys, auth, tmp_path):
+    """A model of a store file that could not be had is tried again at each refresh."""
+    good = make_model(tmp_path / "g", keys["trusted"], "org/here")
+    push(registry, keys, good, "org/here:v1")
+    later = make_model(tmp_path / "l", keys["trusted"], "org/later")
+    store = write_store(tmp_path / "store.json", {
+        "org/here": f"oci://{registry.host}/org/here:v1",
+        "org/later": f"oci://{registry.host}/org/later:v1",
+    })
+    with StoreFileMount(registry, store, tmp_path / "mnt", keys["trusted"]) as m:
+        assert not (m.mnt / "org" / "later").exists()
+        assert "org/later" in {r["path"] for r in m.status()["refused"]}
+        push(registry, keys, later, "org/later:v1")
+        sighup_and_wait(m)
+        check_files(m.mnt / "org" / "later", later["files"])
+        check_files(m.mnt / "org" / "here", good["files"])
+        assert "org/later" not in {r["path"] for r in m.status()["refused"]}
+        assert "oci-moved model=org/later" in m.log()
