@@ -414,6 +414,9 @@ static int gen_link(struct oci_store *o, struct oci_gen *g, struct mv_err *err)
 	for (size_t i = 0; !ret && g->man && i < g->man->n_layers; i++) {
 		const struct mfr_desc *d = &g->man->layers[i];
 
+		if (d->media_type && !strcmp(d->media_type, MFR_MT_PACKED))
+			continue; /* a packed copy is not served lazily: its file reads as missing
+			           */
 		cur = top;
 		for (p = layer_path(d); !ret && *p;) {
 			size_t l = strcspn(p, "/");

@@ -12,6 +12,8 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "push_int.h"
@@ -115,16 +117,18 @@ static char *file_metadata(const char *name, uint64_t size, const char *mtime)
 	return s;
 }
 
-cJSON *mfr_layer_json(const struct mv_resource *r, const char *digest, uint64_t size,
-                      const char *mtime)
+cJSON *mfr_layer_json(const struct mv_resource *r, const char *media_type, const char *digest,
+                      uint64_t size, const char *mtime)
 {
-	const char *mt = table_lookup(r->name);
+	const char *mt = media_type ? media_type : table_lookup(r->name);
 	cJSON *d = mfr_desc_json(mt ? mt : MFR_MT_WEIGHT, digest, size);
 	cJSON *ann = cJSON_CreateObject();
-	char *meta = file_metadata(r->name, size, mtime);
-	bool ok = d && ann && meta;
+	char *meta = file_metadata(r->name, size, mtime), *title = NULL;
+	bool packed = media_type && !strcmp(media_type, MFR_MT_PACKED);
+	bool ok = d && ann && meta && asprintf(&title, "%s%s", r->name, packed ? ".zst" : "") >= 0;
 
-	ok = ok && cJSON_AddStringToObject(ann, MFR_ANN_TITLE, r->name) &&
+	/* A packed layer's title names what it holds: ORAS writes it under that name. */
+	ok = ok && cJSON_AddStringToObject(ann, MFR_ANN_TITLE, title) &&
 	     cJSON_AddStringToObject(ann, MFR_ANN_FILEPATH, r->name) &&
 	     cJSON_AddStringToObject(ann, MFR_ANN_METADATA, meta) &&
 	     cJSON_AddStringToObject(ann, "org.cncf.model.file.mediatype.untested",
@@ -134,6 +138,7 @@ cJSON *mfr_layer_json(const struct mv_resource *r, const char *digest, uint64_t 
 	else
 		cJSON_Delete(ann);
 	cJSON_free(meta);
+	free(title);
 	if (!ok) {
 		cJSON_Delete(d);
 		return NULL;

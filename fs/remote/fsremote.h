@@ -48,6 +48,8 @@
 #define MFR_MT_CODE          "application/vnd.cncf.model.code.v1.raw"
 #define MFR_MT_BUNDLE        "application/vnd.dev.sigstore.bundle.v0.3+json"
 #define MFR_MT_TREE          "application/vnd.modelfs.merkle-tree.v1"
+/* A file stored packed (seekable zstd, MV_PACKED_DIR): its packed bytes as the layer. */
+#define MFR_MT_PACKED "application/vnd.modelfs.packed.v1+zstd"
 
 /* Annotations of a layer. */
 #define MFR_ANN_TITLE    "org.opencontainers.image.title"

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "pull_int.h"
+#include "vpack.h"
 
 #define MAX_REFERRERS 16 /* signature referrers tried */
 #define MODEL_SUBDIR  "model"
@@ -36,11 +37,12 @@ struct blob {
 	uint64_t size;
 	struct mfr_part part;
 	bool opened, is_tree, is_data;
-	bool sha_ok;    /* hashed to its digest */
-	bool verified;  /* and, for data, every tree that goes with it checked */
-	bool refetch;   /* did not hash right with chunks of an earlier run */
-	bool refetched; /* was fetched again once already */
-	bool linked;    /* its .part is already a file of the model */
+	bool sha_ok;                  /* hashed to its digest */
+	bool verified;                /* and, for data, every tree that goes with it checked */
+	bool refetch;                 /* did not hash right with chunks of an earlier run */
+	bool refetched;               /* was fetched again once already */
+	bool linked;                  /* its .part is already a file of the model */
+	const struct item *packed_of; /* a packed copy: measured against this file's root */
 	struct item **trees;
 	size_t n_trees;
 };
@@ -53,6 +55,7 @@ struct item {
 	const struct mfr_desc *tree_desc; /* the referrer's tree layer, or NULL */
 	struct blob *data, *tree;
 	struct mv_tree t;
+	bool packed; /* the layer is the file's packed copy (MFR_MT_PACKED) */
 };
 
 struct task {
@@ -243,6 +246,7 @@ static int check_paths(struct pull *p, struct mv_err *err)
 
 		p->items[i].layer = d;
 		p->items[i].path = path;
+		p->items[i].packed = d->media_type && !strcmp(d->media_type, MFR_MT_PACKED);
 		if (!mfr_path_ok(path)) {
 			mv_name_printable(path ? path : "(none)", shown, sizeof(shown));
 			return mv_err_set(err, -EBADMSG,
@@ -379,6 +383,14 @@ static int match_signed(struct pull *p, struct mv_err *err)
 		if (!r)
 			return mv_err_set(err, -EBADMSG, "%s: %s: a layer that is not signed",
 			                  p->what, shown);
+		it->r = r;
+		if (it->packed && !r->has_merkle)
+			return mv_err_set(
+			    err, -EBADMSG,
+			    "%s: %s: a packed layer for a file with no signed Merkle root", p->what,
+			    shown);
+		if (it->packed)
+			continue; /* its bytes are measured against the root once fetched */
 		mv_hex_encode(r->sha256, 32, hex);
 		if (strcmp(it->layer->digest + 7, hex) != 0)
 			return mv_err_set(err, -EBADMSG,
@@ -405,7 +417,8 @@ static int find_trees(struct pull *p, struct mv_err *err)
 		char name[MV_TREE_NAME_MAX];
 		uint64_t bytes;
 
-		if (!it->r->has_merkle ||
+		/* A packed copy's tree is left to the mount (built from the copy when read). */
+		if (!it->r->has_merkle || it->packed ||
 		    mv_tree_init(&it->t, &it->r->merkle.params, it->r->merkle.root))
 			continue;
 		mv_tree_file_name(&it->r->merkle, name);
@@ -499,6 +512,8 @@ static int plan_blobs(struct pull *p, struct mv_err *err)
 
 		it->data = blob_of(p, it->layer->digest);
 		it->data->is_data = true;
+		if (it->packed && !it->data->packed_of)
+			it->data->packed_of = it;
 		if (!it->tree_desc)
 			continue;
 		it->tree = blob_of(p, it->tree_desc->digest);
@@ -617,6 +632,29 @@ static int load_trees(struct pull *p, struct blob *b, struct mv_mem_tree **mts, 
 	return 0;
 }
 
+/*
+ * A packed copy: decompressed whole and measured; its root and digest must
+ * be the signed ones of the file it stands for (its layer digest is not
+ * signed). Return: 0 or -EBADMSG.
+ */
+static int check_packed(struct pull *p, struct blob *b, struct mv_err *err)
+{
+	const struct mv_resource *r = b->packed_of->r;
+	size_t ds = mv_hash_digest_size(r->merkle.params.alg);
+	struct mv_measurement meas;
+	struct mv_err e = {0};
+	char shown[256];
+
+	mv_name_printable(r->name, shown, sizeof(shown));
+	if (mv_zpack_measure(b->part.fd, r->name, &r->merkle.params, NULL, NULL, NULL, &meas, &e) ||
+	    memcmp(meas.root, r->merkle.root, ds) || memcmp(meas.digest, r->merkle.digest, ds))
+		return mv_err_set(
+		    err, -EBADMSG,
+		    "%s: %s: the packed copy does not match the signed Merkle root%s%s", p->what,
+		    shown, e.msg[0] ? ": " : "", e.msg);
+	return 0;
+}
+
 /* Hashes @b (and checks it against its trees); sets sha_ok and verified or refetch. */
 static int verify_blob(struct pull *p, struct blob *b, bool with_trees, struct mv_err *err)
 {
@@ -665,6 +703,11 @@ static int verify_blob(struct pull *p, struct blob *b, bool with_trees, struct m
 		goto out;
 	}
 	b->sha_ok = true;
+	if (b->packed_of) {
+		ret = check_packed(p, b, err);
+		if (ret)
+			goto out;
+	}
 	for (size_t k = 0; k < nt; k++)
 		if (bad[k]) {
 			blob_name(p, b->trees[k]->tree, name, sizeof(name));
@@ -808,7 +851,7 @@ static int place_tree(struct pull *p, int mfd, struct item *it, struct mv_err *e
 	struct stat st;
 	int dfd, ret = 0;
 
-	if (!it->r->has_merkle || !mv_hash_digest_size(it->r->merkle.params.alg))
+	if (!it->r->has_merkle || it->packed || !mv_hash_digest_size(it->r->merkle.params.alg))
 		return 0;
 	mv_tree_file_name(&it->r->merkle, name);
 	snprintf(rel, sizeof(rel), "%s/%s", MV_TREES_DIR, name);
@@ -842,7 +885,14 @@ static int assemble(struct pull *p, struct mv_err *err)
 		goto out;
 	}
 	for (size_t i = 0; !ret && i < p->n_items; i++) {
-		ret = place(p, mfd, p->items[i].path, p->items[i].data, err);
+		char packed[sizeof(MV_PACKED_DIR) + MV_ZPACK_NAME_MAX + 1];
+
+		if (p->items[i].packed) { /* where `modelfs pack` keeps it */
+			memcpy(packed, MV_PACKED_DIR "/", sizeof(MV_PACKED_DIR));
+			mv_zpack_file_name(&p->items[i].r->merkle, packed + sizeof(MV_PACKED_DIR));
+		}
+		ret = place(p, mfd, p->items[i].packed ? packed : p->items[i].path,
+		            p->items[i].data, err);
 		p->res->bytes += p->items[i].data->size;
 	}
 	for (size_t i = 0; !ret && i < p->n_items; i++)
@@ -868,7 +918,8 @@ out:
 /* The assembled model, checked as `modelfs verify` does (the hashes were checked). */
 static int final_check(struct pull *p, struct mv_err *err)
 {
-	const struct mv_verify_opts vo = {.skip_file_hashes = true};
+	const struct mv_verify_opts vo = {.skip_file_hashes = true,
+	                                  .measure_packed = mv_zpack_measure};
 	char *path = NULL;
 	int ret;
 

@@ -139,8 +139,8 @@ static int open_regular(const char *dir, const char *name, const char *what, int
 	*fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (*fd < 0 || fstat(*fd, &st) || !S_ISREG(st.st_mode)) {
 		ret = *fd < 0 ? -errno : -EINVAL;
-		mv_err_set(err, ret, "%s: cannot open %s as a regular file%s", what, name,
-		           ret == -ENOENT ? " (files stored only packed are not pushed yet)" : "");
+		if (ret != -ENOENT) /* absent: the caller looks for a packed copy */
+			mv_err_set(err, ret, "%s: cannot open %s as a regular file", what, name);
 		if (*fd >= 0)
 			close(*fd);
 		*fd = -1;
@@ -150,12 +150,47 @@ static int open_regular(const char *dir, const char *name, const char *what, int
 	return ret;
 }
 
-/* One signed file: its layer in @layers, its bytes in the registry. */
+static int hash_fd(int fd, uint64_t size, char out[MFR_DIGEST_LEN + 1]);
+
+/*
+ * A file stored only packed (`modelfs pack --remove-original`): its packed
+ * copy, MODEL/.modelfs/packed/<digest>.zst, open in *@fd, its size and the
+ * SHA-256 of its bytes (the layer's digest) in @digest. The copy was
+ * measured against the signed root when the model verified (cmd_push.c).
+ */
+static int open_packed(const char *dir, const struct mv_resource *r, const char *what, int *fd,
+                       uint64_t *size, char digest[MFR_DIGEST_LEN + 1], struct mv_err *err)
+{
+	char path[4096];
+	struct stat st;
+	int ret;
+
+	if (!r->has_merkle || mv_zpack_path(dir, r, path, sizeof(path)))
+		return mv_err_set(err, -ENOENT, "%s: %s: no such file, and no packed copy", what,
+		                  r->name);
+	*fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (*fd < 0 || fstat(*fd, &st) || !S_ISREG(st.st_mode)) {
+		ret = *fd < 0 ? -errno : -EINVAL;
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		return mv_err_set(err, ret, "%s: %s: no such file, and no packed copy (%s)", what,
+		                  r->name, strerror(-ret));
+	}
+	*size = (uint64_t)st.st_size;
+	ret = hash_fd(*fd, *size, digest);
+	if (ret)
+		mv_err_set(err, ret, "%s: %s: %s", what, path, strerror(-ret));
+	return ret;
+}
+
+/* One signed file: its layer in @layers, its bytes in the registry (packed, if only so). */
 static int push_file(struct mfr_client *c, const char *dir, const struct mv_manifest *m,
                      const struct mv_resource *r, cJSON *layers, struct mfr_push_result *res,
                      struct mv_err *err)
 {
 	char digest[MFR_DIGEST_LEN + 1] = "sha256:", *what = NULL;
+	bool packed = false;
 	uint64_t size;
 	cJSON *layer;
 	int fd = -1, ret = -ENOMEM;
@@ -164,16 +199,20 @@ static int push_file(struct mfr_client *c, const char *dir, const struct mv_mani
 	if (asprintf(&what, "%s/%s", c->ref.registry, r->name) < 0)
 		goto out;
 	ret = open_regular(dir, r->name, what, &fd, &size, err);
+	if (ret == -ENOENT) {
+		packed = true;
+		ret = open_packed(dir, r, what, &fd, &size, digest, err);
+	}
 	if (ret)
 		goto out;
-	if (r->has_merkle && size != r->merkle.params.data_size) {
+	if (!packed && r->has_merkle && size != r->merkle.params.data_size) {
 		ret = mv_err_set(err, -EBADMSG, "%s: size differs from the signed one", r->name);
 		goto out;
 	}
 	ret = put_blob_fd(c, fd, size, digest, r->name, res, err);
 	if (ret)
 		goto out;
-	layer = mfr_layer_json(r, digest, size,
+	layer = mfr_layer_json(r, packed ? MFR_MT_PACKED : NULL, digest, size,
 	                       m->prov.signed_at ? m->prov.signed_at : "1970-01-01T00:00:00Z");
 	ret = layer && cJSON_AddItemToArray(layers, layer) ? 0 : -ENOMEM;
 	res->n_layers++;

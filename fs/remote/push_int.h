@@ -13,12 +13,13 @@
 /* A descriptor object; NULL when out of memory. The caller owns it. */
 cJSON *mfr_desc_json(const char *media_type, const char *digest, uint64_t size);
 /*
- * The layer of signed file @r: its ModelPack media type and the
+ * The layer of signed file @r: its ModelPack media type (or @media_type:
+ * MFR_MT_PACKED for a packed copy, titled "<name>.zst") and the
  * annotations title, filepath, file metadata (with @mtime) and
  * mediatype.untested. NULL when out of memory; the caller owns it.
  */
-cJSON *mfr_layer_json(const struct mv_resource *r, const char *digest, uint64_t size,
-                      const char *mtime);
+cJSON *mfr_layer_json(const struct mv_resource *r, const char *media_type, const char *digest,
+                      uint64_t size, const char *mtime);
 /* The ModelPack config of @m for @layers (diffIds); malloc'd text or NULL. */
 char *mfr_config_json(const struct mv_manifest *m, const cJSON *layers);
 /*
