@@ -4,6 +4,7 @@
 The fixture (conftest.py) starts one per module and always stops it.
 """
 import base64
+import hashlib
 import json
 import os
 import pathlib
@@ -66,6 +67,17 @@ class Registry:
                 return r.status, r.headers, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.headers, e.read()
+
+    def put_manifest(self, repo, ref, body: bytes, media_type: str) -> str:
+        """PUTs a manifest (or index) as tag or digest @ref of @repo; its digest."""
+        req = urllib.request.Request(f"https://{self.host}/v2/{repo}/manifests/{ref}",
+                                     data=body, method="PUT")
+        req.add_header("Content-Type", media_type)
+        token = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        req.add_header("Authorization", "Basic " + token)
+        with urllib.request.urlopen(req, context=self.ssl_context(), timeout=10) as r:
+            assert r.status == 201, r.status
+        return "sha256:" + hashlib.sha256(body).hexdigest()
 
     def write_auth_file(self, path: pathlib.Path, password=PASSWORD, host=None):
         auth = base64.b64encode(f"{USER}:{password}".encode()).decode()

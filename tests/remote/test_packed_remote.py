@@ -10,7 +10,6 @@ Oracles: skopeo's view of the manifest, the packed files byte for byte,
 through it equal the originals). A forged packed copy in the registry's
 storage leaves nothing behind.
 """
-import base64
 import errno
 import hashlib
 import json
@@ -18,11 +17,10 @@ import os
 import pathlib
 import subprocess
 import sys
-import urllib.request
 
 import pytest
 
-from remote.oci_registry import PASSWORD, USER, run
+from remote.oci_registry import run
 from remote.test_pull import env, pull, push  # noqa: F401 (env: fixture)
 from remote.test_push import keys  # noqa: F401 (fixture)
 
@@ -84,17 +82,6 @@ def test_packed_model_is_pushed_and_pulled_back(registry, keys, tmp_path, env):
             assert (m.mnt / "org" / "packed" / rel).read_bytes() == data, rel
 
 
-def put_manifest(registry, repo, ref, body: bytes, media_type: str):
-    req = urllib.request.Request(f"https://{registry.host}/v2/{repo}/manifests/{ref}",
-                                 data=body, method="PUT")
-    req.add_header("Content-Type", media_type)
-    req.add_header("Authorization",
-                   "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
-    with urllib.request.urlopen(req, context=registry.ssl_context(), timeout=10) as r:
-        assert r.status == 201
-    return "sha256:" + hashlib.sha256(body).hexdigest()
-
-
 def get_json(registry, path, accept):
     st, _, body = registry.request(path, accept=accept)
     assert st == 200, (path, st)
@@ -121,7 +108,7 @@ def test_packed_copy_of_another_model_is_refused(registry, keys, tmp_path, env):
             swapped += 1
     assert swapped == 1
     body = json.dumps(man_a).encode()
-    forged = put_manifest(registry, repo, "forged", body, MANIFEST)
+    forged = registry.put_manifest(repo, "forged", body, MANIFEST)
     # A's signature referrer, re-pointed at the forged manifest (a registry can)
     d_a = "sha256:" + hashlib.sha256(
         registry.request(f"/v2/{repo}/manifests/v1", accept=MANIFEST)[2]).hexdigest()
@@ -130,9 +117,9 @@ def test_packed_copy_of_another_model_is_refused(registry, keys, tmp_path, env):
     ref["subject"] = {"mediaType": MANIFEST, "digest": forged, "size": len(body)}
     rbody = json.dumps(ref).encode()
     rdigest = "sha256:" + hashlib.sha256(rbody).hexdigest()
-    put_manifest(registry, repo, rdigest, rbody, MANIFEST)
+    registry.put_manifest(repo, rdigest, rbody, MANIFEST)
     entry = dict(idx["manifests"][0], digest=rdigest, size=len(rbody))
-    put_manifest(registry, repo, f"sha256-{forged[7:]}",
+    registry.put_manifest(repo, f"sha256-{forged[7:]}",
                  json.dumps({"schemaVersion": 2, "mediaType": INDEX,
                              "manifests": [entry]}).encode(), INDEX)
     dest = tmp_path / "out"

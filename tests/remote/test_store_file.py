@@ -10,18 +10,16 @@ old version; versions replaced are freed (descriptors stay bounded over
 many moves). The registry is Debian's docker-registry (oci_registry.py);
 tags are moved with the distribution API, as `skopeo copy` or CI would.
 """
-import base64
 import json
 import os
 import pathlib
 import signal
 import subprocess
 import time
-import urllib.request
 
 import pytest
 
-from remote.oci_registry import PASSWORD, USER, modelfs_bin, run
+from remote.oci_registry import modelfs_bin, run
 from remote.test_lazy_mount import (MANIFEST, OciMount, auth, check_files,  # noqa: F401
                                     keys, make_model, manifest_digest, push)
 from test_mount import drop_caches  # noqa: E402 (path set by test_lazy_mount)
@@ -46,13 +44,7 @@ def retag(registry, repo, src, dst):
     """Points tag @dst of @repo at the manifest of @src (a PUT, as any client moves a tag)."""
     st, _, body = registry.request(f"/v2/{repo}/manifests/{src}", accept=MANIFEST)
     assert st == 200
-    req = urllib.request.Request(f"https://{registry.host}/v2/{repo}/manifests/{dst}",
-                                 data=body, method="PUT")
-    req.add_header("Content-Type", MANIFEST)
-    req.add_header("Authorization",
-                   "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode())
-    with urllib.request.urlopen(req, context=registry.ssl_context(), timeout=10) as r:
-        assert r.status == 201
+    registry.put_manifest(repo, dst, body, MANIFEST)
 
 
 def reloads(m) -> int:
