@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "fsremote.h"
+#include "vpack.h"
 
 struct pull_args {
 	struct cli_trust_args trust;
@@ -94,7 +95,8 @@ static int fetch(const struct pull_args *a, const struct mfr_ref *ref, const str
 	                                .problem = on_line,
 	                                .pctx = "",
 	                                .warn = on_line,
-	                                .wctx = "warning: "};
+	                                .wctx = "warning: ",
+	                                .measure_packed = mv_zpack_measure};
 	struct mfr_client *c = NULL;
 	struct mfr_pull_result res;
 	struct mv_err err = {0};

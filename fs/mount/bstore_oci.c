@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+
 #include "bstore_oci_int.h"
 #include "fsremote.h"
 #include "mount_int.h"
@@ -216,20 +218,29 @@ static int oci_open(const struct mfs_bstore *s, int dir, const char *rel, int fl
 	return ret;
 }
 
+static int oci_packed_get(struct oci_store *o, struct oci_gen *g, const char *name);
+
 /*
  * mfs_bstore_ops.open_local: what a model folder holds besides its files
- * (its trees) is in the cache folder, CACHE/oci/<hex>/model; nothing else
- * is a descriptor of this machine.
+ * (its trees, and the packed copies fetched for packed layers) is in the
+ * cache folder, CACHE/oci/<hex>/model; nothing else is a descriptor of this
+ * machine. A packed copy asked for and not there yet is fetched first.
  */
 static int oci_open_local(const struct mfs_bstore *s, int dir, const char *rel, int flags)
 {
 	struct oci_ent *e = ent_of(s, dir, NULL);
+	const size_t pl = sizeof(MV_PACKED_DIR); /* "MV_PACKED_DIR/" */
+	int ret;
 
 	if (!e)
 		return -EBADF;
 	if (!e->top || e->gen->model_fd < 0)
 		return -ENOENT;
-	return mfs_openat_nofollow(e->gen->model_fd, rel, flags);
+	ret = mfs_openat_nofollow(e->gen->model_fd, rel, flags);
+	if (ret == -ENOENT && !strncmp(rel, MV_PACKED_DIR "/", pl) &&
+	    !oci_packed_get(s->priv, e->gen, rel + pl))
+		ret = mfs_openat_nofollow(e->gen->model_fd, rel, flags);
+	return ret;
 }
 
 /* The size of entry @e: its layer's, or the bundle's. */
@@ -451,6 +462,91 @@ static int oci_fetch(void *ctx, const struct mfr_desc *d, void *buf, size_t len,
 		mfs_count(&f->o->m->ctr.remote_bytes, n);
 	}
 	return 0;
+}
+
+/* Writes @d's blob into @fd whole, hashing it; its digest in @got. 0 or -errno. */
+static int packed_copy(struct oci_fetch *fc, const struct mfr_desc *d, int fd,
+                       char got[MFR_DIGEST_LEN + 1])
+{
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	uint8_t *buf = malloc(OCI_READ_MAX), sum[32];
+	int ret = md && buf && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 ? 0 : -ENOMEM;
+
+	for (uint64_t off = 0; !ret && off < d->size;) {
+		size_t n = d->size - off < OCI_READ_MAX ? (size_t)(d->size - off) : OCI_READ_MAX;
+
+		ret = oci_fetch(fc, d, buf, n, off);
+		if (!ret && EVP_DigestUpdate(md, buf, n) != 1)
+			ret = -ENOMEM;
+		if (!ret)
+			ret = mv_pwrite_full(fd, buf, n, off);
+		off += n;
+	}
+	if (!ret && EVP_DigestFinal_ex(md, sum, NULL) != 1)
+		ret = -ENOMEM;
+	if (!ret) {
+		memcpy(got, "sha256:", 7);
+		mv_hex_encode(sum, 32, got + 7);
+	}
+	EVP_MD_CTX_free(md);
+	free(buf);
+	return ret;
+}
+
+/*
+ * oci_packed_get() - the packed layer of @g named @name, fetched whole
+ * Why whole: the mount reads a packed copy through a descriptor (its seek
+ * table, then frames, each decompressed and verified against the signed
+ * Merkle root: zfile.c), so the copy is kept beside the model's trees,
+ * CACHE/oci/<hex>/model/.modelfs/packed/@name, at the first open of its
+ * file. Only a layer of media type MFR_MT_PACKED annotated with @name; its
+ * bytes must hash to the layer's digest before the rename makes them
+ * visible. Not bounded by --remote-cache-size (kept like the trees).
+ * Return: 0 (it is there now), -ENOENT (no such layer), or -errno.
+ */
+static int oci_packed_get(struct oci_store *o, struct oci_gen *g, const char *name)
+{
+	struct oci_fetch fc = {.o = o, .mo = g->model};
+	char tmp[MV_ZPACK_NAME_MAX + 32], got[MFR_DIGEST_LEN + 1], q[512], w[512];
+	const struct mfr_desc *d = NULL;
+	int top = -1, dir = -1, fd = -1, ret;
+
+	for (size_t i = 0; g->man && i < g->man->n_layers && !d; i++) {
+		const struct mfr_desc *l = &g->man->layers[i];
+
+		if (l->media_type && !strcmp(l->media_type, MFR_MT_PACKED) && l->packed &&
+		    !strcmp(l->packed, name))
+			d = &g->man->layers[i];
+	}
+	if (!d || strchr(name, '/') || name[0] == '.')
+		return -ENOENT;
+	top = mfs_oci_own_dir(g->model_fd, MV_HIDDEN_DIR);
+	dir = top < 0 ? top : mfs_oci_own_dir(top, "packed");
+	ret = dir < 0 ? dir : 0;
+	snprintf(tmp, sizeof(tmp), ".%s.%d.tmp", name, (int)gettid());
+	if (!ret &&
+	    (fd = openat(dir, tmp, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+		ret = -errno;
+	if (!ret)
+		ret = packed_copy(&fc, d, fd, got);
+	if (!ret && strcmp(got, d->digest) != 0)
+		ret = mv_err_set(&fc.err, -EBADMSG, "the bytes do not match %s", d->digest);
+	if (!ret && renameat(dir, tmp, dir, name) != 0)
+		ret = -errno;
+	if (ret && fd >= 0)
+		unlinkat(dir, tmp, 0);
+	mfs_log(ret ? LOG_ERR : LOG_INFO, "oci-packed-%s model=%s file=%s bytes=%" PRIu64 "%s%s",
+	        ret ? "failure" : "fetched", mfs_log_value(g->model->path, q, sizeof(q)), name,
+	        d->size, ret ? " reason=" : "",
+	        ret ? mfs_log_value(fc.err.msg[0] ? fc.err.msg : strerror(-ret), w, sizeof(w))
+	            : "");
+	if (fd >= 0)
+		close(fd);
+	if (dir >= 0)
+		close(dir);
+	if (top >= 0)
+		close(top);
+	return ret;
 }
 
 /* The block-cache slot of file entry @e, or OCI_NO_SLOT. */

@@ -415,8 +415,7 @@ static int gen_link(struct oci_store *o, struct oci_gen *g, struct mv_err *err)
 		const struct mfr_desc *d = &g->man->layers[i];
 
 		if (d->media_type && !strcmp(d->media_type, MFR_MT_PACKED))
-			continue; /* a packed copy is not served lazily: its file reads as missing
-			           */
+			continue; /* a packed copy: fetched whole at first open (open_local) */
 		cur = top;
 		for (p = layer_path(d); !ret && *p;) {
 			size_t l = strcspn(p, "/");

@@ -127,6 +127,11 @@ cJSON *mfr_layer_json(const struct mv_resource *r, const char *media_type, const
 	bool packed = media_type && !strcmp(media_type, MFR_MT_PACKED);
 	bool ok = d && ann && meta && asprintf(&title, "%s%s", r->name, packed ? ".zst" : "") >= 0;
 
+	char zname[MV_ZPACK_NAME_MAX];
+
+	if (packed) /* where `modelfs pack` keeps it: what the lazy mount asks for */
+		mv_zpack_file_name(&r->merkle, zname);
+	ok = ok && (!packed || cJSON_AddStringToObject(ann, MFR_ANN_PACKED, zname));
 	/* A packed layer's title names what it holds: ORAS writes it under that name. */
 	ok = ok && cJSON_AddStringToObject(ann, MFR_ANN_TITLE, title) &&
 	     cJSON_AddStringToObject(ann, MFR_ANN_FILEPATH, r->name) &&

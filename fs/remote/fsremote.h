@@ -54,6 +54,7 @@
 /* Annotations of a layer. */
 #define MFR_ANN_TITLE    "org.opencontainers.image.title"
 #define MFR_ANN_FILEPATH "org.cncf.model.filepath"
+#define MFR_ANN_PACKED   "dev.modelfs.packed.name" /* a packed layer's name in MV_PACKED_DIR */
 #define MFR_ANN_METADATA "org.cncf.model.file.metadata+json"
 #define MFR_ANN_TREE_OF  "dev.modelfs.tree.of" /* a tree layer: its file's path */
 
@@ -137,6 +138,7 @@ struct mfr_desc {
 	uint64_t size;
 	char *title;    /* annotation org.opencontainers.image.title, or NULL */
 	char *filepath; /* annotation org.cncf.model.filepath, or NULL */
+	char *packed;   /* annotation dev.modelfs.packed.name, or NULL */
 };
 
 /* An image manifest. */
@@ -387,6 +389,8 @@ struct mfr_pull_opts {
 	void *pctx;
 	mv_warn_fn warn; /* warnings (may be NULL) */
 	void *wctx;
+	/* How to measure a packed layer (vpack.h's mv_zpack_measure); NULL: refused */
+	mv_packed_measure_fn measure_packed;
 };
 
 struct mfr_pull_result {

@@ -44,6 +44,7 @@ static void desc_free(struct mfr_desc *d)
 	free(d->artifact_type);
 	free(d->title);
 	free(d->filepath);
+	free(d->packed);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -73,6 +74,8 @@ static int desc_parse(const cJSON *o, struct mfr_desc *d)
 		ret = dup_opt(ann, MFR_ANN_TITLE, &d->title);
 	if (!ret && ann)
 		ret = dup_opt(ann, MFR_ANN_FILEPATH, &d->filepath);
+	if (!ret && ann)
+		ret = dup_opt(ann, MFR_ANN_PACKED, &d->packed);
 out:
 	if (ret)
 		desc_free(d);

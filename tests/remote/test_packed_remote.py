@@ -1,9 +1,10 @@
 """Packed files in a registry (docs/remote.md, "Packed files"): a model whose
 files are stored only packed (`modelfs pack --remove-original`) is pushed
 with its packed bytes as layers of media type
-application/vnd.modelfs.packed.v1+zstd, and pulled back into
-.modelfs/packed/, each copy decompressed and measured against the signed
-Merkle root before anything is installed.
+application/vnd.modelfs.packed.v1+zstd, pulled back into .modelfs/packed/
+(each copy decompressed and measured against the signed Merkle root before
+anything is installed), and served by the lazy mount, which fetches a
+packed layer whole at first open.
 
 Oracles: skopeo's view of the manifest, the packed files byte for byte,
 `modelfs verify` and a real mount of the pulled store (the plain bytes read
@@ -37,7 +38,8 @@ def packed_model(root: pathlib.Path, keys, name="org/packed") -> dict:
     """A sealed model, then packed with its originals removed; {path: plain bytes}."""
     m = root / "model"
     files = {"weights.bin": (b"\0" + os.urandom(MiB // 2)) * 6,  # compressible: repeated
-             "config.json": b'{"layers": 12}\n' * 300}
+             # unique per model: blobs are shared by digest across the registry
+             "config.json": b'{"layers": 12, "id": "%s"}\n' % os.urandom(8).hex().encode() * 300}
     for rel, data in files.items():
         (m / rel).parent.mkdir(parents=True, exist_ok=True)
         (m / rel).write_bytes(data)
@@ -49,6 +51,16 @@ def packed_model(root: pathlib.Path, keys, name="org/packed") -> dict:
 
 def packed_copies(m: pathlib.Path) -> dict:
     return {p.name: p.read_bytes() for p in (m / ".modelfs" / "packed").iterdir()}
+
+
+def corrupt_blob(registry, data: bytes):
+    """Flips a byte in the middle of the registry's stored blob of @data."""
+    hexd = hashlib.sha256(data).hexdigest()
+    blob = (registry.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256" /
+            hexd[:2] / hexd / "data")
+    raw = bytearray(blob.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    blob.write_bytes(bytes(raw))
 
 
 def test_packed_model_is_pushed_and_pulled_back(registry, keys, tmp_path, env):
@@ -133,14 +145,8 @@ def test_packed_copy_of_another_model_is_refused(registry, keys, tmp_path, env):
 def test_packed_copy_changed_in_storage_leaves_nothing(registry, keys, tmp_path, env):
     model = packed_model(tmp_path, keys, "org/forged")
     push(registry, keys, model["dir"], "org/forged:v1", env)
-    copy = max(packed_copies(model["dir"]).values(), key=len)
-    hexd = hashlib.sha256(copy).hexdigest()
-    # the bytes change under the same digest (the registry's storage altered)
-    blob = (registry.root / "data" / "docker" / "registry" / "v2" / "blobs" / "sha256" /
-            hexd[:2] / hexd / "data")
-    raw = bytearray(blob.read_bytes())
-    raw[len(raw) // 2] ^= 0x40
-    blob.write_bytes(bytes(raw))
+    for copy in packed_copies(model["dir"]).values():  # changed under the same digest
+        corrupt_blob(registry, copy)
     dest = tmp_path / "out"
     p = pull(registry, f"{keys}.pub", "org/forged:v1", dest, env)
     assert p.returncode != 0
@@ -148,19 +154,42 @@ def test_packed_copy_changed_in_storage_leaves_nothing(registry, keys, tmp_path,
     assert not dest.exists()
 
 
-def test_lazy_mount_lists_a_packed_file_but_never_serves_its_bytes(registry, keys, tmp_path,
-                                                                   env, monkeypatch):
-    """Not served lazily yet (docs/remote.md): the file is signed, so it is listed; its
-    open gives EIO, never the compressed bytes; the model's other reads are unaffected."""
+def test_lazy_mount_serves_a_packed_file_fetched_whole(registry, keys, tmp_path, env,
+                                                      monkeypatch):
+    """The lazy mount fetches a packed layer whole at its file's first open, checks it
+    against the layer digest, keeps it beside the trees, and reads it as the local
+    mount reads packed copies: every frame verified against the signed root."""
     from remote.test_lazy_mount import OciMount
     model = packed_model(tmp_path, keys, "org/packedlazy")
     push(registry, keys, model["dir"], "org/packedlazy:v1", env)
     for k in ("REGISTRY_AUTH_FILE", "HOME"):
         monkeypatch.setenv(k, env[k])
+    copies = packed_copies(model["dir"])
     with OciMount(registry, "org/packedlazy:v1", tmp_path / "mnt", keys) as m:
         root = m.mnt / "org" / "packedlazy"
         assert sorted(p.name for p in root.iterdir()) == sorted(model["files"])
+        for rel, data in model["files"].items():
+            assert (root / rel).read_bytes() == data, rel
+        assert m.log().count("oci-packed-fetched") == len(copies)
+    kept = {p.name: p.read_bytes()
+            for p in (tmp_path / "mnt.cache" / "oci").glob("*/model/.modelfs/packed/*")}
+    assert kept == copies
+
+
+def test_lazy_mount_never_serves_a_changed_packed_layer(registry, keys, tmp_path, env,
+                                                        monkeypatch):
+    """A packed blob changed in the registry's storage: fetched, refused by its digest
+    before it is kept; the read gets EIO, never bytes."""
+    from remote.test_lazy_mount import OciMount
+    model = packed_model(tmp_path, keys, "org/packedbad")
+    push(registry, keys, model["dir"], "org/packedbad:v1", env)
+    for k in ("REGISTRY_AUTH_FILE", "HOME"):
+        monkeypatch.setenv(k, env[k])
+    for copy in packed_copies(model["dir"]).values():  # every packed blob changed
+        corrupt_blob(registry, copy)
+    with OciMount(registry, "org/packedbad:v1", tmp_path / "mnt", keys) as m:
         with pytest.raises(OSError) as ei:
-            (root / "weights.bin").read_bytes()
+            (m.mnt / "org" / "packedbad" / "weights.bin").read_bytes()
         assert ei.value.errno == errno.EIO
-        assert "no plain file and no packed copy" in m.log()
+        assert "oci-packed-failure" in m.log() and "do not match" in m.log()
+    assert not list((tmp_path / "mnt.cache" / "oci").glob("*/model/.modelfs/packed/*"))
