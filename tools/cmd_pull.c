@@ -4,7 +4,8 @@
  * a model pushed by `modelfs push`, verify its signature, every blob and
  * every tree, and install it as a store folder (docs/remote.md "Pull").
  *
- * Output: one line "pulled: ..." on stdout and exit 0. A model that does
+ * Output: one line "pulled: ..." on stdout and exit 0; with --progress,
+ * lines "pull: X MiB of Y MiB fetched (N%)" on stderr meanwhile. A model that does
  * not verify (untrusted or bad signature, a blob or tree that does not match,
  * a refused layer path) is exit 1 and leaves nothing; registry, auth and I/O
  * errors are one line naming the registry and the reason (exit 2), and the
@@ -13,8 +14,10 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli.h"
 #include "fsremote.h"
@@ -25,8 +28,31 @@ struct pull_args {
 	struct mfr_client_opts copts;
 	unsigned jobs;
 	unsigned long long chunk;
+	bool progress; /* --progress */
 	const char *ref, *dir;
 };
+
+/* --progress: one line on stderr at most every second, and when all is fetched. */
+struct progress {
+	pthread_mutex_t lock;
+	struct timespec last;
+};
+
+static void on_progress(void *ctx, uint64_t done, uint64_t total)
+{
+	struct progress *pr = ctx;
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	pthread_mutex_lock(&pr->lock);
+	if (done >= total || now.tv_sec > pr->last.tv_sec) {
+		pr->last = now;
+		fprintf(stderr, "pull: %.1f MiB of %.1f MiB fetched (%.0f%%)\n",
+		        (double)done / 1048576.0, (double)total / 1048576.0,
+		        total ? 100.0 * (double)done / (double)total : 100.0);
+	}
+	pthread_mutex_unlock(&pr->lock);
+}
 
 static void on_line(void *ctx, const char *line)
 {
@@ -58,6 +84,7 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
 	    {"insecure", no_argument, NULL, 'k'},
 	    {"jobs", required_argument, NULL, 'j'},
 	    {"chunk-size", required_argument, NULL, 'z'},
+	    {"progress", no_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -69,6 +96,7 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
 		switch (c) {
 		case 'C': a->copts.ca_file = optarg; break;
 		case 'k': a->copts.insecure = true; break;
+		case 'P': a->progress = true; break;
 		case 'j':
 		case 'z':
 			if (parse_number(c, optarg, a))
@@ -88,6 +116,7 @@ static int parse_args(int argc, char **argv, struct pull_args *a)
 /* Connects, pulls, prints the summary; one line on failure. Returns the exit status. */
 static int fetch(const struct pull_args *a, const struct mfr_ref *ref, const struct mv_trust *t)
 {
+	struct progress pr = {.lock = PTHREAD_MUTEX_INITIALIZER};
 	const struct mfr_pull_opts o = {.trust = t,
 	                                .copts = &a->copts,
 	                                .jobs = a->jobs,
@@ -96,7 +125,9 @@ static int fetch(const struct pull_args *a, const struct mfr_ref *ref, const str
 	                                .pctx = "",
 	                                .warn = on_line,
 	                                .wctx = "warning: ",
-	                                .measure_packed = mv_zpack_measure};
+	                                .measure_packed = mv_zpack_measure,
+	                                .progress = a->progress ? on_progress : NULL,
+	                                .prctx = &pr};
 	struct mfr_client *c = NULL;
 	struct mfr_pull_result res;
 	struct mv_err err = {0};

@@ -77,7 +77,7 @@ static const struct cli_command commands[] = {
     {"pull", cmd_pull,
      "pull (--trust KEY.pub | --trust-ca CA.pem | --identity ID --identity-provider URL) ... "
      "[--trust-root FILE] [--ca-cert FILE] [--insecure] [--jobs N] [--chunk-size SIZE] "
-     "[http://]REGISTRY/REPO[:TAG][@sha256:HEX] DIR",
+     "[--progress] [http://]REGISTRY/REPO[:TAG][@sha256:HEX] DIR",
      "download a pushed model, verify it and install it as DIR (resumable)"},
 };
 

@@ -391,6 +391,13 @@ struct mfr_pull_opts {
 	void *wctx;
 	/* How to measure a packed layer (vpack.h's mv_zpack_measure); NULL: refused */
 	mv_packed_measure_fn measure_packed;
+	/*
+	 * Called after each chunk fetched, from the download threads (at once:
+	 * the callee serializes), with the bytes fetched so far in this run and
+	 * the bytes this run has to fetch; NULL: none.
+	 */
+	void (*progress)(void *ctx, uint64_t done, uint64_t total);
+	void *prctx;
 };
 
 struct mfr_pull_result {

@@ -93,6 +93,7 @@ struct pull {
 	struct mfr_client **clients; /* one per download thread; [0] is @c */
 	struct task *tasks;
 	size_t n_tasks;
+	uint64_t to_fetch; /* bytes this run fetches (for the progress callback) */
 	/* the thread pool */
 	pthread_mutex_t lock;
 	size_t next;
@@ -540,6 +541,14 @@ static int plan_blobs(struct pull *p, struct mv_err *err)
 
 /* ---- download ---- */
 
+/* The bytes of chunk @t (the last of a blob may be short). */
+static uint64_t chunk_bytes(const struct task *t)
+{
+	uint64_t left = t->b->part.size - t->idx * t->b->part.chunk;
+
+	return left < t->b->part.chunk ? left : t->b->part.chunk;
+}
+
 static int fetch_one(struct pull *p, unsigned worker, size_t i, struct mv_err *err)
 {
 	struct task *t = &p->tasks[i];
@@ -550,12 +559,12 @@ static int fetch_one(struct pull *p, unsigned worker, size_t i, struct mv_err *e
 	if (!ret)
 		ret = mfr_part_fetch(&t->b->part, p->clients[worker], t->idx, err);
 	if (!ret) {
+		uint64_t done;
+
 		__atomic_fetch_add(&p->res->chunks_fetched, 1, __ATOMIC_RELAXED);
-		__atomic_fetch_add(&p->res->bytes_fetched,
-		                   t->b->part.size - t->idx * t->b->part.chunk < t->b->part.chunk
-		                       ? t->b->part.size - t->idx * t->b->part.chunk
-		                       : t->b->part.chunk,
-		                   __ATOMIC_RELAXED);
+		done = __atomic_add_fetch(&p->res->bytes_fetched, chunk_bytes(t), __ATOMIC_RELAXED);
+		if (p->o->progress)
+			p->o->progress(p->o->prctx, done, p->to_fetch);
 	}
 	return ret;
 }
@@ -591,6 +600,8 @@ static int fetch_round(struct pull *p, struct mv_err *err)
 		for (uint64_t k = 0; !p->blobs[i].verified && k < p->blobs[i].part.n_chunks; k++)
 			if (!p->blobs[i].part.done[k])
 				p->tasks[n++] = (struct task){.b = &p->blobs[i], .idx = k};
+	for (size_t i = 0; i < n; i++)
+		p->to_fetch += chunk_bytes(&p->tasks[i]);
 	return run_pool(p, n, fetch_one, err);
 }
 

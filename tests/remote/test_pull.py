@@ -126,8 +126,12 @@ def test_jobs_fetch_a_multi_chunk_blob(registry, keys, tmp_path, env):
     push(registry, keys, model, "org/chunks:v1", env)
     dest = tmp_path / "out"
     p = pull(registry, f"{keys}.pub", "org/chunks:v1", dest, env, "--jobs", "8",
-             "--chunk-size", "256K", check=0)
+             "--chunk-size", "256K", "--progress", check=0)
     assert int(p.stdout.split(" chunks fetched")[0].split()[-1]) >= 81
+    # --progress: lines on stderr, the last one at 100% of what this run fetched
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("pull: ")]
+    assert lines and all(" MiB fetched (" in ln for ln in lines), p.stderr
+    assert lines[-1].endswith("(100%)"), lines
     assert_same_model(model, dest)
     run("verify", "--trust", f"{keys}.pub", dest, check=0)
 
