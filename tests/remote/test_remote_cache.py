@@ -220,7 +220,8 @@ def test_background_fill_runs_ahead_of_a_sequential_reader(registry, keys, model
         assert c["remote_cache_ahead"] > 0, c
         # every byte fetched once: ahead or on a miss, never both
         assert c["remote_bytes"] <= len(data) + MiB, c
-        assert c["remote_requests"] <= 16, c
+        # fewer GETs than 1 MiB READs (how many depends on timing: 15 here, 23 under ASan)
+        assert c["remote_requests"] < len(data) // MiB, c
         metrics = (m.mnt / ".modelfs" / "metrics.prom").read_text()
         assert "modelfs_remote_cache_ahead_total" in metrics
 
